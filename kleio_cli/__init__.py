@@ -1,0 +1,1 @@
+"""The ``kleio`` command line."""

@@ -1,0 +1,3 @@
+from kleio_cli.app import main
+
+main()

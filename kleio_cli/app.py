@@ -1,0 +1,134 @@
+"""The ``kleio`` command.
+
+``kleio CMD ARGS...`` is ``kleio run CMD ARGS...`` whenever CMD is not a
+kleio subcommand; ``kleio run -- CMD`` runs a command named like one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from kleio_client.version import __version__
+from kleio_cli.errors import reported
+
+app = typer.Typer(
+    name="kleio",
+    help="Kleio: every run of your training script becomes a trial in a journal.\n\n"
+    "Prefix a command: `kleio python train.py --lr 0.1`.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+daemon_app = typer.Typer(help="Start, stop and inspect kleiod, the per-user daemon.",
+                         no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
+                 "allow_interspersed_args": False}
+JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"kleio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Kleio: every run of your training script becomes a trial in a journal."""
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def run(command: list[str] = typer.Argument(..., help="The command to run as a trial.")) -> None:
+    """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
+    from kleio_cli.run import run_command
+
+    with reported():
+        code = run_command(command)
+    raise typer.Exit(code)
+
+
+@app.command("ls")
+def ls_(as_json: bool = JSON) -> None:
+    """List the trials."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.ls(as_json)
+
+
+@app.command()
+def info(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+         as_json: bool = JSON) -> None:
+    """Show a trial: command, status, executions, artifacts."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.info(trial, as_json)
+
+
+@app.command()
+def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+        stream: Optional[str] = typer.Option(None, help="Only 'stdout' or 'stderr'.")) -> None:
+    """Print the captured output of every execution of a trial, in order."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.cat(trial, stream)
+
+
+@app.command()
+def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+          sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
+          as_json: bool = JSON) -> None:
+    """Show the statistics a trial logged."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.stats(trial, sort, as_json)
+
+
+@daemon_app.command("start")
+def daemon_start() -> None:
+    """Start kleiod in the background (if it is not running)."""
+    from kleio_cli import daemon
+
+    with reported():
+        daemon.start()
+
+
+@daemon_app.command("stop")
+def daemon_stop() -> None:
+    """Stop kleiod; running trials are not touched."""
+    from kleio_cli import daemon
+
+    with reported():
+        daemon.stop()
+
+
+@daemon_app.command("status")
+def daemon_status(as_json: bool = JSON) -> None:
+    """Show whether kleiod runs, its pid, version, database and uptime."""
+    from kleio_cli import daemon
+
+    with reported():
+        daemon.status(as_json)
+
+
+def _commands() -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return names | {g.name for g in app.registered_groups if g.name}
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv and not argv[0].startswith("-") and argv[0] not in _commands():
+        argv = ["run", *argv]
+    app(args=argv, prog_name="kleio")

@@ -1,0 +1,79 @@
+"""Reaching the daemon: find it, start it in the background when absent, wait until it answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kleio_client import protocol
+from kleio_client.control import ControlClient
+from kleio_client.errors import DaemonUnavailable
+from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
+from kleiod import lock
+from kleiod.config import Config, ensure_private_dir
+
+START_TIMEOUT = 15.0
+LOG_FILE = "kleiod.log"
+
+
+def control_client(config: Config, timeout: float = 60.0) -> ControlClient:
+    endpoints = protocol.Endpoints.in_directory(str(config.runtime_dir))
+    return ControlClient(endpoints.control, timeout=timeout)
+
+
+def connect(config: Config, start: bool = True, timeout: float = 60.0) -> ControlClient:
+    """A client of a running daemon; start one first when ``start`` and none runs."""
+    if not lock.is_held(config.runtime_dir):
+        if not start:
+            raise CliError("kleiod is not running; start it with `kleio daemon start`",
+                           EXIT_UNAVAILABLE)
+        start_daemon(config)
+    client = control_client(config, timeout)
+    wait_until_answering(client, config)
+    return client
+
+
+def start_daemon(config: Config) -> subprocess.Popen[bytes]:
+    """Start kleiod in the background, in a session of its own, logging beside its sockets."""
+    runtime = ensure_private_dir(config.runtime_dir)
+    log_path = runtime / LOG_FILE
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kleiod", "--runtime-dir", str(runtime)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env=_daemon_environment(),
+        )
+
+
+def _daemon_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
+
+
+def wait_until_answering(client: ControlClient, config: Config) -> dict[str, object]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            return dict(client.call("ping", timeout=0.25))
+        except DaemonUnavailable:
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"kleiod did not answer within {START_TIMEOUT:.0f} s; see "
+                    f"{Path(config.runtime_dir) / LOG_FILE}", EXIT_UNAVAILABLE) from None
+            if not lock.is_held(config.runtime_dir):
+                _raise_start_failure(config, deadline)
+
+
+def _raise_start_failure(config: Config, deadline: float) -> None:
+    """A daemon that is neither locked nor answering may still be starting: give it time."""
+    time.sleep(0.05)
+    if lock.is_held(config.runtime_dir) or time.monotonic() < deadline - START_TIMEOUT + 3:
+        return
+    log_path = Path(config.runtime_dir) / LOG_FILE
+    try:
+        last = log_path.read_text(errors="replace").strip().splitlines()[-1]
+    except (OSError, IndexError):
+        last = "no log"
+    raise CliError(f"kleiod failed to start: {last} (log: {log_path})", EXIT_UNAVAILABLE)

@@ -1,0 +1,161 @@
+"""Trial identity: the same command names the same trial, wherever the checkout lives.
+
+The id hashes an identity version, the project key (the git repository's root
+commit, else its normalised remote, else the script's absolute path), the
+user (or KLEIO_NAMESPACE), the canonical command (interpreter reduced to its
+role, script and working directory relative to the project root, arguments
+with ``--opt=value`` split) and the content of small configuration files
+named on the command line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IDENTITY_VERSION = 1
+ID_LENGTH = 32
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
+CONFIG_MAX_BYTES = 1024 * 1024
+_PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?$")
+# Python options that take a value as the next argument.
+_PYTHON_VALUED = frozenset({"-W", "-X", "-Q"})
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command line split into what identifies it."""
+
+    interpreter: str
+    interpreter_options: list[str]
+    script: str | None
+    module: str | None
+    code: str | None
+    args: list[str]
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: str
+    canonical: dict[str, Any]
+    project_root: str
+
+
+def parse_command(argv: list[str]) -> Command:
+    program = os.path.basename(argv[0])
+    if not _PYTHON.match(program):
+        script = argv[0] if os.sep in argv[0] else None
+        return Command(program if script is None else "", [], script, None, None, argv[1:])
+    options: list[str] = []
+    rest = argv[1:]
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        option = rest.pop(0)
+        if option in ("-m", "-c"):
+            target = rest.pop(0) if rest else ""
+            module, code = (target, None) if option == "-m" else (None, target)
+            return Command("python", options, None, module, code, rest)
+        options.append(option)
+        if option in _PYTHON_VALUED and rest:
+            options.append(rest.pop(0))
+    script = rest.pop(0) if rest else None
+    return Command("python", options, script, None, None, rest)
+
+
+def canonical_args(args: list[str]) -> list[str]:
+    """``--lr=0.1`` and ``--lr 0.1`` are one."""
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+            out.extend([name, value])
+        else:
+            out.append(arg)
+    return out
+
+
+def compute(argv: list[str], cwd: str, environ: dict[str, str] | None = None) -> Identity:
+    env = os.environ if environ is None else environ
+    command = parse_command(argv)
+    script_path = Path(cwd, command.script).resolve() if command.script else None
+    anchor = script_path.parent if script_path else Path(cwd).resolve()
+    root, project = _project(anchor, script_path)
+    args = canonical_args(command.args)
+    canonical = {
+        "version": IDENTITY_VERSION,
+        "project": project,
+        "user": env.get("KLEIO_NAMESPACE") or getpass.getuser(),
+        "interpreter": command.interpreter,
+        "interpreter_options": command.interpreter_options,
+        "script": _relative(script_path, root) if script_path else None,
+        "module": command.module,
+        "code": command.code,
+        "cwd": _relative(Path(cwd).resolve(), root),
+        "args": args,
+        "config_files": _config_files(args, cwd),
+    }
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return Identity(digest[:ID_LENGTH], canonical, str(root))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
+
+
+def _project(anchor: Path, script: Path | None) -> tuple[Path, str]:
+    """(project root, project key)."""
+    top = _git(anchor, "rev-parse", "--show-toplevel")
+    if top:
+        root = Path(top).resolve()
+        first = _git(root, "rev-list", "--max-parents=0", "HEAD")
+        if first:
+            return root, "git:" + sorted(first.split())[0]
+        remote = _git(root, "config", "--get", "remote.origin.url")
+        if remote:
+            return root, "remote:" + normalize_remote(remote)
+        return root, "path:" + str(root)
+    if script is not None:
+        return script.parent, "path:" + str(script)
+    return anchor, "path:" + str(anchor)
+
+
+def _git(where: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def normalize_remote(url: str) -> str:
+    """host/path of a remote, without scheme, credentials or ``.git``."""
+    url = re.sub(r"^[a-z+]+://", "", url.strip())
+    url = re.sub(r"^[^@/]*@", "", url)
+    url = url.replace(":", "/", 1) if re.match(r"^[^/]+:[^/]", url) else url
+    url = url.removesuffix("/").removesuffix(".git")
+    host, _, path = url.partition("/")
+    return f"{host.lower()}/{path}"
+
+
+def _config_files(args: list[str], cwd: str) -> dict[str, str]:
+    found = {}
+    for arg in args:
+        if Path(arg).suffix.lower() not in CONFIG_SUFFIXES:
+            continue
+        path = Path(cwd, arg)
+        try:
+            if path.is_file() and path.stat().st_size <= CONFIG_MAX_BYTES:
+                found[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            continue
+    return found

@@ -1,0 +1,118 @@
+"""Reading the journal: ``kleio ls``, ``info``, ``cat`` and ``stats``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from kleio_cli import render
+from kleio_cli.connection import connect
+from kleiod.config import resolve
+
+
+def _call(cmd: str, **args: Any) -> Any:
+    with connect(resolve()) as client:
+        return client.call(cmd, **args)
+
+
+def ls(as_json: bool) -> None:
+    trials = _call("ls")
+    if as_json:
+        render.print_json([
+            {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
+             "argv": t["command"], "created": render.iso(t["created"]), "parent": t["parent"],
+             "host": t["host"], "executions": t["executions"]}
+            for t in trials
+        ])
+        return
+    if not trials:
+        print("no trials yet; run one with `kleio python train.py`", file=sys.stderr)
+        return
+    rows = [[render.short(t["id"]), t["status"], render.clip(render.command(t["command"])),
+             render.when(t["created"]), t["host"]] for t in trials]
+    print(render.table(["ID", "STATUS", "COMMAND", "CREATED", "HOST"], rows))
+
+
+def info(trial: str, as_json: bool) -> None:
+    detail = _call("info", id=trial)
+    if as_json:
+        render.print_json(_info_json(detail))
+        return
+    print(_info_text(detail))
+
+
+def _info_json(detail: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **detail,
+        "command": render.command(detail["command"]),
+        "argv": detail["command"],
+        "created": render.iso(detail["created"]),
+        "updated": render.iso(detail["updated"]),
+        "since": render.iso(detail["since"]),
+        "executions": [
+            {**e, "start": render.iso(e["start"]), "end": render.iso(e["end"])}
+            for e in detail["executions"]
+        ],
+        "history": [{**h, "at": render.iso(h["at"])} for h in detail["history"]],
+    }
+
+
+def _info_text(detail: dict[str, Any]) -> str:
+    fields = [
+        ["id", detail["id"]], ["status", detail["status"]],
+        ["command", render.command(detail["command"])], ["cwd", detail["cwd"]],
+        ["user", detail["user"]], ["created", render.when(detail["created"])],
+        ["parent", detail["parent"]], ["statistics", f"{detail['statistics']} records"],
+    ]
+    executions = [
+        [e["number"], e["host"], e["pid"], render.when(e["start"]), render.when(e["end"]),
+         e["exit_code"], e["status"], ",".join(e["signals"]) or None]
+        for e in detail["executions"]
+    ]
+    artifacts = [
+        [a["filename"], a["size"], a["sha256"][:12], a["execution"], _metadata(a["metadata"])]
+        for a in detail["artifacts"]
+    ]
+    sections = [
+        "Trial\n" + _indent(render.table(["", ""], fields).split("\n", 1)[1]),
+        "Executions\n" + _indent(render.table(
+            ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS"], executions)),
+    ]
+    if artifacts:
+        sections.append("Artifacts\n" + _indent(render.table(
+            ["FILENAME", "BYTES", "SHA256", "EXEC", "METADATA"], artifacts)))
+    return "\n\n".join(sections)
+
+
+def _metadata(metadata: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in metadata.items()) or "-"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def cat(trial: str, stream: str | None) -> None:
+    out = sys.stdout.buffer
+    for chunk in _call("cat", id=trial):
+        if stream is None or chunk["stream"] == stream:
+            out.write(chunk["data"])
+    out.flush()
+
+
+def stats(trial: str, sort: str | None, as_json: bool) -> None:
+    rows = _call("stats", id=trial, sort=sort)
+    if as_json:
+        render.print_json([row["record"] for row in rows])
+        return
+    if not rows:
+        print("no statistics logged", file=sys.stderr)
+        return
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row["record"]))
+    several = len({row["execution"] for row in rows}) > 1
+    headers = (["EXEC"] if several else []) + list(keys)
+    table = [([row["execution"]] if several else []) + [row["record"].get(k) for k in keys]
+             for row in rows]
+    print(render.table(headers, table))

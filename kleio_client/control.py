@@ -1,0 +1,56 @@
+"""A synchronous request/reply client for the daemon's control socket.
+
+Used by the CLI, the supervisor and the Python read API.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import zmq
+
+from kleio_client import protocol
+from kleio_client.errors import DaemonUnavailable, RequestRefused
+
+_ids = itertools.count(1)
+
+
+class ControlClient:
+    def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+
+    def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+        """Send one request and return its result, or raise what the daemon said."""
+        req_id = next(_ids)
+        self._socket.send(protocol.pack(protocol.request(req_id, cmd, args)))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                raise DaemonUnavailable(
+                    f"kleiod did not answer {cmd!r} in time; check `kleio daemon status`"
+                )
+            reply = protocol.unpack(self._socket.recv())
+            if reply.get("id") == req_id:
+                break
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise RequestRefused(str(error.get("code")), str(error.get("message")))
+        return reply.get("result")
+
+    def close(self) -> None:
+        self._socket.close(0)
+        self._context.term()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,132 @@
+"""``kleio_logger``: what a training script calls.
+
+Under ``kleio`` (the supervisor sets ``KLEIO_TRIAL_ID``, ``KLEIO_EXECUTION``
+and ``KLEIO_INGEST_ENDPOINT``) records travel to the daemon over ZeroMQ ipc
+without blocking and without any database call in this process.  Without
+kleio the script runs unchanged: statistics are printed on stderr, one line
+each, artifacts are not stored and ``load_artifact`` returns None.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import signal
+import sys
+import threading
+from typing import IO, Any
+
+from kleio_client import protocol
+from kleio_client.artifact import Artifact
+from kleio_client.channel import Channel
+from kleio_client.values import normalize_record
+
+__all__ = ["Logger", "kleio_logger"]
+
+
+class Logger:
+    """The journal of the current trial, as seen from inside the script."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.trial_id: str | None = env.get(protocol.ENV_TRIAL) or None
+        self.execution: int | None = int(env.get(protocol.ENV_EXECUTION, "0")) or None
+        self._endpoint = env.get(protocol.ENV_INGEST) or None
+        self._channel: Channel | None = None
+        self._said_no_artifacts = False
+        self._start_lock = threading.Lock()
+
+    # -- statistics -------------------------------------------------------------
+
+    def log_statistic(self, *args: Any, **record: Any) -> None:
+        """Store one record of statistics, e.g. ``log_statistic(epoch=3, loss=0.25)``."""
+        if args:
+            raise TypeError(
+                "log_statistic takes keyword arguments only, e.g. "
+                "log_statistic(epoch=3, loss=0.25): each name becomes a key of the record"
+            )
+        if not record:
+            raise TypeError("log_statistic needs at least one key=value")
+        normalize_record(record)
+        channel = self._channel or self._start()
+        if channel is None:
+            print("[kleio] " + " ".join(f"{k}={v}" for k, v in record.items()), file=sys.stderr)
+            return
+        channel.append(protocol.STATISTIC, record)
+
+    # -- artifacts ----------------------------------------------------------------
+
+    def log_artifact(self, filename: str, fileobj: IO[bytes] | bytes, **metadata: Any) -> None:
+        """Store ``fileobj``'s bytes (once per content) under ``filename`` with ``metadata``."""
+        if not isinstance(filename, str) or not filename:
+            raise TypeError("log_artifact needs a non-empty str filename")
+        normalize_record(metadata)
+        channel = self._channel or self._start()
+        if channel is None:
+            if not self._said_no_artifacts:
+                self._said_no_artifacts = True
+                print("[kleio] not running under kleio: artifacts are not stored",
+                      file=sys.stderr)
+            return
+        if isinstance(fileobj, (bytes, bytearray, memoryview)):
+            fileobj = io.BytesIO(bytes(fileobj))
+        sha256, size = channel.upload(fileobj)
+        body = {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
+        channel.append(protocol.ARTIFACT, body)
+
+    def load_artifact(self, filename: str, **metadata: Any) -> Artifact | None:
+        """The latest artifact of this trial named ``filename`` whose metadata match, or None."""
+        normalize_record(metadata)
+        channel = self._channel or self._start()
+        if channel is None:
+            return None
+        found = channel.query("load_artifact", {"filename": filename, "metadata": metadata})
+        if found is None:
+            return None
+        return Artifact(
+            filename=found["filename"],
+            metadata=found["metadata"],
+            sha256=found["sha256"],
+            size=found["size"],
+            path=found["path"],
+        )
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything logged so far is committed (done at exit too)."""
+        if self._channel is not None:
+            self._channel.flush(timeout)
+
+    def _close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    def _start(self) -> Channel | None:
+        if self.trial_id is None or self._endpoint is None:
+            return None
+        with self._start_lock:
+            if self._channel is None:
+                self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0)
+                atexit.register(self._close)
+                _flush_on_sigterm(self)
+        return self._channel
+
+
+def _flush_on_sigterm(logger: Logger) -> None:
+    """On SIGTERM with its default disposition, flush before dying of it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def terminate(signum: int, _frame: Any) -> None:
+        logger.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+kleio_logger = Logger()

@@ -1,0 +1,190 @@
+"""The wire protocol shared by the client, the supervisor, the daemon and the CLI.
+
+Every message is one msgpack map with a protocol version ``v`` and a type
+``t``.  Two channels exist:
+
+* **ingest** (DEALER -> daemon ROUTER): producers (client processes and
+  supervisors) send ``records`` batches numbered by per-producer sequence
+  numbers, ``blob`` chunks of artifacts, ``sync`` and ``query`` messages.  The
+  daemon answers ``ack`` (everything up to ``seq`` of that producer is
+  committed), ``blob_ack``, ``reply`` and ``refused``.
+* **control** (DEALER -> daemon ROUTER): request/reply, ``{"v", "t": "request",
+  "id", "cmd", "args"}`` answered by ``{"v", "t": "reply", "id", "ok",
+  "result"}`` or ``{..., "ok": False, "error": {"code", "message"}}``.
+
+Nothing else is shared between the packages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+BLOB_CHUNK_BYTES = 1024 * 1024
+
+# Environment the supervisor gives the trial process.
+ENV_TRIAL = "KLEIO_TRIAL_ID"
+ENV_EXECUTION = "KLEIO_EXECUTION"
+ENV_INGEST = "KLEIO_INGEST_ENDPOINT"
+ENV_FLUSH_TIMEOUT = "KLEIO_FLUSH_TIMEOUT"
+TRIAL_ENVIRONMENT = (ENV_TRIAL, ENV_EXECUTION, ENV_INGEST)
+
+# Ingest message types.
+RECORDS = "records"
+BLOB = "blob"
+SYNC = "sync"
+QUERY = "query"
+ACK = "ack"
+BLOB_ACK = "blob_ack"
+REPLY = "reply"
+REFUSED = "refused"
+# Control message type.
+REQUEST = "request"
+
+# Record kinds in the journal.
+STATISTIC = "statistic"
+ARTIFACT = "artifact"
+OUTPUT = "output"
+LOAD = "load"
+
+# Error codes carried by replies; the CLI maps them to exit statuses.
+E_NOT_FOUND = "not_found"
+E_AMBIGUOUS = "ambiguous_id"
+E_ALREADY_RUNNING = "already_running"
+E_COMPLETED = "completed"
+E_BAD_REQUEST = "bad_request"
+E_VERSION = "protocol_version"
+E_STORAGE = "storage"
+E_INTERNAL = "internal"
+
+# Socket file names inside the runtime directory.
+CONTROL_SOCKET = "control.sock"
+INGEST_SOCKET = "ingest.sock"
+PUBLISH_SOCKET = "publish.sock"
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid Kleio message."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The daemon's three ipc endpoints, derived from its runtime directory."""
+
+    control: str
+    ingest: str
+    publish: str
+
+    @classmethod
+    def in_directory(cls, runtime_dir: str) -> Endpoints:
+        def ipc(name: str) -> str:
+            return "ipc://" + os.path.join(runtime_dir, name)
+
+        return cls(ipc(CONTROL_SOCKET), ipc(INGEST_SOCKET), ipc(PUBLISH_SOCKET))
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def unpack(frame: bytes) -> dict[str, Any]:
+    """Decode one frame, refusing anything that is not a current message."""
+    if len(frame) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"undecodable message: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("message is not a map with a type")
+    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('v')!r} is not {PROTOCOL_VERSION}; "
+            "upgrade kleio so that client and daemon match"
+        )
+    return message
+
+
+def records(
+    trial: str, execution: int, producer: str, first_seq: int, items: list[list[Any]]
+) -> dict[str, Any]:
+    """A batch of journal records ``[kind, body]`` numbered from ``first_seq``."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": RECORDS,
+        "trial": trial,
+        "execution": execution,
+        "producer": producer,
+        "seq": first_seq,
+        "records": items,
+    }
+
+
+def sync(trial: str, execution: int, producer: str, seq: int) -> dict[str, Any]:
+    """Ask for an ``ack`` once everything up to ``seq`` is committed."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": SYNC,
+        "trial": trial,
+        "execution": execution,
+        "producer": producer,
+        "seq": seq,
+    }
+
+
+def blob(upload: str, offset: int, data: bytes, last: bool) -> dict[str, Any]:
+    """One chunk of an artifact's bytes; ``last`` closes the upload."""
+    return {"v": PROTOCOL_VERSION, "t": BLOB, "upload": upload, "offset": offset,
+            "data": data, "last": last}
+
+
+def query(
+    trial: str, execution: int, producer: str, req: int, name: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": QUERY,
+        "trial": trial,
+        "execution": execution,
+        "producer": producer,
+        "req": req,
+        "name": name,
+        "args": args,
+    }
+
+
+def ack(producer: str, seq: int) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": ACK, "producer": producer, "seq": seq}
+
+
+def blob_ack(upload: str, offset: int, sha256: str | None) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": BLOB_ACK, "upload": upload, "offset": offset,
+            "sha256": sha256}
+
+
+def answer(req: int, result: Any) -> dict[str, Any]:
+    """The daemon's answer to a producer's ``query``."""
+    return {"v": PROTOCOL_VERSION, "t": REPLY, "req": req, "result": result}
+
+
+def refused(code: str, message: str, req: int | None = None) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": REFUSED, "req": req,
+            "error": {"code": code, "message": message}}
+
+
+def request(req_id: int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": REQUEST, "id": req_id, "cmd": cmd, "args": args}
+
+
+def reply(req_id: Any, result: Any) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": REPLY, "id": req_id, "ok": True, "result": result}
+
+
+def error_reply(req_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "t": REPLY, "id": req_id, "ok": False,
+            "error": {"code": code, "message": message}}

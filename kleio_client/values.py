@@ -1,0 +1,81 @@
+"""What a statistic's or an artifact's metadata values may be, and their conversion.
+
+Accepted: str, int (64-bit), float (NaN and inf kept), bool, None, and lists,
+tuples and dicts (string keys) of these; numpy scalars and 0-d arrays are
+converted to the Python value without importing numpy.  Anything else is a
+``TypeError`` at the call, naming the key and the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+MAX_DEPTH = 32
+
+
+def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Check (and convert in place) the values of one record; return it."""
+    for key, value in record.items():
+        if type(value) not in _SCALARS or type(value) is int:
+            record[key] = normalize(key, value)
+    return record
+
+
+def normalize(key: str, value: Any, depth: int = 0) -> Any:
+    """Return ``value`` as a plain storable value, or raise naming ``key``."""
+    kind = type(value)
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise ValueError(
+                f"cannot log {key}={value}: integers must fit in 64 bits; log it as a str or float"
+            )
+        return value
+    if kind in _SCALARS:
+        return value
+    if depth >= MAX_DEPTH:
+        raise TypeError(f"cannot log {key}: nesting deeper than {MAX_DEPTH} levels")
+    if kind is list or kind is tuple:
+        return [normalize(key, item, depth + 1) for item in value]
+    if kind is dict:
+        return _normalize_dict(key, value, depth)
+    converted = _convert_foreign(value)
+    if converted is not _UNSUPPORTED:
+        return normalize(key, converted, depth + 1)
+    raise TypeError(
+        f"cannot log {key}={_short_repr(value)}: values of type {kind.__module__}.{kind.__qualname__}"
+        " are not supported (use str, int, float, bool, None, or lists and dicts of them)"
+    )
+
+
+def _normalize_dict(key: str, value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    out = {}
+    for inner_key, inner_value in value.items():
+        if not isinstance(inner_key, str):
+            raise TypeError(
+                f"cannot log {key}: dict keys must be str, got {type(inner_key).__name__} "
+                f"{inner_key!r}"
+            )
+        out[str(inner_key)] = normalize(f"{key}.{inner_key}", inner_value, depth + 1)
+    return out
+
+
+_UNSUPPORTED = object()
+
+
+def _convert_foreign(value: Any) -> Any:
+    """numpy scalars and 0-d arrays, and subclasses of the plain types."""
+    kind = type(value)
+    if kind.__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    return _UNSUPPORTED
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

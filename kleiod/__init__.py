@@ -1,0 +1,1 @@
+"""kleiod: Kleio's per-user daemon (control plane, ingest, storage, supervisor)."""

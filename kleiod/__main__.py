@@ -1,0 +1,5 @@
+import sys
+
+from kleiod.daemon import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""Kleio's configuration, resolved once: flag > KLEIO_* environment > config file > default.
+
+Also where the daemon's runtime directory (its sockets, mode 0700) and data
+directory (the embedded journal) are.  The CLI reads this module too: it is a
+leaf with no daemon machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from kleiod.errors import ConfigError
+
+if __import__("sys").version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP = "kleio"
+SOCKET_PATH_LIMIT = 107
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    runtime_dir: Path
+    data_dir: Path
+    database: str
+    lease_seconds: float
+
+    @property
+    def database_redacted(self) -> str:
+        return redact(self.database)
+
+
+def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    file_settings = _read_config_file(env)
+    data_dir = Path(_pick("data_dir", flags, env, file_settings) or _default_data_dir())
+    database = _pick("database", flags, env, file_settings)
+    lease = _pick("lease_seconds", flags, env, file_settings) or DEFAULT_LEASE_SECONDS
+    runtime = _pick("runtime_dir", flags, env, file_settings)
+    try:
+        lease_seconds = float(lease)
+    except ValueError:
+        raise ConfigError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
+    return Config(
+        runtime_dir=Path(runtime) if runtime else default_runtime_dir(env),
+        data_dir=data_dir,
+        database=str(database or f"sqlite:///{data_dir / 'journal.sqlite'}"),
+        lease_seconds=lease_seconds,
+    )
+
+
+def _pick(key: str, flags: dict[str, Any] | None, env: Any, file_settings: dict[str, Any]) -> Any:
+    if flags and flags.get(key) is not None:
+        return flags[key]
+    from_env = env.get("KLEIO_" + key.upper())
+    if from_env:
+        return from_env
+    return file_settings.get(key)
+
+
+def config_file(env: Any = None) -> Path:
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / APP / "config.toml"
+
+
+def _read_config_file(env: Any) -> dict[str, Any]:
+    path = config_file(env)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}; fix or remove that file") from None
+
+
+def _default_data_dir() -> str:
+    return platformdirs.user_data_dir(APP)
+
+
+def default_runtime_dir(env: Any) -> Path:
+    """$XDG_RUNTIME_DIR/kleio, or a private directory under the temp dir on batch nodes."""
+    xdg = env.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        candidate = Path(xdg) / APP
+        if len(str(candidate)) + 20 < SOCKET_PATH_LIMIT:
+            return candidate
+    return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, refusing one that another user owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{path} belongs to another user; set KLEIO_RUNTIME_DIR elsewhere")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+_CREDENTIALS = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*)(:[^@/]*)?@")
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, fit for output and logs."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url, count=1)

@@ -1,0 +1,166 @@
+"""kleiod: the per-user daemon, in the foreground (for systemd).
+
+It holds the lock of its runtime directory, owns the database connection,
+serves the control socket, batches the ingest socket into storage and
+publishes live output.  It never holds a trial's file descriptors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from kleio_client import protocol
+from kleio_client.version import __version__
+from kleiod.config import Config, ensure_private_dir, resolve
+from kleiod.controller import Controller
+from kleiod.errors import KleiodError, StorageError
+from kleiod.handlers import DaemonContext, Handlers
+from kleiod.ingest import Ingest
+from kleiod.lock import PidLock
+from kleiod.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 200
+INGEST_BURST = 2000
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def serve(self) -> None:
+        runtime = ensure_private_dir(self.config.runtime_dir)
+        lock = PidLock(runtime)
+        lock.acquire()
+        try:
+            storage = open_storage(self.config.database)
+            try:
+                self._serve_with(storage)
+            finally:
+                storage.close()
+        finally:
+            lock.release()
+
+    def _serve_with(self, storage: Any) -> None:
+        endpoints = protocol.Endpoints.in_directory(str(self.config.runtime_dir))
+        context = zmq.Context()
+        publish = context.socket(zmq.PUB)
+        publish.bind(endpoints.publish)
+        ingest_socket = _router(context, endpoints.ingest)
+
+        def publish_output(topic: str, body: Any) -> None:
+            publish.send_multipart([topic.encode(), protocol.pack(body)])
+
+        ingest = Ingest(storage, ingest_socket, publish_output)
+        controller: Controller | None = None
+        ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
+                            lambda: controller.refused if controller else 0)
+        controller = Controller(Handlers(ctx).table())
+        control_socket = _router(context, endpoints.control)
+        log.info("kleiod %s serving %s on %s (pid %s)", __version__,
+                 self.config.database_redacted, self.config.runtime_dir, os.getpid())
+        try:
+            self._loop(ingest, ingest_socket, controller, control_socket)
+        finally:
+            _commit_quietly(ingest)
+            for sock in (control_socket, ingest_socket, publish):
+                sock.close(0)
+            context.term()
+            log.info("kleiod stopped")
+
+    def _loop(self, ingest: Ingest, ingest_socket: zmq.Socket, controller: Controller,
+              control_socket: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(ingest_socket, zmq.POLLIN)
+        poller.register(control_socket, zmq.POLLIN)
+        while not self._stopping:
+            due = ingest.due_in()
+            timeout = IDLE_POLL_MS if due is None else int(due * 1000)
+            events = dict(poller.poll(timeout))
+            if ingest_socket in events:
+                _drain(ingest_socket, INGEST_BURST, lambda frames: _accept(ingest, frames))
+            if control_socket in events:
+                _drain(control_socket, 64, lambda frames: _answer(controller, control_socket,
+                                                                   frames))
+            if ingest.due_in() == 0.0:
+                _commit_quietly(ingest)
+
+
+def _router(context: zmq.Context, endpoint: str) -> zmq.Socket:
+    sock = context.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.bind(endpoint)
+    return sock
+
+
+def _drain(sock: zmq.Socket, limit: int, handle: Any) -> None:
+    for _ in range(limit):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        handle(frames)
+
+
+def _accept(ingest: Ingest, frames: list[bytes]) -> None:
+    if len(frames) != 2:
+        ingest.counters.refused_messages += 1
+        return
+    try:
+        ingest.accept(frames[0], frames[1])
+    except StorageError as exc:
+        log.error("%s", exc)
+
+
+def _answer(controller: Controller, sock: zmq.Socket, frames: list[bytes]) -> None:
+    if len(frames) != 2:
+        controller.refused += 1
+        return
+    sock.send_multipart([frames[0], controller.handle(frames[1])])
+
+
+def _commit_quietly(ingest: Ingest) -> None:
+    try:
+        ingest.commit()
+    except StorageError as exc:
+        log.error("%s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kleiod", description="Kleio's per-user daemon.")
+    parser.add_argument("--database", help="database URL (default: the embedded SQLite journal)")
+    parser.add_argument("--runtime-dir", help="directory of the daemon's sockets")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"kleiod {__version__}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s kleiod[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir}))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: daemon.stop())
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        daemon.serve()
+    except KleiodError as exc:
+        print(f"kleiod: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,59 @@
+"""Errors of the daemon, each with a stable wire code (see kleio_client.protocol).
+
+    KleiodError                     E_INTERNAL
+    ├── ConfigError                 E_BAD_REQUEST   a setting that cannot be used
+    ├── BadRequest                  E_BAD_REQUEST   a malformed or unknown request
+    ├── TrialNotFound               E_NOT_FOUND     no trial has that id or prefix
+    ├── AmbiguousId                 E_AMBIGUOUS     a prefix names several trials
+    ├── ReservationRefused                          the trial cannot run now
+    │   ├── AlreadyRunning          E_ALREADY_RUNNING
+    │   └── TrialCompleted          E_COMPLETED
+    ├── StorageError                E_STORAGE       the database failed (translated at the seam)
+    └── DaemonAlreadyRunning        E_INTERNAL      another kleiod holds the lock
+
+The controller turns these into error replies in one place.
+"""
+
+from __future__ import annotations
+
+from kleio_client import protocol
+
+
+class KleiodError(Exception):
+    code = protocol.E_INTERNAL
+
+
+class ConfigError(KleiodError):
+    code = protocol.E_BAD_REQUEST
+
+
+class BadRequest(KleiodError):
+    code = protocol.E_BAD_REQUEST
+
+
+class TrialNotFound(KleiodError):
+    code = protocol.E_NOT_FOUND
+
+
+class AmbiguousId(KleiodError):
+    code = protocol.E_AMBIGUOUS
+
+
+class ReservationRefused(KleiodError):
+    pass
+
+
+class AlreadyRunning(ReservationRefused):
+    code = protocol.E_ALREADY_RUNNING
+
+
+class TrialCompleted(ReservationRefused):
+    code = protocol.E_COMPLETED
+
+
+class StorageError(KleiodError):
+    code = protocol.E_STORAGE
+
+
+class DaemonAlreadyRunning(KleiodError):
+    pass

@@ -1,0 +1,112 @@
+"""The storage interface every backend implements, and the values it exchanges.
+
+Shaped by what one MongoDB document update can do atomically: a reservation
+is one compare-and-set on the trial that also increments its execution
+number (the fencing token).  Records are idempotent on (trial, execution,
+producer, seq); their *position* is the commit order within the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What identifies a trial and describes its command, as captured by the CLI."""
+
+    id: str
+    command: list[str]
+    identity: dict[str, Any]
+    cwd: str
+    user: str
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who asks to run a trial now, and until when its lease holds."""
+
+    host: str
+    pid: int
+    now: float
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    trial_id: str
+    execution: int
+    previous_status: str | None
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    trial_id: str
+    execution: int
+    producer: str
+    seq: int
+    kind: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ExecutionEnd:
+    trial_id: str
+    execution: int
+    status: str
+    exit_code: int | None
+    signals: list[str]
+    now: float
+
+
+class BlobWriter(Protocol):
+    def write(self, offset: int, data: bytes) -> None: ...
+
+    def finish(self) -> str:
+        """Store the bytes written; return their sha256."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class Storage(Protocol):
+    """Every operation Kleio needs from a database."""
+
+    url: str
+
+    # trials and executions
+    def reserve(self, spec: TrialSpec, claim: Claim) -> Reservation: ...
+
+    def start_execution(self, trial_id: str, execution: int, pid: int) -> None: ...
+
+    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool: ...
+
+    def end_execution(self, end: ExecutionEnd) -> None: ...
+
+    def is_current_execution(self, trial_id: str, execution: int) -> bool: ...
+
+    # records
+    def append_records(self, rows: Sequence[RecordRow]) -> int: ...
+
+    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...
+
+    def find_artifact(
+        self, trial_id: str, filename: str, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    # blobs
+    def begin_blob(self, upload: str) -> BlobWriter: ...
+
+    def blob_path(self, sha256: str) -> str: ...
+
+    # queries
+    def resolve_id(self, prefix: str) -> str: ...
+
+    def list_trials(self) -> list[dict[str, Any]]: ...
+
+    def get_trial(self, trial_id: str) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

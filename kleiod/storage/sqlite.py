@@ -1,0 +1,362 @@
+"""The embedded journal: one SQLite file in WAL mode, artifacts as files beside it.
+
+Reservation is one ``BEGIN IMMEDIATE`` transaction, so two daemons sharing
+the file (or two requests racing in one daemon) let exactly one execution
+run.  sqlite3 errors are translated to StorageError here, at the seam.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import psutil
+
+from kleio_client import protocol
+from kleiod import states
+from kleiod.errors import (
+    AlreadyRunning,
+    AmbiguousId,
+    ConfigError,
+    StorageError,
+    TrialCompleted,
+    TrialNotFound,
+)
+from kleiod.storage.base import Claim, ExecutionEnd, RecordRow, Reservation, TrialSpec
+from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
+
+SCHEMA_VERSION = 1
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
+     "fuse.sshfs", "ceph", "9p"}
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id TEXT PRIMARY KEY,
+    parent TEXT,
+    status TEXT NOT NULL,
+    command TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    cwd TEXT NOT NULL,
+    user TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    executions INTEGER NOT NULL DEFAULT 0,
+    owner_host TEXT,
+    owner_pid INTEGER,
+    owner_since REAL,
+    lease_until REAL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    trial_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER,
+    started REAL NOT NULL,
+    ended REAL,
+    exit_code INTEGER,
+    status TEXT NOT NULL,
+    signals TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (trial_id, number)
+);
+CREATE TABLE IF NOT EXISTS status_history (
+    trial_id TEXT NOT NULL,
+    execution INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS status_history_by_trial ON status_history (trial_id, at);
+CREATE TABLE IF NOT EXISTS records (
+    position INTEGER PRIMARY KEY,
+    trial_id TEXT NOT NULL,
+    execution INTEGER NOT NULL,
+    producer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (trial_id, execution, producer, seq)
+);
+CREATE INDEX IF NOT EXISTS records_by_kind ON records (trial_id, kind, position);
+"""
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"SQLite failed while {what}: {exc}") from exc
+
+
+def _filesystem_of(path: Path) -> str:
+    best, fstype = "", ""
+    for part in psutil.disk_partitions(all=True):
+        mount = part.mountpoint
+        if str(path).startswith(mount) and len(mount) > len(best):
+            best, fstype = mount, part.fstype
+    return fstype
+
+
+class SQLiteStorage:
+    """The Storage interface over one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.url = f"sqlite:///{path}"
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fstype = _filesystem_of(path.parent.resolve())
+        if fstype in NETWORK_FILESYSTEMS:
+            raise ConfigError(
+                f"{path} is on a network filesystem ({fstype}), where SQLite's WAL is unsafe; "
+                "set KLEIO_DATABASE to a local sqlite:/// path or to a mongodb:// URL"
+            )
+        self.blobs = FileBlobStore(path.parent / "artifacts")
+        with _translated(f"opening {path}"):
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        with _translated(what):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- trials and executions ----------------------------------------------------
+
+    def reserve(self, spec: TrialSpec, claim: Claim) -> Reservation:
+        with self._transaction(f"reserving trial {spec.id}") as db:
+            row = db.execute(
+                "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until "
+                "FROM trials WHERE id = ?",
+                (spec.id,),
+            ).fetchone()
+            previous = None if row is None else row[0]
+            if row is None:
+                db.execute(
+                    "INSERT INTO trials (id, parent, status, command, identity, cwd, user, "
+                    "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (spec.id, spec.parent, states.NEW, json.dumps(spec.command),
+                     json.dumps(spec.identity, sort_keys=True), spec.cwd, spec.user,
+                     claim.now, claim.now),
+                )
+                self._history(db, spec.id, 0, states.NEW, claim.now)
+                executions = 0
+            else:
+                executions = row[1]
+                previous = self._check_reservable(db, spec.id, row, claim)
+            execution = executions + 1
+            db.execute(
+                "UPDATE trials SET status = ?, executions = ?, owner_host = ?, owner_pid = ?, "
+                "owner_since = ?, lease_until = ?, updated = ? WHERE id = ?",
+                (states.RUNNING, execution, claim.host, claim.pid, claim.now,
+                 claim.lease_until, claim.now, spec.id),
+            )
+            db.execute(
+                "INSERT INTO executions (trial_id, number, host, pid, started, status) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING),
+            )
+            self._history(db, spec.id, execution, states.RUNNING, claim.now)
+        return Reservation(spec.id, execution, previous)
+
+    def _check_reservable(
+        self, db: sqlite3.Connection, trial_id: str, row: tuple[Any, ...], claim: Claim
+    ) -> str:
+        status, executions, host, pid, since, lease_until = row
+        if status == states.COMPLETED:
+            raise TrialCompleted(f"trial {trial_id[:12]} is completed; nothing to run")
+        if status == states.RUNNING:
+            if lease_until is not None and lease_until >= claim.now:
+                raise AlreadyRunning(
+                    f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, "
+                    f"since {_timestamp(since)}"
+                )
+            db.execute(
+                "UPDATE executions SET status = ?, ended = ? WHERE trial_id = ? AND number = ?",
+                (states.LOST, claim.now, trial_id, executions),
+            )
+            self._history(db, trial_id, executions, states.LOST, claim.now)
+            return states.LOST
+        return str(status)
+
+    @staticmethod
+    def _history(db: sqlite3.Connection, trial_id: str, execution: int, status: str,
+                 at: float) -> None:
+        db.execute("INSERT INTO status_history VALUES (?, ?, ?, ?)",
+                   (trial_id, execution, status, at))
+
+    def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
+        with self._transaction("recording an execution's start") as db:
+            db.execute("UPDATE executions SET pid = ? WHERE trial_id = ? AND number = ?",
+                       (pid, trial_id, execution))
+            db.execute("UPDATE trials SET owner_pid = ? WHERE id = ? AND executions = ?",
+                       (pid, trial_id, execution))
+
+    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+        with _translated("renewing a lease"):
+            cursor = self._db.execute(
+                "UPDATE trials SET lease_until = ? WHERE id = ? AND executions = ? "
+                "AND status = ?",
+                (until, trial_id, execution, states.RUNNING),
+            )
+        return cursor.rowcount == 1
+
+    def end_execution(self, end: ExecutionEnd) -> None:
+        with self._transaction("recording an execution's end") as db:
+            db.execute(
+                "UPDATE executions SET ended = ?, exit_code = ?, status = ?, signals = ? "
+                "WHERE trial_id = ? AND number = ?",
+                (end.now, end.exit_code, end.status, json.dumps(end.signals), end.trial_id,
+                 end.execution),
+            )
+            cursor = db.execute(
+                "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
+                "WHERE id = ? AND executions = ?",
+                (end.status, end.now, end.trial_id, end.execution),
+            )
+            if cursor.rowcount:
+                self._history(db, end.trial_id, end.execution, end.status, end.now)
+
+    def is_current_execution(self, trial_id: str, execution: int) -> bool:
+        with _translated("checking an execution"):
+            row = self._db.execute(
+                "SELECT executions FROM trials WHERE id = ?", (trial_id,)
+            ).fetchone()
+        return row is not None and row[0] == execution
+
+    # -- records ----------------------------------------------------------------------
+
+    def append_records(self, rows: Sequence[RecordRow]) -> int:
+        with self._transaction(f"writing {len(rows)} records") as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO records (trial_id, execution, producer, seq, kind, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.trial_id, r.execution, r.producer, r.seq, r.kind, r.body) for r in rows],
+            )
+            return db.total_changes - before
+
+    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
+        kinds = list(kinds)
+        marks = ",".join("?" * len(kinds))
+        with _translated("reading records"):
+            rows = self._db.execute(
+                "SELECT position, execution, producer, seq, kind, body FROM records "
+                f"WHERE trial_id = ? AND kind IN ({marks}) ORDER BY position",
+                (trial_id, *kinds),
+            ).fetchall()
+        return [
+            {"position": p, "execution": e, "producer": pr, "seq": s, "kind": k,
+             "body": msgpack.unpackb(b, raw=False)}
+            for p, e, pr, s, k, b in rows
+        ]
+
+    def find_artifact(
+        self, trial_id: str, filename: str, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        found = None
+        for record in self.read_records(trial_id, [protocol.ARTIFACT]):
+            body = record["body"]
+            if body["filename"] != filename:
+                continue
+            if all(body["metadata"].get(k) == v for k, v in metadata.items()):
+                found = {**body, "position": record["position"]}
+        return found
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def begin_blob(self, upload: str) -> FileBlobWriter:
+        return self.blobs.begin(upload)
+
+    def blob_path(self, sha256: str) -> str:
+        return str(self.blobs.path(sha256))
+
+    # -- queries --------------------------------------------------------------------------
+
+    def resolve_id(self, prefix: str) -> str:
+        if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
+            raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
+        with _translated("resolving an id"):
+            rows = self._db.execute(
+                "SELECT id FROM trials WHERE id >= ? AND id < ? LIMIT 2",
+                (prefix.lower(), prefix.lower() + "g"),
+            ).fetchall()
+        if not rows:
+            raise TrialNotFound(f"no trial has an id starting with {prefix!r}; see `kleio ls`")
+        if len(rows) > 1:
+            raise AmbiguousId(f"several trials have ids starting with {prefix!r}; give more digits")
+        return str(rows[0][0])
+
+    def list_trials(self) -> list[dict[str, Any]]:
+        with _translated("listing trials"):
+            rows = self._db.execute(
+                "SELECT id, status, command, created, updated, parent, owner_host, executions "
+                "FROM trials ORDER BY created"
+            ).fetchall()
+        return [
+            {"id": i, "status": s, "command": json.loads(c), "created": cr, "updated": u,
+             "parent": p, "host": h, "executions": n}
+            for i, s, c, cr, u, p, h, n in rows
+        ]
+
+    def get_trial(self, trial_id: str) -> dict[str, Any]:
+        with _translated("reading a trial"):
+            row = self._db.execute(
+                "SELECT id, status, command, identity, cwd, user, created, updated, parent, "
+                "owner_host, owner_pid, owner_since FROM trials WHERE id = ?",
+                (trial_id,),
+            ).fetchone()
+            if row is None:
+                raise TrialNotFound(f"no trial {trial_id}")
+            executions = self._db.execute(
+                "SELECT number, host, pid, started, ended, exit_code, status, signals "
+                "FROM executions WHERE trial_id = ? ORDER BY number",
+                (trial_id,),
+            ).fetchall()
+            history = self._db.execute(
+                "SELECT execution, status, at FROM status_history WHERE trial_id = ? "
+                "ORDER BY rowid",
+                (trial_id,),
+            ).fetchall()
+        keys = ("id", "status", "command", "identity", "cwd", "user", "created", "updated",
+                "parent", "host", "pid", "since")
+        trial = dict(zip(keys, row, strict=True))
+        trial["command"] = json.loads(trial["command"])
+        trial["identity"] = json.loads(trial["identity"])
+        trial["executions"] = [
+            {"number": n, "host": h, "pid": p, "start": s, "end": e, "exit_code": x,
+             "status": st, "signals": json.loads(sg)}
+            for n, h, p, s, e, x, st, sg in executions
+        ]
+        trial["history"] = [{"execution": e, "status": s, "at": a} for e, s, a in history]
+        return trial
+
+    def close(self) -> None:
+        with _translated("closing the journal"):
+            self._db.close()
+
+
+def _timestamp(when: float | None) -> str:
+    import datetime
+
+    if when is None:
+        return "an unknown time"
+    return datetime.datetime.fromtimestamp(when).isoformat(sep=" ", timespec="seconds")

@@ -1,0 +1,204 @@
+"""The supervisor: one small process per trial execution, the trial's parent.
+
+It starts the trial in a process group of its own, streams its output live
+to its own stdout/stderr (the caller's terminal) and to the daemon as
+numbered output records, forwards SIGINT and SIGTERM (a second SIGINT within
+``KILL_WINDOW`` seconds kills the trial), renews the trial's lease, and
+reports the exit code and the signals seen.  The daemon decides the status.
+
+Run as ``python -m kleiod.supervisor SPEC_JSON``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from kleio_client import protocol
+from kleio_client.channel import Channel
+from kleio_client.control import ControlClient
+from kleio_client.errors import KleioError
+
+KILL_WINDOW = 3.0
+READ_BYTES = 65536
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+@dataclass(frozen=True)
+class SupervisorSpec:
+    trial_id: str
+    execution: int
+    argv: list[str]
+    cwd: str
+    runtime_dir: str
+    lease_seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SupervisorSpec:
+        return cls(**json.loads(text))
+
+
+class Supervisor:
+    def __init__(self, spec: SupervisorSpec) -> None:
+        self.spec = spec
+        self.endpoints = protocol.Endpoints.in_directory(spec.runtime_dir)
+        self.signals: list[str] = []
+        self._last_interrupt = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- running ------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        control = ControlClient(self.endpoints.control)
+        channel = Channel(self.endpoints.ingest, self.spec.trial_id, self.spec.execution)
+        try:
+            exit_code = self._start_and_pump(control, channel)
+        finally:
+            channel.close()
+        self._report_end(control, exit_code)
+        return exit_code if exit_code >= 0 else 128 - exit_code
+
+    def _start_and_pump(self, control: ControlClient, channel: Channel) -> int:
+        try:
+            self._process = subprocess.Popen(
+                self.spec.argv, cwd=self.spec.cwd, env=self._trial_environment(),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_own_process_group(),
+            )
+        except FileNotFoundError:
+            return self._cannot_start(channel, f"command not found: {self.spec.argv[0]}",
+                                      EXIT_NOT_FOUND)
+        except PermissionError:
+            return self._cannot_start(channel, f"permission denied: {self.spec.argv[0]}",
+                                      EXIT_NOT_EXECUTABLE)
+        self._call_quietly(control, "start_execution", pid=self._process.pid)
+        heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
+        heartbeat.start()
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self._pump(channel, {self._process.stdout: ("stdout", sys.stdout.buffer),
+                             self._process.stderr: ("stderr", sys.stderr.buffer)})
+        return self._process.wait()
+
+    def _cannot_start(self, channel: Channel, message: str, code: int) -> int:
+        text = f"kleio: {message}\n".encode()
+        _write(sys.stderr.buffer, text)
+        channel.append(protocol.OUTPUT, {"stream": "stderr", "data": text})
+        return code
+
+    def _trial_environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
+        env[protocol.ENV_TRIAL] = self.spec.trial_id
+        env[protocol.ENV_EXECUTION] = str(self.spec.execution)
+        env[protocol.ENV_INGEST] = self.endpoints.ingest
+        # Output reaches the terminal and the journal as it is written, not per 8 KiB.
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _pump(self, channel: Channel, streams: dict[IO[bytes], tuple[str, IO[bytes]]]) -> None:
+        selector = selectors.DefaultSelector()
+        for pipe in streams:
+            selector.register(pipe, selectors.EVENT_READ)
+        open_pipes = len(streams)
+        while open_pipes:
+            for key, _ in selector.select():
+                pipe: Any = key.fileobj
+                data = os.read(pipe.fileno(), READ_BYTES)
+                if not data:
+                    selector.unregister(pipe)
+                    open_pipes -= 1
+                    continue
+                name, echo = streams[pipe]
+                _write(echo, data)
+                channel.append(protocol.OUTPUT, {"stream": name, "data": data})
+        selector.close()
+
+    def _heartbeat(self) -> None:
+        interval = max(0.5, self.spec.lease_seconds / 4)
+        control = ControlClient(self.endpoints.control, timeout=interval)
+        process = self._process
+        while process is not None and process.poll() is None:
+            time.sleep(interval)
+            self._call_quietly(control, "heartbeat")
+        control.close()
+
+    def _report_end(self, control: ControlClient, exit_code: int) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                control.call("end_execution", id=self.spec.trial_id,
+                             execution=self.spec.execution, exit_code=exit_code,
+                             signals=self.signals, timeout=10)
+                return
+            except KleioError as exc:
+                if time.monotonic() > deadline:
+                    print(f"kleio: could not record the end of the trial: {exc}",
+                          file=sys.stderr)
+                    return
+
+    def _call_quietly(self, control: ControlClient, cmd: str, **args: Any) -> None:
+        try:
+            control.call(cmd, id=self.spec.trial_id, execution=self.spec.execution, **args)
+        except KleioError:
+            pass  # a lost heartbeat is recovered by the next one
+
+    # -- signals -----------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        self.signals.append(name)
+        now = time.monotonic()
+        kill = signum == signal.SIGINT and now - self._last_interrupt < KILL_WINDOW
+        if signum == signal.SIGINT:
+            self._last_interrupt = now
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL if kill else signum)
+        except ProcessLookupError:
+            pass
+
+
+def _own_process_group() -> dict[str, Any]:
+    """Signals reach the trial only through the supervisor, exactly once each."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # pragma: no cover
+
+
+def _write(stream: IO[bytes], data: bytes) -> None:
+    """Echo to the caller's terminal; a terminal that went away loses nothing stored."""
+    try:
+        stream.write(data)
+        stream.flush()
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m kleiod.supervisor SPEC_JSON", file=sys.stderr)
+        return 2
+    return Supervisor(SupervisorSpec.from_json(args[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
