@@ -1,0 +1,151 @@
+"""Isolation and real processes for every test.
+
+Every test gets its own XDG_RUNTIME_DIR (short, so ipc socket paths stay
+under the Unix limit), XDG_DATA_HOME and XDG_CONFIG_HOME, and no inherited
+KLEIO_* variable.  ``kleio`` runs the real CLI in a subprocess; the daemon
+it starts is a real process, stopped (or killed) at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Env:
+    home: Path
+    runtime: Path
+    data: Path
+    config: Path
+
+    @property
+    def kleio_runtime(self) -> Path:
+        return self.runtime / "kleio"
+
+    @property
+    def journal(self) -> Path:
+        return self.data / "kleio" / "journal.sqlite"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    runtime = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
+    env = Env(tmp_path, runtime, tmp_path / "data", tmp_path / "config")
+    for name in list(os.environ):
+        if name.startswith("KLEIO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_DATA_HOME", str(env.data))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(env.config))
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "20")
+    yield env
+    _stop_daemon(env.kleio_runtime)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _stop_daemon(runtime_dir: Path) -> None:
+    from kleiod import lock
+
+    if not lock.is_held(runtime_dir):
+        return
+    pid = lock.holder_pid(runtime_dir)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while lock.is_held(runtime_dir) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if lock.is_held(runtime_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
+class Kleio:
+    """Runs the real ``kleio`` command in a subprocess."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "kleio_cli", *args]
+
+    def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), cwd=cwd or self.cwd, capture_output=True,
+                              text=True, errors="replace", timeout=timeout, env=env)
+
+    def popen(self, *args: str, cwd: Path | None = None, **kwargs: object) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), cwd=cwd or self.cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+
+    def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        done = self(*args, **kwargs)  # type: ignore[arg-type]
+        assert done.returncode == 0, f"kleio {' '.join(args)} failed:\n{done.stderr}"
+        return done
+
+    def json(self, *args: str) -> object:
+        import json
+
+        return json.loads(self.ok(*args, "--json").stdout)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def kleio(workdir: Path) -> Kleio:
+    return Kleio(workdir)
+
+
+@pytest.fixture
+def script(workdir: Path):
+    """Write a Python script into the working directory; return its name."""
+
+    def write(body: str, name: str = "train.py") -> str:
+        (workdir / name).write_text(textwrap.dedent(body))
+        return name
+
+    return write
+
+
+def trial_id(stderr: str) -> str:
+    for line in stderr.splitlines():
+        if line.startswith("trial reserved with id: "):
+            return line.split(": ", 1)[1].strip()
+    raise AssertionError(f"no trial id in:\n{stderr}")
+
+
+def wait_for_line(stream, text: str, timeout: float = 30) -> str:
+    """Read ``stream`` (bytes) until a line containing ``text``; return what was read."""
+    import selectors
+
+    seen = b""
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out waiting for {text!r}; saw {seen!r}"
+        if selector.select(remaining):
+            chunk = os.read(stream.fileno(), 65536)
+            assert chunk, f"stream closed before {text!r}; saw {seen!r}"
+            seen += chunk
+    selector.close()
+    return seen.decode(errors="replace")
