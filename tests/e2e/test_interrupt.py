@@ -1,0 +1,98 @@
+"""Ctrl-C and SIGTERM: the trial is interrupted, its records kept, and it resumes."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.conftest import trial_id, wait_for_line
+
+LOOPS_UNTIL_INTERRUPTED = """
+    import time
+    from kleio_client import kleio_logger
+    step = 0
+    while True:
+        step += 1
+        kleio_logger.log_statistic(step=step)
+        if step == 50:
+            print("ready", flush=True)
+        time.sleep(0.001)
+"""
+
+
+def test_ctrl_c_interrupts_the_trial_and_keeps_its_records(kleio, script):
+    name = script(LOOPS_UNTIL_INTERRUPTED)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert b"KeyboardInterrupt" in err
+    tid = trial_id(err.decode())
+    info = kleio.json("info", tid)
+    assert info["status"] == "interrupted"
+    assert info["executions"][0]["signals"] == ["SIGINT"]
+    steps = [r["step"] for r in kleio.json("stats", tid)]
+    assert steps == list(range(1, len(steps) + 1))
+    assert len(steps) >= 50
+
+
+def test_interrupted_trial_resumes_on_rerun(kleio, script):
+    name = script("""
+        import os, time
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(execution=int(os.environ["KLEIO_EXECUTION"]))
+        if os.environ["KLEIO_EXECUTION"] == "1":
+            print("ready", flush=True)
+            time.sleep(60)
+    """)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    again = kleio("python", name)
+    assert again.returncode == 0, again.stderr
+    assert "resuming the interrupted trial as execution 2" in again.stderr
+    assert kleio.json("stats", trial_id(again.stderr)) == [{"execution": 1}, {"execution": 2}]
+
+
+def test_a_script_that_catches_sigterm_and_exits_0_is_interrupted(kleio, script):
+    name = script("""
+        import signal, sys, time
+        from kleio_client import kleio_logger
+        def checkpoint(signum, frame):
+            kleio_logger.log_statistic(checkpointed=True)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, checkpoint)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    tid = trial_id(err.decode())
+    assert kleio.json("info", tid)["status"] == "interrupted"
+    assert kleio.json("stats", tid) == [{"checkpointed": True}]
+
+
+def test_second_ctrl_c_kills_a_trial_that_ignores_the_first(kleio, script):
+    name = script("""
+        import signal, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 128 + signal.SIGKILL
+    info = kleio.json("info", trial_id(err.decode()))
+    assert info["status"] == "interrupted"
+    assert info["executions"][0]["signals"] == ["SIGINT", "SIGINT"]

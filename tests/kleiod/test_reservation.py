@@ -1,0 +1,70 @@
+"""Reservation is atomic in the database: racing processes on one SQLite file, one winner."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from kleiod import states
+from kleiod.errors import AlreadyRunning, TrialCompleted
+from kleiod.storage.base import Claim, ExecutionEnd, TrialSpec
+from kleiod.storage.sqlite import SQLiteStorage
+
+SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/", user="u")
+
+
+def _claim(pid: int, lease: float = 30.0) -> Claim:
+    now = time.time()
+    return Claim(host="h", pid=pid, now=now, lease_until=now + lease)
+
+
+def _race(path: str, barrier, results, index: int) -> None:
+    storage = SQLiteStorage(Path(path))
+    barrier.wait()
+    try:
+        storage.reserve(SPEC, _claim(1000 + index))
+        results.put("won")
+    except AlreadyRunning:
+        results.put("refused")
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_racing_on_one_file_let_exactly_one_run(tmp_path: Path, round_: int):
+    path = str(tmp_path / "j.sqlite")
+    SQLiteStorage(Path(path)).close()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(path, barrier, results, i)) for i in range(6)]
+    for proc in procs:
+        proc.start()
+    outcomes = sorted(results.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=60)
+    assert outcomes == ["refused"] * 5 + ["won"]
+
+
+def test_statuses_and_the_execution_number_fencing_token(tmp_path: Path):
+    storage = SQLiteStorage(tmp_path / "j.sqlite")
+    first = storage.reserve(SPEC, _claim(1))
+    assert (first.execution, first.previous_status) == (1, None)
+    assert storage.renew_lease(SPEC.id, 1, time.time() + 30)
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.BROKEN, 1, [], time.time()))
+    second = storage.reserve(SPEC, _claim(2))
+    assert (second.execution, second.previous_status) == (2, states.BROKEN)
+    assert not storage.renew_lease(SPEC.id, 1, time.time() + 30)  # not the owner any more
+    assert not storage.is_current_execution(SPEC.id, 1)
+    storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, [], time.time()))
+    with pytest.raises(TrialCompleted):
+        storage.reserve(SPEC, _claim(3))
+
+
+def test_an_expired_lease_makes_the_trial_lost_and_resumable(tmp_path: Path):
+    storage = SQLiteStorage(tmp_path / "j.sqlite")
+    storage.reserve(SPEC, _claim(1, lease=-1))
+    again = storage.reserve(SPEC, _claim(2))
+    assert (again.execution, again.previous_status) == (2, states.LOST)
+    history = [h["status"] for h in storage.get_trial(SPEC.id)["history"]]
+    assert history == ["new", "running", "lost", "running"]
