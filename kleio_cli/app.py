@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from kleio_client.version import __version__
 from kleio_cli.errors import reported
+from kleio_client.version import __version__
 
 app = typer.Typer(
     name="kleio",

@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
-from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
 from kleiod import lock
 from kleiod.config import Config, ensure_private_dir
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from typing import Any
 
-from kleio_client import protocol
-from kleio_client.errors import RequestRefused
 from kleio_cli import identity
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client import protocol
+from kleio_client.errors import RequestRefused
 from kleiod.config import resolve
 from kleiod.supervisor import SupervisorSpec
 

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from kleio_client import protocol
 from kleio_client.artifact import Artifact
@@ -71,7 +71,7 @@ class Logger:
             return
         if isinstance(fileobj, (bytes, bytearray, memoryview)):
             fileobj = io.BytesIO(bytes(fileobj))
-        sha256, size = channel.upload(fileobj)
+        sha256, size = channel.upload(cast(BinaryIO, fileobj))
         body = {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
         channel.append(protocol.ARTIFACT, body)
 

@@ -44,9 +44,10 @@ def normalize(key: str, value: Any, depth: int = 0) -> Any:
     converted = _convert_foreign(value)
     if converted is not _UNSUPPORTED:
         return normalize(key, converted, depth + 1)
+    name = f"{kind.__module__}.{kind.__qualname__}"
     raise TypeError(
-        f"cannot log {key}={_short_repr(value)}: values of type {kind.__module__}.{kind.__qualname__}"
-        " are not supported (use str, int, float, bool, None, or lists and dicts of them)"
+        f"cannot log {key}={_short_repr(value)}: values of type {name} are not supported"
+        " (use str, int, float, bool, None, or lists and dicts of them)"
     )
 
 

@@ -113,13 +113,13 @@ class Supervisor:
         open_pipes = len(streams)
         while open_pipes:
             for key, _ in selector.select():
-                pipe: Any = key.fileobj
-                data = os.read(pipe.fileno(), READ_BYTES)
+                source: Any = key.fileobj
+                data = os.read(source.fileno(), READ_BYTES)
                 if not data:
-                    selector.unregister(pipe)
+                    selector.unregister(source)
                     open_pipes -= 1
                     continue
-                name, echo = streams[pipe]
+                name, echo = streams[source]
                 _write(echo, data)
                 channel.append(protocol.OUTPUT, {"stream": name, "data": data})
         selector.close()

@@ -47,16 +47,16 @@ def test_a_resumed_execution_loads_its_checkpoint_and_continues(kleio, script):
 
 def test_artifacts_are_content_addressed_and_matched_by_metadata(kleio, script, isolated):
     payload = bytes(range(256)) * 20_000  # 5 MB: several chunks
-    name = script(f"""
+    name = script("""
         import io
         from kleio_client import kleio_logger
         payload = bytes(range(256)) * 20_000
         kleio_logger.log_artifact("weights.bin", io.BytesIO(payload), epoch=1, best=False)
         kleio_logger.log_artifact("weights.bin", payload, epoch=2, best=True)
         kleio_logger.log_artifact("other.bin", io.BytesIO(b"other"), epoch=2)
-        assert kleio_logger.load_artifact("weights.bin").metadata == {{"epoch": 2, "best": True}}
+        assert kleio_logger.load_artifact("weights.bin").metadata == {"epoch": 2, "best": True}
         found = kleio_logger.load_artifact("weights.bin", epoch=1)
-        assert found.metadata == {{"epoch": 1, "best": False}}
+        assert found.metadata == {"epoch": 1, "best": False}
         with found.open() as f:
             assert f.read() == payload
         assert found.filename == "weights.bin"
