@@ -96,3 +96,34 @@ def test_second_ctrl_c_kills_a_trial_that_ignores_the_first(kleio, script):
     info = kleio.json("info", trial_id(err.decode()))
     assert info["status"] == "interrupted"
     assert info["executions"][0]["signals"] == ["SIGINT", "SIGINT"]
+
+
+def test_ctrl_c_typed_in_a_real_terminal_interrupts_the_trial(kleio, script):
+    """The terminal driver sends SIGINT to the foreground process group, as for a person."""
+    import os
+    import pty
+
+    name = script(LOOPS_UNTIL_INTERRUPTED)
+    pid, master = pty.fork()
+    if pid == 0:  # the child: a session leader with the pty as controlling terminal
+        os.chdir(kleio.cwd)
+        os.execv(kleio.argv()[0], kleio.argv("python", name))
+    try:
+        seen = b""
+        while b"ready" not in seen:
+            seen += os.read(master, 4096)
+        os.write(master, b"\x03")  # Ctrl-C
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130, seen
+    assert b"KeyboardInterrupt" in seen
+    tid = trial_id(seen.decode(errors="replace").replace("\r", ""))
+    assert kleio.json("info", tid)["status"] == "interrupted"
