@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+import msgpack
 import zmq
 
 from kleio_client import protocol
@@ -89,7 +90,8 @@ class Channel:
             items, self._pending = self._pending, []
             first = self._sent_seq + 1
             self._sent_seq += len(items)
-            message = protocol.records(self._trial, self._execution, self._producer, first, items)
+            packed = msgpack.packb(items, use_bin_type=True)
+            message = protocol.records(self._trial, self._execution, self._producer, first, packed)
             self._send(protocol.pack(message))
         self._drain_backlog()
 

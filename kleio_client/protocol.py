@@ -25,6 +25,7 @@ import msgpack
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_RECORDS_PER_MESSAGE = 65536
 BLOB_CHUNK_BYTES = 1024 * 1024
 
 # Environment the supervisor gives the trial process.
@@ -111,9 +112,13 @@ def unpack(frame: bytes) -> dict[str, Any]:
 
 
 def records(
-    trial: str, execution: int, producer: str, first_seq: int, items: list[list[Any]]
+    trial: str, execution: int, producer: str, first_seq: int, items: bytes
 ) -> dict[str, Any]:
-    """A batch of journal records ``[kind, body]`` numbered from ``first_seq``."""
+    """A batch of journal records numbered from ``first_seq``.
+
+    ``items`` is the msgpack encoding of a list of ``[kind, body]`` pairs, kept
+    packed so that the daemon can store it as received.
+    """
     return {
         "v": PROTOCOL_VERSION,
         "t": RECORDS,

@@ -19,11 +19,11 @@ import zmq
 
 from kleio_client import protocol
 from kleiod.errors import BadRequest, KleiodError, StorageError
-from kleiod.storage.base import BlobWriter, RecordRow, Storage
+from kleiod.storage.base import BlobWriter, Chunk, Storage
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 20_000
+BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
 RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT})
 
@@ -38,7 +38,8 @@ class IngestCounters:
 
 @dataclass
 class _Batch:
-    rows: list[RecordRow] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    records: int = 0
     acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
     outputs: list[tuple[str, Any]] = field(default_factory=list)
     started: float = 0.0
@@ -91,22 +92,24 @@ class Ingest:
     def _records(self, identity: bytes, message: dict[str, Any]) -> None:
         trial, execution = str(message["trial"]), int(message["execution"])
         producer, first = str(message["producer"]), int(message["seq"])
-        items = message["records"]
+        packed = message["records"]
+        items = _checked_items(packed)
         if not self._is_current(trial, execution):
             self.counters.refused_records += len(items)
             self._send(identity, protocol.refused(
                 protocol.E_NOT_FOUND, f"execution {execution} of trial {trial} is not running"))
             return
         batch = self._batch
-        if not batch.rows:
+        if not batch.chunks:
             batch.started = time.monotonic()
-        for offset, (kind, body) in enumerate(items):
-            if kind not in RECORD_KINDS:
-                raise BadRequest(f"unknown record kind {kind!r}")
-            packed = msgpack.packb(body, use_bin_type=True)
-            batch.rows.append(RecordRow(trial, execution, producer, first + offset, kind, packed))
+        runs = _runs_of_one_kind(items)
+        for start, end, kind in runs:
+            body = packed if len(runs) == 1 else msgpack.packb(items[start:end], use_bin_type=True)
+            batch.chunks.append(
+                Chunk(trial, execution, producer, first + start, end - start, kind, body))
             if kind == protocol.OUTPUT:
-                batch.outputs.append((trial, body))
+                batch.outputs.extend((trial, pair[1]) for pair in items[start:end])
+        batch.records += len(items)
         batch.acks[(identity, producer)] = first + len(items) - 1
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
@@ -145,9 +148,9 @@ class Ingest:
         """Journal the load: the resume point is derived from these records."""
         body = {"filename": found["filename"], "sha256": found["sha256"],
                 "artifact_position": found["position"]}
-        row = RecordRow(trial, execution, producer + "/load", req, protocol.LOAD,
-                        msgpack.packb(body, use_bin_type=True))
-        self._storage.append_records([row])
+        chunk = Chunk(trial, execution, producer + "/load", req, 1, protocol.LOAD,
+                      msgpack.packb([[protocol.LOAD, body]], use_bin_type=True))
+        self._storage.append_chunks([chunk])
 
     def _is_current(self, trial: str, execution: int) -> bool:
         key = (trial, execution)
@@ -159,24 +162,24 @@ class Ingest:
 
     def due_in(self) -> float | None:
         """Seconds until the batch must be committed; None when it is empty."""
-        if not self._batch.rows:
+        if not self._batch.chunks:
             return None
-        if len(self._batch.rows) >= BATCH_ROWS:
+        if self._batch.records >= BATCH_RECORDS:
             return 0.0
         return max(0.0, self._batch.started + BATCH_SECONDS - time.monotonic())
 
     def commit(self) -> None:
         batch = self._batch
-        if not batch.rows and not batch.acks:
+        if not batch.chunks and not batch.acks:
             return
         try:
-            inserted = self._storage.append_records(batch.rows)
+            inserted = self._storage.append_chunks(batch.chunks)
         except StorageError as exc:
-            log.error("%s; keeping %d records to retry", exc, len(batch.rows))
+            log.error("%s; keeping %d records to retry", exc, batch.records)
             raise
         self._batch = _Batch()
         self.counters.committed += inserted
-        self.counters.duplicates += len(batch.rows) - inserted
+        self.counters.duplicates += batch.records - inserted
         for (identity, producer), seq in batch.acks.items():
             self._send(identity, protocol.ack(producer, seq))
         for trial, body in batch.outputs:
@@ -190,3 +193,31 @@ class Ingest:
             self._socket.send_multipart([identity, protocol.pack(message)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("could not answer a producer: %s", exc)
+
+
+def _checked_items(packed: Any) -> list[Any]:
+    """The ``[kind, body]`` pairs of a records message, or BadRequest."""
+    if not isinstance(packed, bytes):
+        raise BadRequest("records must be a packed list")
+    try:
+        items = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise BadRequest(f"undecodable records: {exc}") from None
+    if not isinstance(items, list) or not 0 < len(items) <= protocol.MAX_RECORDS_PER_MESSAGE:
+        raise BadRequest("records must be a list of 1 to "
+                         f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs")
+    for pair in items:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] not in RECORD_KINDS:
+            raise BadRequest(f"not a [kind, body] record: {str(pair)[:80]}")
+    return items
+
+
+def _runs_of_one_kind(items: list[Any]) -> list[tuple[int, int, str]]:
+    """Split consecutive records into (start, end, kind) runs of the same kind."""
+    runs: list[tuple[int, int, str]] = []
+    start = 0
+    for index in range(1, len(items) + 1):
+        if index == len(items) or items[index][0] != items[start][0]:
+            runs.append((start, index, items[start][0]))
+            start = index
+    return runs

@@ -2,8 +2,13 @@
 
 Shaped by what one MongoDB document update can do atomically: a reservation
 is one compare-and-set on the trial that also increments its execution
-number (the fencing token).  Records are idempotent on (trial, execution,
-producer, seq); their *position* is the commit order within the trial.
+number (the fencing token).
+
+Records are stored in *chunks*: a run of consecutive records of one kind
+from one producer, kept as the msgpack bytes the producer sent.  A chunk is
+idempotent on (trial, execution, producer, first seq); a record's *position*
+is ``chunk commit order * POSITION_STRIDE + index in chunk``, the commit
+order within the trial shared by statistics, artifacts and output.
 """
 
 from __future__ import annotations
@@ -42,12 +47,18 @@ class Reservation:
     previous_status: str | None
 
 
+POSITION_STRIDE = 1 << 16  # more than protocol.MAX_RECORDS_PER_MESSAGE - 1
+
+
 @dataclass(frozen=True)
-class RecordRow:
+class Chunk:
+    """``count`` records of one kind from ``seq`` on; ``body`` packs their [kind, body] pairs."""
+
     trial_id: str
     execution: int
     producer: str
     seq: int
+    count: int
     kind: str
     body: bytes
 
@@ -89,7 +100,9 @@ class Storage(Protocol):
     def is_current_execution(self, trial_id: str, execution: int) -> bool: ...
 
     # records
-    def append_records(self, rows: Sequence[RecordRow]) -> int: ...
+    def append_chunks(self, chunks: Sequence[Chunk]) -> int:
+        """Store the chunks not stored yet; return how many records were new."""
+        ...
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...
 

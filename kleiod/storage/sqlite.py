@@ -27,10 +27,17 @@ from kleiod.errors import (
     TrialCompleted,
     TrialNotFound,
 )
-from kleiod.storage.base import Claim, ExecutionEnd, RecordRow, Reservation, TrialSpec
+from kleiod.storage.base import (
+    POSITION_STRIDE,
+    Chunk,
+    Claim,
+    ExecutionEnd,
+    Reservation,
+    TrialSpec,
+)
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
      "fuse.sshfs", "ceph", "9p"}
@@ -73,17 +80,18 @@ CREATE TABLE IF NOT EXISTS status_history (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS status_history_by_trial ON status_history (trial_id, at);
-CREATE TABLE IF NOT EXISTS records (
-    position INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk INTEGER PRIMARY KEY,
     trial_id TEXT NOT NULL,
     execution INTEGER NOT NULL,
     producer TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
     kind TEXT NOT NULL,
     body BLOB NOT NULL,
     UNIQUE (trial_id, execution, producer, seq)
 );
-CREATE INDEX IF NOT EXISTS records_by_kind ON records (trial_id, kind, position);
+CREATE INDEX IF NOT EXISTS chunks_by_kind ON chunks (trial_id, kind, chunk);
 """
 
 
@@ -244,29 +252,32 @@ class SQLiteStorage:
 
     # -- records ----------------------------------------------------------------------
 
-    def append_records(self, rows: Sequence[RecordRow]) -> int:
-        with self._transaction(f"writing {len(rows)} records") as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO records (trial_id, execution, producer, seq, kind, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.trial_id, r.execution, r.producer, r.seq, r.kind, r.body) for r in rows],
-            )
-            return db.total_changes - before
+    def append_chunks(self, chunks: Sequence[Chunk]) -> int:
+        inserted = 0
+        with self._transaction(f"writing {len(chunks)} chunks of records") as db:
+            for c in chunks:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO chunks (trial_id, execution, producer, seq, count, "
+                    "kind, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (c.trial_id, c.execution, c.producer, c.seq, c.count, c.kind, c.body),
+                )
+                inserted += c.count if cursor.rowcount == 1 else 0
+        return inserted
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         with _translated("reading records"):
             rows = self._db.execute(
-                "SELECT position, execution, producer, seq, kind, body FROM records "
-                f"WHERE trial_id = ? AND kind IN ({marks}) ORDER BY position",
+                "SELECT chunk, execution, producer, seq, kind, body FROM chunks "
+                f"WHERE trial_id = ? AND kind IN ({marks}) ORDER BY chunk",
                 (trial_id, *kinds),
             ).fetchall()
         return [
-            {"position": p, "execution": e, "producer": pr, "seq": s, "kind": k,
-             "body": msgpack.unpackb(b, raw=False)}
-            for p, e, pr, s, k, b in rows
+            {"position": chunk * POSITION_STRIDE + i, "execution": e, "producer": pr,
+             "seq": seq + i, "kind": k, "body": pair[1]}
+            for chunk, e, pr, seq, k, b in rows
+            for i, pair in enumerate(msgpack.unpackb(b, raw=False))
         ]
 
     def find_artifact(

@@ -73,7 +73,7 @@ def test_kleio_database_overrides_the_journal_location(kleio, script, tmp_path, 
     assert kleio.json("daemon", "status")["database"] == f"sqlite:///{target}"
     with sqlite3.connect(target) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT count(*) FROM records WHERE kind='statistic'").fetchone()[0] == 1
+        assert db.execute("SELECT sum(count) FROM chunks WHERE kind='statistic'").fetchone()[0] == 1
 
 
 def test_config_file_sets_the_database_and_env_wins(kleio, isolated, tmp_path, monkeypatch):

@@ -68,3 +68,25 @@ def test_an_expired_lease_makes_the_trial_lost_and_resumable(tmp_path: Path):
     assert (again.execution, again.previous_status) == (2, states.LOST)
     history = [h["status"] for h in storage.get_trial(SPEC.id)["history"]]
     assert history == ["new", "running", "lost", "running"]
+
+
+def test_chunks_are_idempotent_and_positions_follow_commit_order(tmp_path: Path):
+    import msgpack
+
+    from kleio_client import protocol
+    from kleiod.storage.base import Chunk
+
+    storage = SQLiteStorage(tmp_path / "j.sqlite")
+    storage.reserve(SPEC, _claim(1))
+
+    def chunk(producer: str, seq: int, values: list[int], kind: str = protocol.STATISTIC) -> Chunk:
+        body = msgpack.packb([[kind, {"v": v}] for v in values])
+        return Chunk(SPEC.id, 1, producer, seq, len(values), kind, body)
+
+    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("b", 1, [10])]) == 3
+    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("a", 3, [3])]) == 1  # a resend
+    records = storage.read_records(SPEC.id, [protocol.STATISTIC])
+    assert [r["body"]["v"] for r in records] == [1, 2, 10, 3]
+    assert [r["seq"] for r in records] == [1, 2, 1, 3]
+    positions = [r["position"] for r in records]
+    assert positions == sorted(positions) and len(set(positions)) == 4
