@@ -224,3 +224,25 @@ def test_info_reads_as_sections(kleio, script):
     assert table[1].startswith(tid[:8])
     # aligned: every column starts at the same offset on every line
     assert table[1].index("completed") == table[0].index("STATUS")
+
+
+def test_kleio_inside_a_trial_starts_its_own_trial(kleio, script):
+    script("""
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(where="inner")
+    """, name="inner.py")
+    outer = script(f"""
+        import subprocess, sys
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(where="outer")
+        done = subprocess.run({kleio.argv("python", "inner.py")!r}, capture_output=True, text=True)
+        sys.stderr.write(done.stderr)
+        sys.exit(done.returncode)
+    """, name="outer.py")
+    done = kleio("python", outer)
+    assert done.returncode == 0, done.stderr
+    ids = [line.split(": ")[1] for line in done.stderr.splitlines()
+           if line.startswith("trial reserved with id: ")]
+    assert len(set(ids)) == 2
+    assert kleio.json("stats", ids[0]) == [{"where": "outer"}]
+    assert kleio.json("stats", ids[1]) == [{"where": "inner"}]
