@@ -1,11 +1,13 @@
 """This process's connection to the daemon's ingest socket.
 
-The hot path (:meth:`Channel.append`) only appends to a list under a lock; a
-background thread packs and sends what accumulated every ``FLUSH_INTERVAL``
-seconds, or the caller does when a batch is full.  Sends never block: a frame
-that the socket cannot take now waits in a local backlog, in order.  The
-daemon acknowledges what it has committed; :meth:`Channel.close` waits, within
-a bound, for the acknowledgement of the last record.
+The hot path is one ``deque.append`` (:attr:`Channel.append`).  A background
+I/O thread owns the socket: every ``FLUSH_INTERVAL`` it packs what the deque
+holds into numbered batches and sends them, runs the commands the caller
+queued (sync, blob chunks, queries) and records what the daemon answered.
+The caller waits for answers by polling plain attributes, never by taking a
+lock, so a signal handler in the main thread (SIGTERM, Ctrl-C) can flush
+without deadlocking on a lock the interrupted code holds.  After a fork the
+child starts a new producer with its own socket and thread.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -26,9 +29,12 @@ from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable, RequestRefused
 
 FLUSH_INTERVAL = 0.01
-BATCH_RECORDS = 512
+BATCH_RECORDS = 4096
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
+WAIT_STEP = 0.001
+
+Command = Callable[[zmq.Socket], None]
 
 
 def _wait_bound() -> float:
@@ -45,95 +51,94 @@ class Channel:
         self._endpoint = endpoint
         self._trial = trial
         self._execution = execution
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._socket: zmq.Socket | None = None
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        self._start()
+        os.register_at_fork(after_in_child=self._start_in_child)
 
-    def _reset(self) -> None:
-        """Start afresh: a new producer (also in a forked child, never reusing the parent's)."""
-        self._lock = threading.Lock()
-        self._socket = None
+    def _start(self) -> None:
+        """A new producer: fresh numbering, queues and I/O thread (also in a forked child)."""
         self._producer = uuid.uuid4().hex[:16]
-        self._pending: list[list[Any]] = []
-        self._backlog: list[bytes] = []
+        self._records: deque[tuple[str, Any]] = deque()
+        self.append: Callable[[tuple[str, Any]], None] = self._records.append
+        self._commands: deque[Command] = deque()
+        self._backlog: deque[bytes] = deque()
         self._sent_seq = 0
         self._acked_seq = 0
         self._next_req = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._blob_acks: dict[str, dict[str, Any]] = {}
+        self._stopping = False
+        self._thread = threading.Thread(target=self._io_loop, name="kleio-io", daemon=True)
+        self._thread.start()
 
-    # -- the hot path ---------------------------------------------------------
+    def _start_in_child(self) -> None:
+        self._start()
+        if "multiprocessing" in sys.modules:
+            # multiprocessing children leave through os._exit, past atexit.
+            from multiprocessing import util
 
-    def append(self, kind: str, body: Any) -> None:
-        with self._lock:
-            self._pending.append([kind, body])
-            if len(self._pending) >= BATCH_RECORDS:
-                self._send_pending()
+            util.Finalize(self, self.close, exitpriority=100)
 
-    # -- sending --------------------------------------------------------------
+    # -- the I/O thread -----------------------------------------------------------
 
-    def _connected(self) -> zmq.Socket:
-        if self._socket is None:
-            context = zmq.Context()
-            sock = context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 100_000)
-            sock.connect(self._endpoint)
-            self._socket = sock
-            threading.Thread(target=self._flush_loop, name="kleio-flush", daemon=True).start()
-        return self._socket
+    def _io_loop(self) -> None:
+        context = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.connect(self._endpoint)
+        try:
+            while True:
+                stopping = self._stopping
+                self._send_records(sock)
+                while self._commands:
+                    self._commands.popleft()(sock)
+                self._drain_backlog(sock)
+                self._receive(sock)
+                if stopping:
+                    return
+                sock.poll(int(FLUSH_INTERVAL * 1000), zmq.POLLIN)
+        finally:
+            sock.close(0)
+            context.term()
 
-    def _send_pending(self) -> None:
-        if self._pending:
-            items, self._pending = self._pending, []
+    def _send_records(self, sock: zmq.Socket) -> None:
+        records = self._records
+        while records:
+            count = min(len(records), BATCH_RECORDS)
+            items = [records.popleft() for _ in range(count)]
             first = self._sent_seq + 1
-            self._sent_seq += len(items)
+            self._sent_seq += count
             packed = msgpack.packb(items, use_bin_type=True)
             message = protocol.records(self._trial, self._execution, self._producer, first, packed)
-            self._send(protocol.pack(message))
-        self._drain_backlog()
+            self._send(sock, protocol.pack(message))
 
-    def _send(self, frame: bytes) -> None:
-        if self._backlog:
-            self._backlog.append(frame)
-            return
-        try:
-            self._connected().send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            self._backlog.append(frame)
+    def _send(self, sock: zmq.Socket, frame: bytes) -> None:
+        if not self._backlog:
+            try:
+                sock.send(frame, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+        self._backlog.append(frame)
 
-    def _drain_backlog(self) -> None:
-        sock = self._connected()
+    def _drain_backlog(self, sock: zmq.Socket) -> None:
         while self._backlog:
             try:
                 sock.send(self._backlog[0], zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._backlog.pop(0)
+            self._backlog.popleft()
 
-    def _flush_loop(self) -> None:
-        pid = os.getpid()
-        while not self._closed.wait(FLUSH_INTERVAL):
-            if os.getpid() != pid:
-                return
-            with self._lock:
-                if self._socket is None:
-                    return
-                self._send_pending()
-                self._receive()
-
-    # -- receiving ------------------------------------------------------------
-
-    def _receive(self) -> None:
-        sock = self._connected()
+    def _receive(self, sock: zmq.Socket) -> None:
         while True:
             try:
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._dispatch(protocol.unpack(frame))
+            try:
+                self._dispatch(protocol.unpack(frame))
+            except protocol.ProtocolError as exc:
+                print(f"kleio: ignored a message from the daemon: {exc}", file=sys.stderr)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["t"]
@@ -144,26 +149,28 @@ class Channel:
         elif kind in (protocol.REPLY, protocol.REFUSED) and message.get("req") is not None:
             self._replies[int(message["req"])] = message
         elif kind == protocol.REFUSED:
-            error = message["error"]
-            print(f"kleio: the daemon refused records: {error['message']}", file=sys.stderr)
+            print(f"kleio: the daemon refused records: {message['error']['message']}",
+                  file=sys.stderr)
+
+    # -- waiting (caller's thread) ---------------------------------------------------
 
     def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                self._send_pending()
-                self._receive()
-                if done():
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise DaemonUnavailable(
-                        f"kleio: the daemon did not answer within {timeout:.0f} s while {what}; "
-                        "check it with `kleio daemon status`"
-                    )
-                self._connected().poll(min(50, int(remaining * 1000) + 1), zmq.POLLIN)
+        while not done():
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise DaemonUnavailable(
+                    f"kleio: the daemon did not answer within {timeout:.0f} s while {what}; "
+                    "check it with `kleio daemon status`"
+                )
+            time.sleep(WAIT_STEP)
 
-    # -- artifacts and queries --------------------------------------------------
+    def _command(self, command: Command) -> None:
+        self._commands.append(command)
+
+    def _send_later(self, frame: bytes) -> None:
+        self._commands.append(lambda sock: self._send(sock, frame))
+
+    # -- artifacts and queries --------------------------------------------------------
 
     def upload(self, fileobj: BinaryIO) -> tuple[str, int]:
         """Stream ``fileobj`` to the daemon; return its sha256 and size once stored."""
@@ -175,11 +182,11 @@ class Channel:
             data = fileobj.read(protocol.BLOB_CHUNK_BYTES)
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError("log_artifact needs a binary file object (open it with 'rb')")
+            data = bytes(data)
             last = len(data) < protocol.BLOB_CHUNK_BYTES
             digest.update(data)
-            with self._lock:
-                self._send(protocol.pack(protocol.blob(upload, offset, bytes(data), last)))
-                self._drain_backlog()
+            frame = protocol.pack(protocol.blob(upload, offset, data, last))
+            self._send_later(frame)
             offset += len(data)
             chunks += 1
             if last or chunks % BLOB_WINDOW == 0:
@@ -200,37 +207,39 @@ class Channel:
 
     def query(self, name: str, args: dict[str, Any]) -> Any:
         """Ask the daemon about this trial, after everything logged so far is committed."""
-        with self._lock:
-            self._next_req += 1
-            req = self._next_req
-            self._send_pending()
-            message = protocol.query(
-                self._trial, self._execution, self._producer, req, name, args
-            )
-            self._send(protocol.pack(message))
+        self._next_req += 1
+        req = self._next_req
+        message = protocol.query(self._trial, self._execution, self._producer, req, name, args)
+        frame = protocol.pack(message)
+        # Records appended before this call are sent first: the I/O thread sends
+        # records before it runs commands.
+        self._send_later(frame)
         self._wait(lambda: req in self._replies, _wait_bound(), f"answering {name}")
         answer = self._replies.pop(req)
         if answer["t"] == protocol.REFUSED:
             raise RequestRefused(answer["error"]["code"], answer["error"]["message"])
         return answer.get("result")
 
-    # -- the end ----------------------------------------------------------------
+    # -- the end ------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything, and wait within a bound for the last record's acknowledgement."""
-        with self._lock:
-            if self._socket is None and not self._pending:
-                return
-            self._send_pending()
+        target: list[int] = []
+
+        def sync(sock: zmq.Socket) -> None:
             last = self._sent_seq
-            self._send(protocol.pack(
-                protocol.sync(self._trial, self._execution, self._producer, last)
-            ))
+            self._send(sock, protocol.pack(
+                protocol.sync(self._trial, self._execution, self._producer, last)))
+            target.append(last)
+
+        self._command(sync)
         bound = _wait_bound() if timeout is None else timeout
         try:
-            self._wait(lambda: self._acked_seq >= last, bound, "flushing the last records")
+            self._wait(lambda: bool(target) and self._acked_seq >= target[0], bound,
+                       "flushing the last records")
         except DaemonUnavailable:
-            missing = last - self._acked_seq
+            missing = (target[0] if target else self._sent_seq + len(self._records)) \
+                - self._acked_seq
             print(
                 f"kleio: {missing} records were not acknowledged by the daemon within "
                 f"{bound:.0f} s and may be lost; check `kleio daemon status`",
@@ -238,8 +247,11 @@ class Channel:
             )
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the background thread."""
+        """Flush, then stop the I/O thread."""
+        if self._stopping:
+            return
         try:
             self.flush(timeout)
         finally:
-            self._closed.set()
+            self._stopping = True
+            self._thread.join(timeout=1.0)

@@ -53,7 +53,7 @@ class Logger:
         if channel is None:
             print("[kleio] " + " ".join(f"{k}={v}" for k, v in record.items()), file=sys.stderr)
             return
-        channel.append(protocol.STATISTIC, record)
+        channel.append((protocol.STATISTIC, record))
 
     # -- artifacts ----------------------------------------------------------------
 
@@ -73,7 +73,7 @@ class Logger:
             fileobj = io.BytesIO(bytes(fileobj))
         sha256, size = channel.upload(cast(BinaryIO, fileobj))
         body = {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
-        channel.append(protocol.ARTIFACT, body)
+        channel.append((protocol.ARTIFACT, body))
 
     def load_artifact(self, filename: str, **metadata: Any) -> Artifact | None:
         """The latest artifact of this trial named ``filename`` whose metadata match, or None."""
@@ -115,7 +115,10 @@ class Logger:
 
 
 def _flush_on_sigterm(logger: Logger) -> None:
-    """On SIGTERM with its default disposition, flush before dying of it."""
+    """On SIGTERM with its default disposition, flush before dying of it.
+
+    Safe wherever the signal lands: flushing takes no lock (see channel.py).
+    """
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:

@@ -94,7 +94,7 @@ class Supervisor:
     def _cannot_start(self, channel: Channel, message: str, code: int) -> int:
         text = f"kleio: {message}\n".encode()
         _write(sys.stderr.buffer, text)
-        channel.append(protocol.OUTPUT, {"stream": "stderr", "data": text})
+        channel.append((protocol.OUTPUT, {"stream": "stderr", "data": text}))
         return code
 
     def _trial_environment(self) -> dict[str, str]:
@@ -121,7 +121,7 @@ class Supervisor:
                     continue
                 name, echo = streams[source]
                 _write(echo, data)
-                channel.append(protocol.OUTPUT, {"stream": name, "data": data})
+                channel.append((protocol.OUTPUT, {"stream": name, "data": data}))
         selector.close()
 
     def _heartbeat(self) -> None:
