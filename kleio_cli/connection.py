@@ -24,15 +24,26 @@ def control_client(config: Config, timeout: float = 60.0) -> ControlClient:
     return ControlClient(endpoints.control, timeout=timeout)
 
 
-def connect(config: Config, start: bool = True, timeout: float = 60.0) -> ControlClient:
-    """A client of a running daemon; start one first when ``start`` and none runs."""
+def connect(config: Config, start: bool = True, timeout: float = 60.0,
+            same_database: bool = True) -> ControlClient:
+    """A client of a running daemon; start one first when ``start`` and none runs.
+
+    With ``same_database``, a daemon serving another database than this
+    command's configuration names is an error, never a silent switch.
+    """
     if not lock.is_held(config.runtime_dir):
         if not start:
             raise CliError("kleiod is not running; start it with `kleio daemon start`",
                            EXIT_UNAVAILABLE)
         start_daemon(config)
     client = control_client(config, timeout)
-    wait_until_answering(client, config)
+    info = wait_until_answering(client, config)
+    if same_database and info.get("database") != config.database_redacted:
+        client.close()
+        raise CliError(
+            f"kleiod (pid {info.get('pid')}) serves {info.get('database')}, but this command "
+            f"asks for {config.database_redacted}; run `kleio daemon stop` first to switch",
+            EXIT_UNAVAILABLE)
     return client
 
 
@@ -44,12 +55,16 @@ def start_daemon(config: Config) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "kleiod", "--runtime-dir", str(runtime)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env=_daemon_environment(),
+            env=_daemon_environment(config),
         )
 
 
-def _daemon_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
+def _daemon_environment(config: Config) -> dict[str, str]:
+    """The caller's environment, with the database this command resolved (never on argv,
+    where other users could read credentials)."""
+    env = {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
+    env["KLEIO_DATABASE"] = config.database
+    return env
 
 
 def wait_until_answering(client: ControlClient, config: Config) -> dict[str, object]:

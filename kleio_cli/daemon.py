@@ -45,7 +45,7 @@ def status(as_json: bool) -> None:
         else:
             print("kleiod is not running; start it with `kleio daemon start`", file=sys.stderr)
         raise CliError("", EXIT_UNAVAILABLE)
-    with connect(config, start=False, timeout=10) as client:
+    with connect(config, start=False, timeout=10, same_database=False) as client:
         info = client.call("status")
     info["running"] = True
     if as_json:

@@ -4,6 +4,8 @@
     (and, from kleio_client.errors)
     RequestRefused          mapped by its wire code through EXIT_STATUS
     DaemonUnavailable       EXIT_UNAVAILABLE
+    (and, from kleiod.errors, for configuration read by the CLI)
+    KleiodError             mapped by its code through EXIT_STATUS
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
+import zmq
 
 from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
+from kleiod.errors import KleiodError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -46,7 +50,7 @@ class CliError(Exception):
 def exit_status(exc: BaseException) -> int:
     if isinstance(exc, CliError):
         return exc.exit_status
-    if isinstance(exc, RequestRefused):
+    if isinstance(exc, (RequestRefused, KleiodError)):
         return EXIT_STATUS.get(exc.code, EXIT_FAILURE)
     if isinstance(exc, DaemonUnavailable):
         return EXIT_UNAVAILABLE
@@ -65,5 +69,7 @@ def reported() -> Iterator[None]:
     """Turn Kleio's errors into one line on stderr and the mapped exit status."""
     try:
         yield
-    except (CliError, KleioError) as exc:
+    except (CliError, KleioError, KleiodError) as exc:
         fail(exc)
+    except (OSError, zmq.ZMQError) as exc:
+        fail(CliError(f"kleio: {exc}"))

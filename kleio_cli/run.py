@@ -15,7 +15,7 @@ from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_client import protocol
 from kleio_client.errors import RequestRefused
 from kleiod.config import resolve
-from kleiod.supervisor import SupervisorSpec
+from kleiod.supervisor import SupervisorSpec, own_process_group
 
 
 def run_command(argv: list[str]) -> int:
@@ -54,11 +54,16 @@ def _announce(reservation: dict[str, Any]) -> None:
 
 
 def supervise(spec: SupervisorSpec) -> int:
-    """Run the supervisor in a session of its own; Ctrl-C reaches the trial through it."""
+    """Run the supervisor in the caller's session, in a process group of its own.
+
+    The terminal's signals reach only this process; it forwards each once to
+    the supervisor, which forwards it to the trial.  Ctrl-Z stops the trial,
+    then this process, as a shell's job would stop.
+    """
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "kleiod.supervisor", spec.to_json()],
-        start_new_session=True,
         env={k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT},
+        **own_process_group(),
     )
 
     def forward(signum: int, _frame: Any) -> None:
@@ -67,6 +72,14 @@ def supervise(spec: SupervisorSpec) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    def suspend(signum: int, frame: Any) -> None:
+        forward(signum, frame)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, suspend)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT):
         signal.signal(signum, forward)
-    return supervisor.wait()
+    signal.signal(signal.SIGTSTP, suspend)
+    code = supervisor.wait()
+    return code if code >= 0 else 128 - code

@@ -72,11 +72,20 @@ class Channel:
 
     def _start_in_child(self) -> None:
         self._start()
+        self.append = self._first_append_in_child
+
+    def _first_append_in_child(self, item: tuple[str, Any]) -> None:
+        """multiprocessing children leave through os._exit, past atexit: flush at their exit.
+
+        Registered at the first record, not at fork: a child's bootstrap clears the
+        finalizers registered before it runs.
+        """
+        self.append = self._records.append
         if "multiprocessing" in sys.modules:
-            # multiprocessing children leave through os._exit, past atexit.
             from multiprocessing import util
 
             util.Finalize(self, self.close, exitpriority=100)
+        self.append(item)
 
     # -- the I/O thread -----------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 import zmq
 
 from kleio_client import protocol
-from kleio_client.errors import DaemonUnavailable, RequestRefused
+from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 
 _ids = itertools.count(1)
 
@@ -37,7 +37,10 @@ class ControlClient:
                 raise DaemonUnavailable(
                     f"kleiod did not answer {cmd!r} in time; check `kleio daemon status`"
                 )
-            reply = protocol.unpack(self._socket.recv())
+            try:
+                reply = protocol.unpack(self._socket.recv(), limit=None)
+            except protocol.ProtocolError as exc:
+                raise KleioError(f"kleio: unreadable reply from kleiod: {exc}") from None
             if reply.get("id") == req_id:
                 break
         if not reply.get("ok"):

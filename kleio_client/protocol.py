@@ -93,10 +93,14 @@ def pack(message: dict[str, Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
-def unpack(frame: bytes) -> dict[str, Any]:
-    """Decode one frame, refusing anything that is not a current message."""
-    if len(frame) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def unpack(frame: bytes, limit: int | None = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """Decode one frame, refusing anything that is not a current message.
+
+    ``limit`` bounds what the daemon accepts; its replies (a whole journal's
+    output, say) may be larger.
+    """
+    if limit is not None and len(frame) > limit:
+        raise ProtocolError(f"message of {len(frame)} bytes exceeds {limit}")
     try:
         message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types

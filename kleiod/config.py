@@ -27,6 +27,7 @@ else:  # pragma: no cover
 APP = "kleio"
 SOCKET_PATH_LIMIT = 107
 DEFAULT_LEASE_SECONDS = 30.0
+SQLITE_PREFIX = "sqlite:///"
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,17 @@ def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None 
     return Config(
         runtime_dir=Path(runtime) if runtime else default_runtime_dir(env),
         data_dir=data_dir,
-        database=str(database or f"sqlite:///{data_dir / 'journal.sqlite'}"),
+        database=_absolute(str(database or f"sqlite:///{data_dir / 'journal.sqlite'}")),
         lease_seconds=lease_seconds,
     )
+
+
+def _absolute(url: str) -> str:
+    """A SQLite URL's path made absolute now, so that it never depends on a process's cwd."""
+    if not url.startswith(SQLITE_PREFIX):
+        return url
+    path = os.path.abspath(os.path.expanduser(url[len(SQLITE_PREFIX):]))
+    return SQLITE_PREFIX + path
 
 
 def _pick(key: str, flags: dict[str, Any] | None, env: Any, file_settings: dict[str, Any]) -> Any:

@@ -26,6 +26,7 @@ from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Ingest
 from kleiod.lock import PidLock
 from kleiod.storage import open_storage
+from kleiod.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Daemon:
         finally:
             lock.release()
 
-    def _serve_with(self, storage: Any) -> None:
+    def _serve_with(self, storage: Storage) -> None:
         endpoints = protocol.Endpoints.in_directory(str(self.config.runtime_dir))
         context = zmq.Context()
         publish = context.socket(zmq.PUB)
@@ -73,7 +74,7 @@ class Daemon:
         log.info("kleiod %s serving %s on %s (pid %s)", __version__,
                  self.config.database_redacted, self.config.runtime_dir, os.getpid())
         try:
-            self._loop(ingest, ingest_socket, controller, control_socket)
+            self._loop(ingest, ingest_socket, controller, control_socket, storage)
         finally:
             _commit_quietly(ingest)
             for sock in (control_socket, ingest_socket, publish):
@@ -82,7 +83,9 @@ class Daemon:
             log.info("kleiod stopped")
 
     def _loop(self, ingest: Ingest, ingest_socket: zmq.Socket, controller: Controller,
-              control_socket: zmq.Socket) -> None:
+              control_socket: zmq.Socket, storage: Storage) -> None:
+        sweep_every = max(0.25, self.config.lease_seconds / 4)
+        next_sweep = time.monotonic() + sweep_every
         poller = zmq.Poller()
         poller.register(ingest_socket, zmq.POLLIN)
         poller.register(control_socket, zmq.POLLIN)
@@ -97,6 +100,9 @@ class Daemon:
                                                                    frames))
             if ingest.due_in() == 0.0:
                 _commit_quietly(ingest)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + sweep_every
+                _expire_leases(storage)
 
 
 def _router(context: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -135,6 +141,14 @@ def _answer(controller: Controller, sock: zmq.Socket, frames: list[bytes]) -> No
     sock.send_multipart([frames[0], controller.handle(frames[1])])
 
 
+def _expire_leases(storage: Storage) -> None:
+    try:
+        for trial_id in storage.expire_leases(time.time()):
+            log.warning("trial %s is lost: its lease expired", trial_id)
+    except StorageError as exc:
+        log.error("%s", exc)
+
+
 def _commit_quietly(ingest: Ingest) -> None:
     try:
         ingest.commit()
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir}))
+        os.chdir("/")  # hold no directory of the user's
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop())
         signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -53,7 +53,8 @@ class Handlers:
     # -- the daemon -----------------------------------------------------------
 
     def ping(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": __version__}
+        return {"pid": os.getpid(), "version": __version__,
+                "database": self._ctx.config.database_redacted}
 
     def status(self, args: dict[str, Any]) -> dict[str, Any]:
         counters = self._ctx.ingest.counters
@@ -107,7 +108,6 @@ class Handlers:
         self._storage.end_execution(
             ExecutionEnd(trial_id, execution, status, exit_code, signals, time.time())
         )
-        self._ctx.ingest.forget_execution(trial_id, execution)
         return {"status": status}
 
     # -- reading the journal ---------------------------------------------------------

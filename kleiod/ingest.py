@@ -41,6 +41,7 @@ class _Batch:
     chunks: list[Chunk] = field(default_factory=list)
     records: int = 0
     acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
+    sources: dict[tuple[str, int], set[tuple[bytes, str]]] = field(default_factory=dict)
     outputs: list[tuple[str, Any]] = field(default_factory=list)
     started: float = 0.0
 
@@ -59,7 +60,6 @@ class Ingest:
         self._publish = publish
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
-        self._current: dict[tuple[str, int], bool] = {}
         self.counters = IngestCounters()
 
     # -- receiving --------------------------------------------------------------
@@ -94,11 +94,6 @@ class Ingest:
         producer, first = str(message["producer"]), int(message["seq"])
         packed = message["records"]
         items = _checked_items(packed)
-        if not self._is_current(trial, execution):
-            self.counters.refused_records += len(items)
-            self._send(identity, protocol.refused(
-                protocol.E_NOT_FOUND, f"execution {execution} of trial {trial} is not running"))
-            return
         batch = self._batch
         if not batch.chunks:
             batch.started = time.monotonic()
@@ -111,6 +106,7 @@ class Ingest:
                 batch.outputs.extend((trial, pair[1]) for pair in items[start:end])
         batch.records += len(items)
         batch.acks[(identity, producer)] = first + len(items) - 1
+        batch.sources.setdefault((trial, execution), set()).add((identity, producer))
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
         self.commit()
@@ -152,12 +148,6 @@ class Ingest:
                       msgpack.packb([[protocol.LOAD, body]], use_bin_type=True))
         self._storage.append_chunks([chunk])
 
-    def _is_current(self, trial: str, execution: int) -> bool:
-        key = (trial, execution)
-        if not self._current.get(key):
-            self._current[key] = self._storage.is_current_execution(trial, execution)
-        return self._current[key]
-
     # -- committing -------------------------------------------------------------
 
     def due_in(self) -> float | None:
@@ -173,20 +163,33 @@ class Ingest:
         if not batch.chunks and not batch.acks:
             return
         try:
-            inserted = self._storage.append_chunks(batch.chunks)
+            appended = self._storage.append_chunks(batch.chunks)
         except StorageError as exc:
             log.error("%s; keeping %d records to retry", exc, batch.records)
             raise
         self._batch = _Batch()
-        self.counters.committed += inserted
-        self.counters.duplicates += batch.records - inserted
+        refused = sum(c.count for c in batch.chunks if (c.trial_id, c.execution)
+                      in appended.refused)
+        self.counters.committed += appended.inserted
+        self.counters.refused_records += refused
+        self.counters.duplicates += batch.records - appended.inserted - refused
+        self._refuse(batch, appended.refused)
+        # Refused records are acknowledged too: resending them cannot help.
         for (identity, producer), seq in batch.acks.items():
             self._send(identity, protocol.ack(producer, seq))
         for trial, body in batch.outputs:
             self._publish(f"trial.{trial}.output", body)
 
-    def forget_execution(self, trial: str, execution: int) -> None:
-        self._current.pop((trial, execution), None)
+    def _refuse(self, batch: _Batch, refused: set[tuple[str, int]]) -> None:
+        for trial, execution in refused:
+            log.warning("refused records of execution %s of trial %s: not its owner",
+                        execution, trial)
+            message = protocol.refused(
+                protocol.E_NOT_FOUND,
+                f"execution {execution} of trial {trial[:12]} does not own the trial "
+                "(unknown, or resumed elsewhere); its records are not stored")
+            for identity, _producer in batch.sources.get((trial, execution), ()):
+                self._send(identity, message)
 
     def _send(self, identity: bytes, message: dict[str, Any]) -> None:
         try:

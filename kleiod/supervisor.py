@@ -1,10 +1,14 @@
 """The supervisor: one small process per trial execution, the trial's parent.
 
-It starts the trial in a process group of its own, streams its output live
-to its own stdout/stderr (the caller's terminal) and to the daemon as
-numbered output records, forwards SIGINT and SIGTERM (a second SIGINT within
-``KILL_WINDOW`` seconds kills the trial), renews the trial's lease, and
-reports the exit code and the signals seen.  The daemon decides the status.
+It runs in the caller's session (in a process group of its own, so that the
+terminal's signals reach it only through the CLI, once each) and starts the
+trial in a session of its own.  It streams the trial's output live to its own
+stdout/stderr (the caller's terminal) and to the daemon as numbered output
+records, forwards SIGINT, SIGTERM, SIGQUIT, SIGTSTP and SIGCONT (a second
+SIGINT within ``KILL_WINDOW`` seconds kills the trial), renews the trial's
+lease, and reports the exit code and the signals seen.  The daemon decides
+the status.  When the trial has exited, children it left behind holding its
+output get ``ORPHAN_GRACE`` seconds more of output capture, not more.
 
 Run as ``python -m kleiod.supervisor SPEC_JSON``.
 """
@@ -25,9 +29,13 @@ from typing import IO, Any
 from kleio_client import protocol
 from kleio_client.channel import Channel
 from kleio_client.control import ControlClient
-from kleio_client.errors import KleioError
+from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 
 KILL_WINDOW = 3.0
+ORPHAN_GRACE = 1.0
+REPORT_RETRY = 0.5
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT)
+RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
 READ_BYTES = 65536
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
@@ -75,7 +83,7 @@ class Supervisor:
         try:
             self._process = subprocess.Popen(
                 self.spec.argv, cwd=self.spec.cwd, env=self._trial_environment(),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_own_process_group(),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             )
         except FileNotFoundError:
             return self._cannot_start(channel, f"command not found: {self.spec.argv[0]}",
@@ -111,8 +119,13 @@ class Supervisor:
         for pipe in streams:
             selector.register(pipe, selectors.EVENT_READ)
         open_pipes = len(streams)
+        deadline: float | None = None
         while open_pipes:
-            for key, _ in selector.select():
+            if deadline is None and self._trial_exited():
+                deadline = time.monotonic() + ORPHAN_GRACE
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            for key, _ in selector.select(0.1):
                 source: Any = key.fileobj
                 data = os.read(source.fileno(), READ_BYTES)
                 if not data:
@@ -123,6 +136,11 @@ class Supervisor:
                 _write(echo, data)
                 channel.append((protocol.OUTPUT, {"stream": name, "data": data}))
         selector.close()
+        for pipe in streams:
+            pipe.close()
+
+    def _trial_exited(self) -> bool:
+        return self._process is not None and self._process.poll() is not None
 
     def _heartbeat(self) -> None:
         interval = max(0.5, self.spec.lease_seconds / 4)
@@ -141,11 +159,15 @@ class Supervisor:
                              execution=self.spec.execution, exit_code=exit_code,
                              signals=self.signals, timeout=10)
                 return
-            except KleioError as exc:
+            except RequestRefused as exc:
+                print(f"kleio: the daemon refused the end of the trial: {exc}", file=sys.stderr)
+                return
+            except DaemonUnavailable as exc:
                 if time.monotonic() > deadline:
                     print(f"kleio: could not record the end of the trial: {exc}",
                           file=sys.stderr)
                     return
+                time.sleep(REPORT_RETRY)
 
     def _call_quietly(self, control: ControlClient, cmd: str, **args: Any) -> None:
         try:
@@ -156,19 +178,21 @@ class Supervisor:
     # -- signals -----------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for signum in FORWARDED:
+            signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        self.signals.append(name)
+        process = self._process
+        if process is not None and process.returncode is not None:
+            return  # the trial has ended: a late Ctrl-C changes nothing
+        if signum in RECORDED:
+            self.signals.append(signal.Signals(signum).name)
         now = time.monotonic()
         kill = signum == signal.SIGINT and now - self._last_interrupt < KILL_WINDOW
         if signum == signal.SIGINT:
             self._last_interrupt = now
-        process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         try:
             os.killpg(process.pid, signal.SIGKILL if kill else signum)
@@ -176,7 +200,7 @@ class Supervisor:
             pass
 
 
-def _own_process_group() -> dict[str, Any]:
+def own_process_group() -> dict[str, Any]:
     """Signals reach the trial only through the supervisor, exactly once each."""
     if sys.version_info >= (3, 11):
         return {"process_group": 0}

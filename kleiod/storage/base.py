@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgpack
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -64,6 +66,38 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Appended:
+    """What a write of chunks did: records stored, and (trial, execution) pairs refused."""
+
+    inserted: int
+    refused: set[tuple[str, int]]
+
+
+def uncovered_parts(chunk: Chunk, stored: Sequence[tuple[int, int]]) -> list[Chunk]:
+    """Split ``chunk`` into the runs of records not inside the stored (seq, count) ranges."""
+    if not stored:
+        return [chunk]
+    covered: set[int] = set()
+    for seq, count in stored:
+        covered.update(range(seq, seq + count))
+    pairs = msgpack.unpackb(chunk.body, raw=False)
+    parts: list[Chunk] = []
+    run: list[Any] = []
+    for index, pair in enumerate(pairs):
+        seq = chunk.seq + index
+        if seq not in covered:
+            if not run:
+                start = seq
+            run.append(pair)
+        if run and (seq in covered or index == len(pairs) - 1):
+            body = msgpack.packb(run, use_bin_type=True)
+            parts.append(Chunk(chunk.trial_id, chunk.execution, chunk.producer, start,
+                               len(run), chunk.kind, body))
+            run = []
+    return parts
+
+
+@dataclass(frozen=True)
 class ExecutionEnd:
     trial_id: str
     execution: int
@@ -97,11 +131,13 @@ class Storage(Protocol):
 
     def end_execution(self, end: ExecutionEnd) -> None: ...
 
-    def is_current_execution(self, trial_id: str, execution: int) -> bool: ...
-
     # records
-    def append_chunks(self, chunks: Sequence[Chunk]) -> int:
-        """Store the chunks not stored yet; return how many records were new."""
+    def append_chunks(self, chunks: Sequence[Chunk]) -> Appended:
+        """Store the records not stored yet, refusing executions that no longer own their trial."""
+        ...
+
+    def expire_leases(self, now: float) -> list[str]:
+        """Declare lost the running trials whose lease ended before ``now``; return their ids."""
         ...
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...

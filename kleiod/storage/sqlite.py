@@ -8,6 +8,7 @@ run.  sqlite3 errors are translated to StorageError here, at the seam.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,11 +30,13 @@ from kleiod.errors import (
 )
 from kleiod.storage.base import (
     POSITION_STRIDE,
+    Appended,
     Chunk,
     Claim,
     ExecutionEnd,
     Reservation,
     TrialSpec,
+    uncovered_parts,
 )
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
 
@@ -104,11 +107,12 @@ def _translated(what: str) -> Iterator[None]:
 
 
 def _filesystem_of(path: Path) -> str:
-    best, fstype = "", ""
+    """The type of the filesystem holding ``path``: the last mount on its deepest mountpoint."""
+    best, fstype = -1, ""
     for part in psutil.disk_partitions(all=True):
-        mount = part.mountpoint
-        if str(path).startswith(mount) and len(mount) > len(best):
-            best, fstype = mount, part.fstype
+        mount = Path(part.mountpoint)
+        if (path == mount or mount in path.parents) and len(mount.parts) >= best:
+            best, fstype = len(mount.parts), part.fstype
     return fstype
 
 
@@ -230,39 +234,76 @@ class SQLiteStorage:
     def end_execution(self, end: ExecutionEnd) -> None:
         with self._transaction("recording an execution's end") as db:
             db.execute(
-                "UPDATE executions SET ended = ?, exit_code = ?, status = ?, signals = ? "
+                "UPDATE executions SET ended = ?, exit_code = ?, signals = ?, "
+                "status = CASE WHEN status = 'running' THEN ? ELSE status END "
                 "WHERE trial_id = ? AND number = ?",
-                (end.now, end.exit_code, end.status, json.dumps(end.signals), end.trial_id,
+                (end.now, end.exit_code, json.dumps(end.signals), end.status, end.trial_id,
                  end.execution),
             )
             cursor = db.execute(
                 "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
-                "WHERE id = ? AND executions = ?",
+                "WHERE id = ? AND executions = ? AND status = 'running'",
                 (end.status, end.now, end.trial_id, end.execution),
             )
             if cursor.rowcount:
                 self._history(db, end.trial_id, end.execution, end.status, end.now)
 
-    def is_current_execution(self, trial_id: str, execution: int) -> bool:
-        with _translated("checking an execution"):
-            row = self._db.execute(
-                "SELECT executions FROM trials WHERE id = ?", (trial_id,)
-            ).fetchone()
-        return row is not None and row[0] == execution
+    def expire_leases(self, now: float) -> list[str]:
+        with self._transaction("expiring leases") as db:
+            rows = db.execute(
+                "SELECT id, executions FROM trials WHERE status = ? AND lease_until < ?",
+                (states.RUNNING, now),
+            ).fetchall()
+            for trial_id, execution in rows:
+                db.execute("UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
+                           "WHERE id = ?", (states.LOST, now, trial_id))
+                db.execute("UPDATE executions SET status = ?, ended = ? "
+                           "WHERE trial_id = ? AND number = ?",
+                           (states.LOST, now, trial_id, execution))
+                self._history(db, trial_id, execution, states.LOST, now)
+        return [row[0] for row in rows]
 
     # -- records ----------------------------------------------------------------------
 
-    def append_chunks(self, chunks: Sequence[Chunk]) -> int:
+    def append_chunks(self, chunks: Sequence[Chunk]) -> Appended:
         inserted = 0
+        refused: set[tuple[str, int]] = set()
+        owners: dict[tuple[str, int], bool] = {}
         with self._transaction(f"writing {len(chunks)} chunks of records") as db:
-            for c in chunks:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO chunks (trial_id, execution, producer, seq, count, "
-                    "kind, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (c.trial_id, c.execution, c.producer, c.seq, c.count, c.kind, c.body),
-                )
-                inserted += c.count if cursor.rowcount == 1 else 0
-        return inserted
+            for chunk in chunks:
+                key = (chunk.trial_id, chunk.execution)
+                if key not in owners:
+                    owners[key] = self._owns(db, *key)
+                if not owners[key]:
+                    refused.add(key)
+                    continue
+                for part in self._uncovered(db, chunk):
+                    db.execute(
+                        "INSERT INTO chunks (trial_id, execution, producer, seq, count, kind, "
+                        "body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (part.trial_id, part.execution, part.producer, part.seq, part.count,
+                         part.kind, part.body),
+                    )
+                    inserted += part.count
+        return Appended(inserted, refused)
+
+    @staticmethod
+    def _owns(db: sqlite3.Connection, trial_id: str, execution: int) -> bool:
+        """The fencing check: only the trial's latest execution may write."""
+        row = db.execute("SELECT executions FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        return row is not None and row[0] == execution
+
+    @staticmethod
+    def _uncovered(db: sqlite3.Connection, chunk: Chunk) -> list[Chunk]:
+        """The parts of ``chunk`` whose records are not stored yet (a resend stores nothing)."""
+        last = chunk.seq + chunk.count - 1
+        stored = db.execute(
+            "SELECT seq, count FROM chunks WHERE trial_id = ? AND execution = ? AND producer = ? "
+            "AND seq BETWEEN ? AND ? AND seq + count > ?",
+            (chunk.trial_id, chunk.execution, chunk.producer,
+             chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, last, chunk.seq),
+        ).fetchall()
+        return uncovered_parts(chunk, stored)
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
         kinds = list(kinds)
@@ -366,8 +407,6 @@ class SQLiteStorage:
 
 
 def _timestamp(when: float | None) -> str:
-    import datetime
-
     if when is None:
         return "an unknown time"
     return datetime.datetime.fromtimestamp(when).isoformat(sep=" ", timespec="seconds")

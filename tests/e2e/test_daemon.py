@@ -111,3 +111,23 @@ def test_malformed_messages_get_error_replies_and_the_daemon_keeps_serving(kleio
         sock.close()
         context.term()
     assert kleio.json("daemon", "status")["refused_messages"] >= 4
+
+
+def test_a_broken_config_file_is_one_clear_line(kleio, isolated):
+    (isolated.config / "kleio").mkdir(parents=True)
+    (isolated.config / "kleio" / "config.toml").write_text("database = [unclosed\n")
+    done = kleio("ls")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "config.toml" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_daemon_serving_another_database_is_not_silently_used(kleio, tmp_path, monkeypatch):
+    kleio.ok("daemon", "start")
+    monkeypatch.setenv("KLEIO_DATABASE", f"sqlite:///{tmp_path / 'other.sqlite'}")
+    done = kleio("ls")
+    assert done.returncode == 5
+    assert "kleio daemon stop" in done.stderr and "other.sqlite" in done.stderr
+    kleio.ok("daemon", "stop")
+    kleio.ok("ls")  # starts a daemon on the database asked for
+    assert kleio.json("daemon", "status")["database"] == f"sqlite:///{tmp_path / 'other.sqlite'}"

@@ -45,7 +45,10 @@ def test_a_killed_supervisor_leaves_a_lost_trial_that_resumes(kleio, script, mon
     for member in family:
         member.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 10
+    while kleio.json("info", trial_id(err.decode()))["status"] != "lost":  # swept, no rerun
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     again = kleio("python", name)
     assert again.returncode == 0, again.stderr
     assert "resuming the lost trial as execution 2" in again.stderr

@@ -246,3 +246,36 @@ def test_kleio_inside_a_trial_starts_its_own_trial(kleio, script):
     assert len(set(ids)) == 2
     assert kleio.json("stats", ids[0]) == [{"where": "outer"}]
     assert kleio.json("stats", ids[1]) == [{"where": "inner"}]
+
+
+def test_a_child_left_holding_the_output_does_not_hold_kleio(kleio, script):
+    import time
+
+    name = script("""
+        import subprocess
+        subprocess.Popen(["sleep", "30"])  # inherits stdout and stderr
+        print("parent done", flush=True)
+    """)
+    started = time.monotonic()
+    done = kleio("python", name)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10
+    assert kleio.json("info", trial_id(done.stderr))["status"] == "completed"
+
+
+def test_output_larger_than_a_wire_message_is_kept_whole(kleio, script):
+    name = script("""
+        import sys
+        line = b"x" * 1023 + b"\\n"
+        for _ in range(70 * 1024):
+            sys.stdout.buffer.write(line)
+    """)
+    done = kleio("python", name, timeout=180)
+    assert done.returncode == 0
+    import subprocess
+    import sys
+
+    cat = subprocess.run([sys.executable, "-m", "kleio_cli", "cat", trial_id(done.stderr)],
+                         cwd=kleio.cwd, capture_output=True, timeout=180)
+    assert cat.returncode == 0, cat.stderr[-2000:]
+    assert len(cat.stdout) == 70 * 1024 * 1024

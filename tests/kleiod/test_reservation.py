@@ -6,11 +6,13 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 
+from kleio_client import protocol
 from kleiod import states
 from kleiod.errors import AlreadyRunning, TrialCompleted
-from kleiod.storage.base import Claim, ExecutionEnd, TrialSpec
+from kleiod.storage.base import Chunk, Claim, ExecutionEnd, TrialSpec
 from kleiod.storage.sqlite import SQLiteStorage
 
 SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/", user="u")
@@ -55,7 +57,10 @@ def test_statuses_and_the_execution_number_fencing_token(tmp_path: Path):
     second = storage.reserve(SPEC, _claim(2))
     assert (second.execution, second.previous_status) == (2, states.BROKEN)
     assert not storage.renew_lease(SPEC.id, 1, time.time() + 30)  # not the owner any more
-    assert not storage.is_current_execution(SPEC.id, 1)
+    stale = Chunk(SPEC.id, 1, "p", 1, 1, protocol.STATISTIC,
+                  msgpack.packb([[protocol.STATISTIC, {"late": True}]]))
+    assert storage.append_chunks([stale]).refused == {(SPEC.id, 1)}  # fenced
+    assert storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
     storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, [], time.time()))
     with pytest.raises(TrialCompleted):
         storage.reserve(SPEC, _claim(3))
@@ -71,11 +76,6 @@ def test_an_expired_lease_makes_the_trial_lost_and_resumable(tmp_path: Path):
 
 
 def test_chunks_are_idempotent_and_positions_follow_commit_order(tmp_path: Path):
-    import msgpack
-
-    from kleio_client import protocol
-    from kleiod.storage.base import Chunk
-
     storage = SQLiteStorage(tmp_path / "j.sqlite")
     storage.reserve(SPEC, _claim(1))
 
@@ -83,10 +83,26 @@ def test_chunks_are_idempotent_and_positions_follow_commit_order(tmp_path: Path)
         body = msgpack.packb([[kind, {"v": v}] for v in values])
         return Chunk(SPEC.id, 1, producer, seq, len(values), kind, body)
 
-    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("b", 1, [10])]) == 3
-    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("a", 3, [3])]) == 1  # a resend
+    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("b", 1, [10])]).inserted == 3
+    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("a", 3, [3])]).inserted == 1
+    # a resend cut at other boundaries stores only what is new
+    assert storage.append_chunks([chunk("a", 2, [2, 3, 4, 5])]).inserted == 2
+    assert storage.append_chunks([chunk("b", 1, [10, 11])]).inserted == 1
     records = storage.read_records(SPEC.id, [protocol.STATISTIC])
-    assert [r["body"]["v"] for r in records] == [1, 2, 10, 3]
-    assert [r["seq"] for r in records] == [1, 2, 1, 3]
+    assert [r["body"]["v"] for r in records] == [1, 2, 10, 3, 4, 5, 11]
+    assert [r["seq"] for r in records] == [1, 2, 1, 3, 4, 5, 2]
     positions = [r["position"] for r in records]
-    assert positions == sorted(positions) and len(set(positions)) == 4
+    assert positions == sorted(positions) and len(set(positions)) == 7
+
+
+def test_expired_leases_are_swept_to_lost(tmp_path: Path):
+    storage = SQLiteStorage(tmp_path / "j.sqlite")
+    storage.reserve(SPEC, _claim(1, lease=-1))
+    assert storage.expire_leases(time.time()) == [SPEC.id]
+    trial = storage.get_trial(SPEC.id)
+    assert trial["status"] == states.LOST
+    assert trial["executions"][0]["status"] == states.LOST
+    # the lost execution reporting its end later does not resurrect it
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    assert storage.get_trial(SPEC.id)["status"] == states.LOST
+    assert storage.get_trial(SPEC.id)["executions"][0]["exit_code"] == 0
