@@ -74,9 +74,8 @@ def supervise(spec: SupervisorSpec) -> int:
 
     def suspend(signum: int, frame: Any) -> None:
         forward(signum, frame)
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
-        signal.signal(signal.SIGTSTP, suspend)
+        # SIGSTOP, not SIGTSTP: the kernel discards SIGTSTP in an orphaned process group.
+        os.kill(os.getpid(), signal.SIGSTOP)  # stops here until SIGCONT
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT):
         signal.signal(signum, forward)

@@ -194,8 +194,12 @@ class Supervisor:
             self._last_interrupt = now
         if process is None:
             return
+        if kill:
+            signum = signal.SIGKILL
+        elif signum == signal.SIGTSTP:
+            signum = signal.SIGSTOP  # SIGTSTP is discarded in an orphaned process group
         try:
-            os.killpg(process.pid, signal.SIGKILL if kill else signum)
+            os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
 

@@ -127,3 +127,51 @@ def test_ctrl_c_typed_in_a_real_terminal_interrupts_the_trial(kleio, script):
     assert b"KeyboardInterrupt" in seen
     tid = trial_id(seen.decode(errors="replace").replace("\r", ""))
     assert kleio.json("info", tid)["status"] == "interrupted"
+
+
+def test_ctrl_z_suspends_the_trial_and_sigcont_resumes_it(kleio, script):
+    import os
+    import pty
+
+    import psutil
+
+    name = script("""
+        import time
+        from kleio_client import kleio_logger
+        print("ready", flush=True)
+        for step in range(30):
+            kleio_logger.log_statistic(step=step)
+            time.sleep(0.1)
+        print("finished", flush=True)
+    """)
+    pid, master = pty.fork()
+    if pid == 0:
+        os.chdir(kleio.cwd)
+        os.execv(kleio.argv()[0], kleio.argv("python", name))
+    seen = b""
+    while b"ready" not in seen:
+        seen += os.read(master, 4096)
+    os.write(master, b"\x1a")  # Ctrl-Z
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status)
+    trial = next(p for p in psutil.Process(pid).children(recursive=True)
+                 if p.cmdline()[1:] == [name])
+    deadline = time.monotonic() + 10
+    while trial.status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, trial.status()
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGCONT)  # what `fg` sends
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"finished" in seen
+    tid = trial_id(seen.decode(errors="replace").replace("\r", ""))
+    assert len(kleio.json("stats", tid)) == 30
+    assert kleio.json("info", tid)["status"] == "completed"
