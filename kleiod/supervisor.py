@@ -204,13 +204,6 @@ class Supervisor:
             pass
 
 
-def own_process_group() -> dict[str, Any]:
-    """Signals reach the trial only through the supervisor, exactly once each."""
-    if sys.version_info >= (3, 11):
-        return {"process_group": 0}
-    return {"preexec_fn": os.setpgrp}  # pragma: no cover
-
-
 def _write(stream: IO[bytes], data: bytes) -> None:
     """Echo to the caller's terminal; a terminal that went away loses nothing stored."""
     try:
