@@ -1,0 +1,175 @@
+"""Kleio's benchmarks: ``python -m tests.benchmarks.run [--runs N] [--records N]``.
+
+Each figure is the median of several runs, printed beside a baseline
+measured in the same run on the same machine.  Runs against a real daemon in
+a temporary runtime directory; never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+LOGGING_SCRIPT = """
+import sys, time
+from kleio_client import kleio_logger
+n = int(sys.argv[1])
+log = kleio_logger.log_statistic
+start = time.perf_counter()
+for i in range(n):
+    log(epoch=i, loss=0.5, acc=0.9)
+loop = time.perf_counter() - start
+start = time.perf_counter()
+kleio_logger.flush()
+print(f"{loop / n * 1e6} {time.perf_counter() - start}")
+"""
+
+RAW_PUSH_SCRIPT = """
+import subprocess, sys, time
+import msgpack, zmq
+n, endpoint = int(sys.argv[1]), sys.argv[2]
+drain = (
+    "import sys, zmq; s = zmq.Context().socket(zmq.PULL); s.bind(sys.argv[1]); "
+    "print('ready', flush=True)\\nwhile s.recv() != b'end': pass"
+)
+puller = subprocess.Popen([sys.executable, "-c", drain, endpoint], stdout=subprocess.PIPE)
+puller.stdout.readline()
+push = zmq.Context().socket(zmq.PUSH)
+push.connect(endpoint)
+time.sleep(0.1)
+packb, send, NOBLOCK = msgpack.packb, push.send, zmq.NOBLOCK
+dropped = 0
+start = time.perf_counter()
+for i in range(n):
+    try:
+        send(packb({"epoch": i, "loss": 0.5, "acc": 0.9}), NOBLOCK)
+    except zmq.Again:
+        dropped += 1
+loop = time.perf_counter() - start
+push.send(b"end")
+puller.wait()
+print(f"{loop / n * 1e6} {dropped}")
+"""
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    unit: str
+    runs: list[float]
+    target: str
+    baseline: list[float] | None = None
+
+    def row(self) -> list[str]:
+        med = statistics.median(self.runs)
+        base = statistics.median(self.baseline) if self.baseline else None
+        ratio = f"{med / base:.2f}" if base else "-"
+        return [self.name, f"{med:.3g} {self.unit}", f"{min(self.runs):.3g}",
+                f"{max(self.runs):.3g}", self.target,
+                f"{base:.3g} {self.unit}" if base else "-", ratio]
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLEIO_")}
+    (root / "run").mkdir(parents=True, exist_ok=True)
+    env.update(XDG_RUNTIME_DIR=str(root / "run"), XDG_DATA_HOME=str(root / "data"),
+               XDG_CONFIG_HOME=str(root / "config"))
+    return env
+
+
+def _kleio(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kleio_cli", *args]
+
+
+def _timed(run: Callable[[], object], times: int) -> list[float]:
+    out = []
+    for _ in range(times):
+        start = time.perf_counter()
+        run()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_logging(root: Path, env: dict[str, str], runs: int, records: int) -> list[Figure]:
+    script = root / "log.py"
+    script.write_text(textwrap.dedent(LOGGING_SCRIPT))
+    raw = root / "raw.py"
+    raw.write_text(textwrap.dedent(RAW_PUSH_SCRIPT))
+    per_call, flush, raw_call, raw_dropped = [], [], [], []
+    for _ in range(runs):
+        done = subprocess.run(_kleio("python", str(script), str(records), uuid.uuid4().hex),
+                              env=env, capture_output=True, text=True, check=True, cwd=root)
+        call, wait = (float(x) for x in done.stdout.split())
+        per_call.append(call)
+        flush.append(wait)
+        endpoint = f"ipc://{root / 'run' / 'raw.sock'}"
+        done = subprocess.run([sys.executable, str(raw), str(records), endpoint],
+                              capture_output=True, text=True, check=True)
+        call, dropped = (float(x) for x in done.stdout.split())
+        raw_call.append(call)
+        raw_dropped.append(100 * dropped / records)
+    return [
+        Figure("log_statistic, 3 scalars", "us", per_call, "<= 1.0 us, <= 1x raw", raw_call),
+        Figure(f"flush of {records:,} records at exit", "s", flush, "<= 3 s"),
+        Figure("records dropped by the raw PUSH baseline", "%", raw_dropped, "kleio: 0"),
+    ]
+
+
+def bench_start(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    subprocess.run(_kleio("daemon", "start"), env=env, capture_output=True, check=True)
+    kleio_runs = _timed(lambda: subprocess.run(
+        ["kleio", "python", "-c", "pass", uuid.uuid4().hex], env=env, capture_output=True,
+        check=True, cwd=root), runs)
+    python_runs = _timed(lambda: subprocess.run(
+        [sys.executable, "-c", "pass"], capture_output=True, check=True), runs)
+    help_runs = _timed(lambda: subprocess.run(["kleio", "--help"], env=env,
+                                              capture_output=True, check=True), runs)
+    return [
+        Figure("kleio python -c pass (new trial)", "s", kleio_runs,
+               "<= python + 0.35 s", python_runs),
+        Figure("kleio --help", "s", help_runs, "<= 0.25 s"),
+    ]
+
+
+def table(figures: list[Figure]) -> str:
+    rows = [["figure", "median", "min", "max", "target", "baseline", "ratio"]]
+    rows += [f.row() for f in figures]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))
+    env = _env(root)
+    try:
+        figures = bench_logging(root, env, args.runs, args.records)
+        figures += bench_start(root, env, args.runs)
+    finally:
+        subprocess.run(_kleio("daemon", "stop"), env=env, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in figures], indent=2))
+    else:
+        print(table(figures))
+
+
+if __name__ == "__main__":
+    main()
