@@ -122,13 +122,13 @@ def daemon_status(as_json: bool = JSON) -> None:
         daemon.status(as_json)
 
 
-def _commands() -> set[str]:
+def command_names() -> set[str]:
     names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     return names | {g.name for g in app.registered_groups if g.name}
 
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv and not argv[0].startswith("-") and argv[0] not in _commands():
+    if argv and not argv[0].startswith("-") and argv[0] not in command_names():
         argv = ["run", *argv]
     app(args=argv, prog_name="kleio")

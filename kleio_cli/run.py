@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -11,7 +13,7 @@ from typing import Any, NoReturn
 
 from kleio_cli import identity
 from kleio_cli.connection import connect
-from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_cli.errors import EXIT_NOT_FOUND_COMMAND, EXIT_USAGE, CliError
 from kleio_client import protocol
 from kleio_client.errors import RequestRefused
 from kleiod.config import resolve
@@ -21,6 +23,7 @@ from kleiod.supervisor import Supervisor, SupervisorSpec
 def run_command(argv: list[str]) -> int:
     if not argv:
         raise CliError("kleio run needs a command, e.g. `kleio run python train.py`", EXIT_USAGE)
+    _check_program(argv[0])
     config = resolve()
     cwd = os.getcwd()
     ident = identity.compute(argv, cwd)
@@ -44,6 +47,21 @@ def run_command(argv: list[str]) -> int:
         runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
     )
     return supervise(spec)
+
+
+def _check_program(program: str) -> None:
+    """Refuse a command that cannot start before it becomes a trial (a typo is no trial)."""
+    found = shutil.which(program) if os.sep not in program else (
+        program if os.access(program, os.X_OK) and os.path.isfile(program) else None)
+    if found:
+        return
+    hint = ""
+    from kleio_cli.app import command_names
+
+    close = difflib.get_close_matches(program, sorted(command_names()), n=1)
+    if close:
+        hint = f"; did you mean `kleio {close[0]}`?"
+    raise CliError(f"kleio: command not found: {program}{hint}", EXIT_NOT_FOUND_COMMAND)
 
 
 def _announce(reservation: dict[str, Any]) -> None:

@@ -210,6 +210,10 @@ def test_missing_command_is_a_clear_error(kleio):
     not_found = kleio("run", "no-such-program-kleio")
     assert not_found.returncode == 127
     assert "command not found" in not_found.stderr
+    typo = kleio("sats", "abc")
+    assert typo.returncode == 127
+    assert typo.stderr == "kleio: command not found: sats; did you mean `kleio stats`?\n"
+    assert len(kleio.json("ls")) == 1  # only python's: a typo is no trial
 
 
 def test_info_reads_as_sections(kleio, script):
