@@ -7,7 +7,7 @@ kleio subcommand; ``kleio run -- CMD`` runs a command named like one.
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -45,13 +45,45 @@ def _root(
     """Kleio: every run of your training script becomes a trial in a journal."""
 
 
+ALLOW_CODE = typer.Option(False, "--allow-code-change",
+                          help="On changed code, branch the trial and run the branch.")
+ALLOW_ENV = typer.Option(False, "--allow-env-change",
+                         help="On a changed environment, branch the trial and run the branch.")
+ALLOW_ANY = typer.Option(False, "--allow-any-change",
+                         help="On any change, branch the trial and run the branch.")
+RUN_OPTIONS = frozenset({"--allow-code-change", "--allow-env-change", "--allow-any-change"})
+
+
+def _run_options(code: bool, env: bool, any_change: bool) -> Any:
+    from kleio_cli.run import RunOptions
+
+    return RunOptions(allow_code_change=code or any_change, allow_env_change=env or any_change)
+
+
 @app.command(context_settings=_PASS_THROUGH)
-def run(command: list[str] = typer.Argument(..., help="The command to run as a trial.")) -> None:
+def run(command: list[str] = typer.Argument(..., help="The command to run as a trial, or a "
+                                             "trial id to resume."),
+        allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
+        allow_any_change: bool = ALLOW_ANY) -> None:
     """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
     from kleio_cli.run import run_command
 
     with reported():
-        code = run_command(command)
+        code = run_command(command, _run_options(allow_code_change, allow_env_change,
+                                                 allow_any_change))
+    raise typer.Exit(code)
+
+
+@app.command("exec")
+def exec_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+          allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
+          allow_any_change: bool = ALLOW_ANY) -> None:
+    """Resume a trial (or a branch) by id, checking its code and environment first."""
+    from kleio_cli.run import exec_trial
+
+    with reported():
+        code = exec_trial(trial, _run_options(allow_code_change, allow_env_change,
+                                              allow_any_change))
     raise typer.Exit(code)
 
 
@@ -95,6 +127,17 @@ def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
         journal.stats(trial, sort, as_json)
 
 
+@app.command()
+def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
+         b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
+         as_json: bool = JSON) -> None:
+    """What differs between two trials (or executions): configuration, code, environment."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.diff(a, b, as_json)
+
+
 @daemon_app.command("start")
 def daemon_start() -> None:
     """Start kleiod in the background (if it is not running)."""
@@ -129,6 +172,7 @@ def command_names() -> set[str]:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv and not argv[0].startswith("-") and argv[0] not in command_names():
-        argv = ["run", *argv]
+    first = next((a for a in argv if a not in RUN_OPTIONS), None)
+    if first is not None and not first.startswith("-") and first not in command_names():
+        argv = ["run", *argv]  # the prefix form, options of `run` included
     app(args=argv, prog_name="kleio")

@@ -20,25 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kleio_cli.capture.configuration import config_files, parse_command
+
 IDENTITY_VERSION = 1
 ID_LENGTH = 32
-CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
-CONFIG_MAX_BYTES = 1024 * 1024
-_PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?$")
-# Python options that take a value as the next argument.
-_PYTHON_VALUED = frozenset({"-W", "-X", "-Q"})
-
-
-@dataclass(frozen=True)
-class Command:
-    """A command line split into what identifies it."""
-
-    interpreter: str
-    interpreter_options: list[str]
-    script: str | None
-    module: str | None
-    code: str | None
-    args: list[str]
 
 
 @dataclass(frozen=True)
@@ -46,26 +31,6 @@ class Identity:
     id: str
     canonical: dict[str, Any]
     project_root: str
-
-
-def parse_command(argv: list[str]) -> Command:
-    program = os.path.basename(argv[0])
-    if not _PYTHON.match(program):
-        script = argv[0] if os.sep in argv[0] else None
-        return Command(program if script is None else "", [], script, None, None, argv[1:])
-    options: list[str] = []
-    rest = argv[1:]
-    while rest and rest[0].startswith("-") and rest[0] != "-":
-        option = rest.pop(0)
-        if option in ("-m", "-c"):
-            target = rest.pop(0) if rest else ""
-            module, code = (target, None) if option == "-m" else (None, target)
-            return Command("python", options, None, module, code, rest)
-        options.append(option)
-        if option in _PYTHON_VALUED and rest:
-            options.append(rest.pop(0))
-    script = rest.pop(0) if rest else None
-    return Command("python", options, script, None, None, rest)
 
 
 def canonical_args(args: list[str]) -> list[str]:
@@ -128,6 +93,11 @@ def _project(anchor: Path, script: Path | None) -> tuple[Path, str]:
     return anchor, "path:" + str(anchor)
 
 
+def git_toplevel(where: Path) -> Path | None:
+    top = _git(where, "rev-parse", "--show-toplevel")
+    return Path(top) if top else None
+
+
 def _git(where: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
@@ -148,14 +118,4 @@ def normalize_remote(url: str) -> str:
 
 
 def _config_files(args: list[str], cwd: str) -> dict[str, str]:
-    found = {}
-    for arg in args:
-        if Path(arg).suffix.lower() not in CONFIG_SUFFIXES:
-            continue
-        path = Path(cwd, arg)
-        try:
-            if path.is_file() and path.stat().st_size <= CONFIG_MAX_BYTES:
-                found[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            continue
-    return found
+    return {name: file["sha256"] for name, file in config_files(args, cwd).items()}

@@ -78,10 +78,89 @@ def _info_text(detail: dict[str, Any]) -> str:
         "Executions\n" + _indent(render.table(
             ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS"], executions)),
     ]
+    sections += [text for text in (_configuration_text(detail.get("configuration")),
+                                   _code_text(detail.get("code")),
+                                   _environment_text(detail.get("environment"))) if text]
     if artifacts:
         sections.append("Artifacts\n" + _indent(render.table(
             ["FILENAME", "BYTES", "SHA256", "EXEC", "METADATA"], artifacts)))
     return "\n\n".join(sections)
+
+
+def _pairs(title: str, pairs: list[list[Any]]) -> str:
+    return title + "\n" + _indent(render.table(["", ""], pairs).split("\n", 1)[1])
+
+
+def _configuration_text(configuration: dict[str, Any] | None) -> str:
+    if not configuration:
+        return ""
+    pairs = [[name, value] for name, value in configuration["options"].items()]
+    if configuration["positional"]:
+        pairs.insert(0, ["arguments", " ".join(map(str, configuration["positional"]))])
+    pairs += [[f"file {name}", f"{f['size']} bytes, sha256 {f['sha256'][:12]}"]
+              for name, f in configuration["files"].items()]
+    return _pairs("Configuration", pairs or [["arguments", None]])
+
+
+def _code_text(code: dict[str, Any] | None) -> str:
+    if not code:
+        return ""
+    if not code.get("git"):
+        return _pairs("Code", [["script", code.get("script")],
+                               ["sha256", (code.get("sha256") or "")[:12] or None],
+                               ["git", "not a git repository"]])
+    patch = code.get("patch_files") or []
+    untracked = [f["path"] for f in code.get("untracked") or []]
+    return _pairs("Code", [
+        ["repository", code.get("root")], ["commit", code.get("commit")],
+        ["branch", code.get("branch")], ["remote", code.get("remote")],
+        ["dirty", "yes" if code.get("dirty") else "no"],
+        ["patch", f"{len(patch)} files: {', '.join(patch)}" if patch else None],
+        ["untracked", f"{len(untracked)} files: {render.clip(', '.join(untracked))}"
+         if untracked else None],
+    ])
+
+
+def _environment_text(env: dict[str, Any] | None) -> str:
+    if not env:
+        return ""
+    python = env.get("python") or {}
+    gpus = env.get("gpus") or []
+    cpu = env.get("cpu") or {}
+    memory = env.get("memory_bytes")
+    return _pairs("Environment", [
+        ["python", f"{python.get('version')} ({python.get('executable')})"],
+        ["packages", len(env.get("packages") or {})],
+        ["os", f"{env.get('distribution') or env.get('os')}, kernel {env.get('kernel')}, "
+               f"{env.get('architecture')}"],
+        ["cpu", f"{cpu.get('count')} x {cpu.get('model')}"],
+        ["memory", f"{memory / 2**30:.1f} GiB" if memory else None],
+        ["gpu", "; ".join(f"{g['model']} ({g.get('memory_mib')} MiB, driver {g.get('driver')},"
+                          f" CUDA {g.get('cuda')})" for g in gpus) or "none"],
+        ["host", f"{env.get('user')}@{env.get('hostname')}"],
+        ["kleio", env.get("kleio")],
+    ])
+
+
+def diff(a: str, b: str, as_json: bool) -> None:
+    result = _call("diff", a=a, b=b)
+    if as_json:
+        render.print_json(result)
+        return
+    print(_diff_text(result))
+
+
+def _diff_text(result: dict[str, Any]) -> str:
+    lines = [f"kleio diff {result['a']} {result['b']}"]
+    sections = (("configuration", result["configuration"]),
+                ("code", result["code"]["changes"]),
+                ("environment", result["environment"]))
+    for title, changes in sections:
+        lines.append(f"\n{title}: " + ("no difference" if not changes else ""))
+        lines += ["  " + change.replace("\n", "\n  ").rstrip() for change in changes]
+    if result["code"]["patch"]:
+        lines += ["", result["code"]["patch"].rstrip("\n")]
+    return "\n".join(lines)
 
 
 def _metadata(metadata: dict[str, Any]) -> str:

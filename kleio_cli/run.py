@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import signal
 import socket
 import sys
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kleio_cli import identity
+from kleio_cli.capture import capture
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND_COMMAND, EXIT_USAGE, CliError
 from kleio_client import protocol
@@ -20,19 +24,44 @@ from kleiod.config import resolve
 from kleiod.supervisor import Supervisor, SupervisorSpec
 
 
-def run_command(argv: list[str]) -> int:
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``kleio run``, the prefix form and ``kleio exec`` accept besides the command."""
+
+    allow_code_change: bool = False
+    allow_env_change: bool = False
+
+
+def run_command(argv: list[str], options: RunOptions) -> int:
     if not argv:
         raise CliError("kleio run needs a command, e.g. `kleio run python train.py`", EXIT_USAGE)
+    if len(argv) == 1 and _ID.match(argv[0]) and not _program_exists(argv[0]):
+        return exec_trial(argv[0], options)
     _check_program(argv[0])
+    return _run(argv, os.getcwd(), options, None)
+
+
+def exec_trial(trial: str, options: RunOptions) -> int:
+    """Resume a trial (or one of its branches) by id, checking fingerprints as a run does."""
+    with connect(resolve()) as client:
+        detail = client.call("trial", id=trial)
+    return _run(detail["command"], _working_directory(detail), options, detail["id"])
+
+
+def _run(argv: list[str], cwd: str, options: RunOptions, exact: str | None) -> int:
     config = resolve()
-    cwd = os.getcwd()
     ident = identity.compute(argv, cwd)
+    captured = capture(argv, cwd)
     with connect(config) as client:
         try:
             reservation = client.call(
                 "reserve",
-                spec={"id": ident.id, "command": argv, "identity": ident.canonical, "cwd": cwd,
-                      "user": ident.canonical["user"]},
+                spec={"id": exact or ident.id, "command": argv, "identity": ident.canonical,
+                      "cwd": cwd, "user": ident.canonical["user"]},
+                capture=captured,
+                allow={"code": options.allow_code_change, "environment": options.allow_env_change},
+                fields=config.fingerprint,
+                exact=exact is not None,
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
@@ -49,11 +78,30 @@ def run_command(argv: list[str]) -> int:
     return supervise(spec)
 
 
+def _working_directory(trial: dict[str, Any]) -> str:
+    """Where the trial ran, or the same place in this checkout of its project."""
+    if os.path.isdir(trial["cwd"]):
+        return str(trial["cwd"])
+    top = identity.git_toplevel(Path.cwd())
+    relative = (trial.get("identity") or {}).get("cwd") or "."
+    if top is not None and (top / relative).is_dir():
+        return str(top / relative)
+    raise CliError(f"kleio: trial {trial['id'][:12]} ran in {trial['cwd']}, which is not here; "
+                   "run this from a checkout of its project", EXIT_USAGE)
+
+
+def _program_exists(program: str) -> bool:
+    if os.sep in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program) is not None
+
+
+_ID = re.compile(r"^[0-9a-f]{4,64}$")
+
+
 def _check_program(program: str) -> None:
     """Refuse a command that cannot start before it becomes a trial (a typo is no trial)."""
-    found = shutil.which(program) if os.sep not in program else (
-        program if os.access(program, os.X_OK) and os.path.isfile(program) else None)
-    if found:
+    if _program_exists(program):
         return
     hint = ""
     from kleio_cli.app import command_names
@@ -65,6 +113,11 @@ def _check_program(program: str) -> None:
 
 
 def _announce(reservation: dict[str, Any]) -> None:
+    if reservation.get("branched_from"):
+        print(f"kleio: branching trial {reservation['branched_from'][:12]}, which ran other "
+              "code or environment:", file=sys.stderr)
+        for change in reservation["changes"]:
+            print(f"  {change}", file=sys.stderr)
     print(f"trial reserved with id: {reservation['id']}", file=sys.stderr)
     if reservation["execution"] > 1:
         print(f"kleio: resuming the {reservation['previous_status']} trial as execution "

@@ -11,12 +11,13 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
+from kleiod import fingerprint
 from kleiod.errors import ConfigError
 
 if __import__("sys").version_info >= (3, 11):
@@ -36,6 +37,7 @@ class Config:
     data_dir: Path
     database: str
     lease_seconds: float
+    fingerprint: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def database_redacted(self) -> str:
@@ -58,7 +60,24 @@ def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None 
         data_dir=data_dir,
         database=_absolute(str(database or f"sqlite:///{data_dir / 'journal.sqlite'}")),
         lease_seconds=lease_seconds,
+        fingerprint=_fingerprint_fields(file_settings.get("fingerprint") or {}),
     )
+
+
+def _fingerprint_fields(table: Any) -> dict[str, list[str]]:
+    """The ``[fingerprint]`` table: which fields of code and environment count."""
+    known = {"code": fingerprint.KNOWN_CODE_FIELDS,
+             "environment": fingerprint.KNOWN_ENVIRONMENT_FIELDS}
+    if not isinstance(table, dict) or set(table) - set(known):
+        raise ConfigError("[fingerprint] takes `code` and `environment`, lists of field names")
+    fields = {}
+    for part, names in table.items():
+        unknown = set(names) - known[part] if isinstance(names, list) else {str(names)}
+        if unknown:
+            raise ConfigError(f"[fingerprint] {part}: unknown fields {sorted(unknown)}; "
+                              f"known: {sorted(known[part])}")
+        fields[part] = list(names)
+    return fields
 
 
 def _absolute(url: str) -> str:

@@ -7,7 +7,8 @@
     ├── AmbiguousId                 E_AMBIGUOUS     a prefix names several trials
     ├── ReservationRefused                          the trial cannot run now
     │   ├── AlreadyRunning          E_ALREADY_RUNNING
-    │   └── TrialCompleted          E_COMPLETED
+    │   ├── TrialCompleted          E_COMPLETED
+    │   └── ChangeRefused           E_CHANGED       code or environment changed, not allowed
     ├── StorageError                E_STORAGE       the database failed (translated at the seam)
     └── DaemonAlreadyRunning        E_INTERNAL      another kleiod holds the lock
 
@@ -49,6 +50,10 @@ class AlreadyRunning(ReservationRefused):
 
 class TrialCompleted(ReservationRefused):
     code = protocol.E_COMPLETED
+
+
+class ChangeRefused(ReservationRefused):
+    code = protocol.E_CHANGED
 
 
 class StorageError(KleiodError):

@@ -12,9 +12,11 @@ from typing import Any
 
 from kleio_client import protocol
 from kleio_client.version import __version__
-from kleiod import states
+from kleiod import reservation, states
 from kleiod.config import Config
-from kleiod.errors import BadRequest
+from kleiod.diff import compare
+from kleiod.errors import BadRequest, TrialNotFound
+from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
 from kleiod.storage.base import Claim, ExecutionEnd, Storage, TrialSpec
 
@@ -46,8 +48,10 @@ class Handlers:
             "resolve": self.resolve,
             "ls": self.ls,
             "info": self.info,
+            "trial": self.trial,
             "stats": self.stats,
             "cat": self.cat,
+            "diff": self.diff,
         }
 
     # -- the daemon -----------------------------------------------------------
@@ -79,15 +83,25 @@ class Handlers:
     # -- executions -------------------------------------------------------------
 
     def reserve(self, args: dict[str, Any]) -> dict[str, Any]:
-        spec = TrialSpec(**args["spec"])
+        allow = args.get("allow") or {}
+        request = reservation.Request(
+            spec=TrialSpec(**args["spec"]),
+            capture=dict(args.get("capture") or {}),
+            fields=Fields.from_wire(args.get("fields")),
+            allowed=reservation.Allowed(code=bool(allow.get("code")),
+                                        environment=bool(allow.get("environment"))),
+            exact=bool(args.get("exact")),
+        )
         now = time.time()
         claim = Claim(host=str(args.get("host") or socket.gethostname()), pid=int(args["pid"]),
                       now=now, lease_until=now + self._ctx.config.lease_seconds)
-        reservation = self._storage.reserve(spec, claim)
+        outcome = reservation.reserve(self._storage, request, claim)
         return {
-            "id": reservation.trial_id,
-            "execution": reservation.execution,
-            "previous_status": reservation.previous_status,
+            "id": outcome.reservation.trial_id,
+            "execution": outcome.reservation.execution,
+            "previous_status": outcome.reservation.previous_status,
+            "branched_from": outcome.branched_from,
+            "changes": list(outcome.changes),
             "lease_seconds": self._ctx.config.lease_seconds,
         }
 
@@ -118,6 +132,9 @@ class Handlers:
     def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self._storage.list_trials()
 
+    def trial(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._storage.get_trial(self._storage.resolve_id(str(args["id"])))
+
     def info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._ctx.ingest.commit()
         trial = self._storage.get_trial(self._storage.resolve_id(str(args["id"])))
@@ -127,7 +144,27 @@ class Handlers:
             {**r["body"], "execution": r["execution"], "position": r["position"]}
             for r in records if r["kind"] == protocol.ARTIFACT
         ]
+        capture = self._storage.capture(trial["id"]) or {}
+        for part in ("configuration", "code", "environment"):
+            trial[part] = capture.get(part)
         return trial
+
+    def diff(self, args: dict[str, Any]) -> dict[str, Any]:
+        sides = [self._execution_capture(str(args[side])) for side in ("a", "b")]
+        labels = (sides[0][0], sides[1][0])
+        return {"a": labels[0], "b": labels[1],
+                **compare(sides[0][1], sides[1][1], labels)}
+
+    def _execution_capture(self, name: str) -> tuple[str, dict[str, Any]]:
+        """``ID`` (its latest execution) or ``ID:N`` (its execution N), and its capture."""
+        prefix, _, number = name.partition(":")
+        trial_id = self._storage.resolve_id(prefix)
+        if number and not number.isdigit():
+            raise BadRequest(f"{name!r}: an execution is named ID:N, N a number")
+        capture = self._storage.capture(trial_id, int(number) if number else None)
+        if capture is None:
+            raise TrialNotFound(f"{name}: no captured execution; see `kleio info {prefix}`")
+        return (f"{trial_id[:12]}:{number}" if number else trial_id[:12]), capture
 
     def stats(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         self._ctx.ingest.commit()

@@ -30,6 +30,9 @@ class TrialSpec:
     cwd: str
     user: str
     parent: str | None = None
+    root: str | None = None  # the id of the command's own trial, for its branches
+    branch_kind: str | None = None  # "change" (--allow-*-change) or "branch" (kleio branch)
+    branch_point: int | None = None  # a position in the parent's effective history
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,18 @@ class Storage(Protocol):
     url: str
 
     # trials and executions
-    def reserve(self, spec: TrialSpec, claim: Claim) -> Reservation: ...
+    def reserve(self, spec: TrialSpec, claim: Claim,
+                capture: dict[str, Any] | None = None) -> Reservation:
+        """Create the trial if new, then compare-and-set it to running as a new execution."""
+        ...
+
+    def candidates(self, root: str) -> list[dict[str, Any]]:
+        """The command's trial and its change-branches, oldest update first, with captures."""
+        ...
+
+    def capture(self, trial_id: str, execution: int | None = None) -> dict[str, Any] | None: ...
+
+    def end_position(self, trial_id: str) -> int | None: ...
 
     def start_execution(self, trial_id: str, execution: int, pid: int) -> None: ...
 

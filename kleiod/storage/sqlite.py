@@ -40,7 +40,14 @@ from kleiod.storage.base import (
 )
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Columns added after a table first shipped: added in place to older journals.
+ADDED_COLUMNS = (
+    ("trials", "root", "TEXT"),
+    ("trials", "branch_kind", "TEXT"),
+    ("trials", "branch_point", "INTEGER"),
+    ("executions", "capture", "TEXT"),
+)
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
      "fuse.sshfs", "ceph", "9p"}
@@ -62,8 +69,12 @@ CREATE TABLE IF NOT EXISTS trials (
     owner_host TEXT,
     owner_pid INTEGER,
     owner_since REAL,
-    lease_until REAL
+    lease_until REAL,
+    root TEXT,
+    branch_kind TEXT,
+    branch_point INTEGER
 );
+CREATE INDEX IF NOT EXISTS trials_by_root ON trials (root);
 CREATE TABLE IF NOT EXISTS executions (
     trial_id TEXT NOT NULL,
     number INTEGER NOT NULL,
@@ -74,6 +85,7 @@ CREATE TABLE IF NOT EXISTS executions (
     exit_code INTEGER,
     status TEXT NOT NULL,
     signals TEXT NOT NULL DEFAULT '[]',
+    capture TEXT,
     PRIMARY KEY (trial_id, number)
 );
 CREATE TABLE IF NOT EXISTS status_history (
@@ -135,10 +147,17 @@ class SQLiteStorage:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
+            self._add_missing_columns()
             self._db.executescript(SCHEMA)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _add_missing_columns(self) -> None:
+        for table, column, declaration in ADDED_COLUMNS:
+            existing = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if existing and column not in existing:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -153,7 +172,8 @@ class SQLiteStorage:
 
     # -- trials and executions ----------------------------------------------------
 
-    def reserve(self, spec: TrialSpec, claim: Claim) -> Reservation:
+    def reserve(self, spec: TrialSpec, claim: Claim,
+                capture: dict[str, Any] | None = None) -> Reservation:
         with self._transaction(f"reserving trial {spec.id}") as db:
             row = db.execute(
                 "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until "
@@ -164,10 +184,12 @@ class SQLiteStorage:
             if row is None:
                 db.execute(
                     "INSERT INTO trials (id, parent, status, command, identity, cwd, user, "
-                    "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "created, updated, root, branch_kind, branch_point) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (spec.id, spec.parent, states.NEW, json.dumps(spec.command),
                      json.dumps(spec.identity, sort_keys=True), spec.cwd, spec.user,
-                     claim.now, claim.now),
+                     claim.now, claim.now, spec.root or spec.id, spec.branch_kind,
+                     spec.branch_point),
                 )
                 self._history(db, spec.id, 0, states.NEW, claim.now)
                 executions = 0
@@ -182,9 +204,10 @@ class SQLiteStorage:
                  claim.lease_until, claim.now, spec.id),
             )
             db.execute(
-                "INSERT INTO executions (trial_id, number, host, pid, started, status) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING),
+                "INSERT INTO executions (trial_id, number, host, pid, started, status, capture) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING,
+                 None if capture is None else json.dumps(capture)),
             )
             self._history(db, spec.id, execution, states.RUNNING, claim.now)
         return Reservation(spec.id, execution, previous)
@@ -343,6 +366,41 @@ class SQLiteStorage:
 
     # -- queries --------------------------------------------------------------------------
 
+    def candidates(self, root: str) -> list[dict[str, Any]]:
+        with _translated("reading a trial's branches"):
+            rows = self._db.execute(
+                "SELECT id, status, updated, parent, branch_kind FROM trials WHERE (id = ? OR "
+                "root = ?) AND (branch_kind IS NULL OR branch_kind = 'change') ORDER BY updated",
+                (root, root),
+            ).fetchall()
+        return [{"id": i, "status": s, "updated": u, "parent": p, "branch_kind": k,
+                 "capture": self.capture(i)} for i, s, u, p, k in rows]
+
+    def capture(self, trial_id: str, execution: int | None = None) -> dict[str, Any] | None:
+        """The capture of an execution (default: the latest that has one)."""
+        with _translated("reading a capture"):
+            if execution is None:
+                row = self._db.execute(
+                    "SELECT capture FROM executions WHERE trial_id = ? AND capture IS NOT NULL "
+                    "ORDER BY number DESC LIMIT 1", (trial_id,)).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT capture FROM executions WHERE trial_id = ? AND number = ?",
+                    (trial_id, execution)).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    def end_position(self, trial_id: str) -> int | None:
+        """The position of the last record of the trial's own history, if any."""
+        with _translated("reading the end of a history"):
+            row = self._db.execute(
+                "SELECT chunk, count FROM chunks WHERE trial_id = ? ORDER BY chunk DESC LIMIT 1",
+                (trial_id,)).fetchone()
+            if row is not None:
+                return int(row[0] * POSITION_STRIDE + row[1] - 1)
+            point = self._db.execute("SELECT branch_point FROM trials WHERE id = ?",
+                                     (trial_id,)).fetchone()
+        return None if point is None else point[0]
+
     def resolve_id(self, prefix: str) -> str:
         if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
             raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
@@ -373,7 +431,8 @@ class SQLiteStorage:
         with _translated("reading a trial"):
             row = self._db.execute(
                 "SELECT id, status, command, identity, cwd, user, created, updated, parent, "
-                "owner_host, owner_pid, owner_since FROM trials WHERE id = ?",
+                "owner_host, owner_pid, owner_since, root, branch_kind, branch_point "
+                "FROM trials WHERE id = ?",
                 (trial_id,),
             ).fetchone()
             if row is None:
@@ -389,7 +448,7 @@ class SQLiteStorage:
                 (trial_id,),
             ).fetchall()
         keys = ("id", "status", "command", "identity", "cwd", "user", "created", "updated",
-                "parent", "host", "pid", "since")
+                "parent", "host", "pid", "since", "root", "branch_kind", "branch_point")
         trial = dict(zip(keys, row, strict=True))
         trial["command"] = json.loads(trial["command"])
         trial["identity"] = json.loads(trial["identity"])

@@ -1,0 +1,123 @@
+"""The trial's configuration: its command line parsed, and the config files it names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?$")
+# Python options that take a value as the next argument.
+_PYTHON_VALUED = frozenset({"-W", "-X", "-Q"})
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
+CONFIG_MAX_BYTES = 1024 * 1024
+_INT = re.compile(r"^[-+]?\d+$")
+_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command line split into what identifies it."""
+
+    interpreter: str
+    interpreter_options: list[str]
+    script: str | None
+    module: str | None
+    code: str | None
+    args: list[str]
+
+
+def parse_command(argv: list[str]) -> Command:
+    program = os.path.basename(argv[0])
+    if not _PYTHON.match(program):
+        script = argv[0] if os.sep in argv[0] else None
+        return Command(program if script is None else "", [], script, None, None, argv[1:])
+    options: list[str] = []
+    rest = argv[1:]
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        option = rest.pop(0)
+        if option in ("-m", "-c"):
+            target = rest.pop(0) if rest else ""
+            module, code = (target, None) if option == "-m" else (None, target)
+            return Command("python", options, None, module, code, rest)
+        options.append(option)
+        if option in _PYTHON_VALUED and rest:
+            options.append(rest.pop(0))
+    script = rest.pop(0) if rest else None
+    return Command("python", options, script, None, None, rest)
+
+
+def typed(value: str) -> Any:
+    """An argument's value, typed where unambiguous: int, float, bool; else the string."""
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    if value in ("true", "True"):
+        return True
+    if value in ("false", "False"):
+        return False
+    return value
+
+
+def _is_option(arg: str) -> bool:
+    return arg.startswith("-") and arg != "-" and not _FLOAT.match(arg)
+
+
+def parse_arguments(args: list[str]) -> dict[str, Any]:
+    """``--lr 0.1``, ``--lr=0.1``, flags and repeated options; positional arguments in order."""
+    positional: list[Any] = []
+    options: dict[str, Any] = {}
+    repeated: set[str] = set()
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            positional.extend(typed(a) for a in args[index:])
+            break
+        if not _is_option(arg):
+            positional.append(typed(arg))
+            continue
+        name, has_value, value = arg.partition("=")
+        if not has_value:
+            if index < len(args) and not _is_option(args[index]) and args[index] != "--":
+                value, index = args[index], index + 1
+            else:
+                _add(options, repeated, name, True)
+                continue
+        _add(options, repeated, name, typed(value))
+    return {"positional": positional, "options": options}
+
+
+def _add(options: dict[str, Any], repeated: set[str], name: str, value: Any) -> None:
+    """A repeated option's values become a list, in order."""
+    if name not in options:
+        options[name] = value
+    elif name in repeated:
+        options[name].append(value)
+    else:
+        repeated.add(name)
+        options[name] = [options[name], value]
+
+
+def config_files(args: list[str], cwd: str) -> dict[str, dict[str, Any]]:
+    """The small configuration files named on the command line, with their content."""
+    found: dict[str, dict[str, Any]] = {}
+    for arg in args:
+        candidate = arg.partition("=")[2] if arg.startswith("-") and "=" in arg else arg
+        if Path(candidate).suffix.lower() not in CONFIG_SUFFIXES:
+            continue
+        path = Path(cwd, candidate)
+        try:
+            if not path.is_file() or path.stat().st_size > CONFIG_MAX_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        found[candidate] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                            "content": data.decode("utf-8", errors="replace")}
+    return found

@@ -1,0 +1,150 @@
+"""Fingerprints of an execution's code and environment, and what changed between two.
+
+Computed from captures at comparison time, with the field selection in force
+then, so that changing which fields count never strands a stored trial.
+Defaults (DESIGN.md): code = commit, patch, untracked sources; environment =
+Python version, distributions and versions (not kleio, not the project's own
+editable install), OS and architecture.  Optional fields: ``untracked_config``
+(code); ``gpu``, ``hostname``, ``user``, ``variables`` (environment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CODE_FIELDS = ("commit", "patch", "untracked")
+ENVIRONMENT_FIELDS = ("python", "packages", "os")
+KNOWN_CODE_FIELDS = frozenset(CODE_FIELDS + ("untracked_config",))
+KNOWN_ENVIRONMENT_FIELDS = frozenset(ENVIRONMENT_FIELDS + ("gpu", "hostname", "user",
+                                                          "variables"))
+NOT_FINGERPRINTED = frozenset({"kleio"})
+
+
+@dataclass(frozen=True)
+class Fields:
+    code: tuple[str, ...] = CODE_FIELDS
+    environment: tuple[str, ...] = ENVIRONMENT_FIELDS
+
+    @classmethod
+    def from_wire(cls, value: dict[str, Any] | None) -> Fields:
+        value = value or {}
+        return cls(tuple(value.get("code", CODE_FIELDS)),
+                   tuple(value.get("environment", ENVIRONMENT_FIELDS)))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_view(capture: dict[str, Any], fields: Fields) -> dict[str, Any]:
+    code = capture.get("code") or {}
+    if not code.get("git"):
+        return {"script": code.get("sha256")} if "commit" in fields.code else {}
+    view: dict[str, Any] = {}
+    if "commit" in fields.code:
+        view["commit"] = code.get("commit")
+    if "patch" in fields.code:
+        view["patch"] = hashlib.sha256((code.get("patch") or "").encode()).hexdigest()
+    for field, kind in (("untracked", "code"), ("untracked_config", "config")):
+        if field in fields.code:
+            view[field] = {f["path"]: f["sha256"] for f in code.get("untracked", [])
+                           if f["kind"] == kind}
+    return view
+
+
+def environment_view(capture: dict[str, Any], fields: Fields) -> dict[str, Any]:
+    env = capture.get("environment") or {}
+    view: dict[str, Any] = {}
+    if "python" in fields.environment:
+        view["python"] = (env.get("python") or {}).get("version")
+    if "packages" in fields.environment:
+        view["packages"] = packages(capture)
+    if "os" in fields.environment:
+        view["os"] = f"{env.get('os')} {env.get('architecture')}"
+    if "gpu" in fields.environment:
+        view["gpu"] = sorted(g.get("model") for g in env.get("gpus") or [])
+    for field in ("hostname", "user", "variables"):
+        if field in fields.environment:
+            view[field] = env.get(field)
+    return view
+
+
+def packages(capture: dict[str, Any]) -> dict[str, str]:
+    """Distributions and versions, less kleio and the project's own editable install."""
+    root = (capture.get("code") or {}).get("root")
+    out = {}
+    for name, info in ((capture.get("environment") or {}).get("packages") or {}).items():
+        editable = info.get("editable") or ""
+        if name in NOT_FINGERPRINTED or (root and editable.startswith(f"file://{root}")):
+            continue
+        out[name] = info.get("version")
+    return out
+
+
+def fingerprints(capture: dict[str, Any], fields: Fields) -> tuple[str, str]:
+    return _digest(code_view(capture, fields)), _digest(environment_view(capture, fields))
+
+
+def describe_code(old: dict[str, Any], new: dict[str, Any], fields: Fields) -> list[str]:
+    """What changed in the code, as short phrases (empty when nothing counted changed)."""
+    a, b = code_view(old, fields), code_view(new, fields)
+    changes = []
+    if a.get("script") != b.get("script"):
+        changes.append("the script's content changed")
+    if a.get("commit") != b.get("commit"):
+        changes.append(f"commit {_short(a.get('commit'))} -> {_short(b.get('commit'))}")
+    if a.get("patch") != b.get("patch"):
+        before, after = _patch_sections(old), _patch_sections(new)
+        files = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
+        changes.append("uncommitted changes in " + (", ".join(files) or "no file"))
+    for field in ("untracked", "untracked_config"):
+        changes += _dict_changes("untracked file", a.get(field) or {}, b.get(field) or {},
+                                 versions=False)
+    return changes
+
+
+def describe_environment(old: dict[str, Any], new: dict[str, Any], fields: Fields) -> list[str]:
+    a, b = environment_view(old, fields), environment_view(new, fields)
+    changes = []
+    for field in ("python", "os", "gpu", "hostname", "user"):
+        if field in a and a.get(field) != b.get(field):
+            changes.append(f"{field} {a.get(field)} -> {b.get(field)}")
+    changes += _dict_changes("package", a.get("packages") or {}, b.get("packages") or {})
+    if a.get("variables") != b.get("variables"):
+        changes += _dict_changes("variable", a.get("variables") or {}, b.get("variables") or {})
+    return changes
+
+
+def _dict_changes(what: str, a: dict[str, Any], b: dict[str, Any],
+                  versions: bool = True) -> list[str]:
+    added = sorted(set(b) - set(a))
+    removed = sorted(set(a) - set(b))
+    changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    out = []
+    if added:
+        out.append(f"{what}s added: " + ", ".join(
+            f"{k} {b[k]}" if versions else k for k in added))
+    if removed:
+        out.append(f"{what}s removed: " + ", ".join(
+            f"{k} {a[k]}" if versions else k for k in removed))
+    out += [f"{k} {a[k]} -> {b[k]}" if versions else f"{what} {k} changed" for k in changed]
+    return out
+
+
+def _patch_sections(capture: dict[str, Any]) -> dict[str, str]:
+    """The patch cut per file: {path: that file's part of the diff}."""
+    patch = (capture.get("code") or {}).get("patch") or ""
+    sections: dict[str, str] = {}
+    for part in re.split(r"^(?=diff --git )", patch, flags=re.MULTILINE):
+        match = re.match(r"diff --git a/(.+?) b/", part)
+        if match:
+            sections[match.group(1)] = part
+    return sections
+
+
+def _short(commit: str | None) -> str:
+    return commit[:7] if commit else "none"
