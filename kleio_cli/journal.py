@@ -29,8 +29,8 @@ def ls(as_json: bool) -> None:
         print("no trials yet; run one with `kleio python train.py`", file=sys.stderr)
         return
     rows = [[render.short(t["id"]), t["status"], render.clip(render.command(t["command"])),
-             render.when(t["created"]), t["host"]] for t in trials]
-    print(render.table(["ID", "STATUS", "COMMAND", "CREATED", "HOST"], rows))
+             render.when(t["created"]), t["host"], render.short(t["parent"])] for t in trials]
+    print(render.table(["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"], rows))
 
 
 def info(trial: str, as_json: bool) -> None:

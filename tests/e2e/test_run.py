@@ -224,7 +224,7 @@ def test_info_reads_as_sections(kleio, script):
     assert tid in text
     assert "3 records" in text
     table = kleio.ok("ls").stdout.splitlines()
-    assert table[0].split() == ["ID", "STATUS", "COMMAND", "CREATED", "HOST"]
+    assert table[0].split() == ["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"]
     assert table[1].startswith(tid[:8])
     # aligned: every column starts at the same offset on every line
     assert table[1].index("completed") == table[0].index("STATUS")
