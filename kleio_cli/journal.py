@@ -156,7 +156,7 @@ def _diff_text(result: dict[str, Any]) -> str:
                 ("code", result["code"]["changes"]),
                 ("environment", result["environment"]))
     for title, changes in sections:
-        lines.append(f"\n{title}: " + ("no difference" if not changes else ""))
+        lines.append(f"\n{title}:" + ("" if changes else " no difference"))
         lines += ["  " + change.replace("\n", "\n  ").rstrip() for change in changes]
     if result["code"]["patch"]:
         lines += ["", result["code"]["patch"].rstrip("\n")]
