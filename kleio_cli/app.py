@@ -119,12 +119,15 @@ def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
 @app.command()
 def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
           sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
+          all_executions: bool = typer.Option(
+              False, "--all-executions",
+              help="Also the records that resumes superseded (marked * in EXEC)."),
           as_json: bool = JSON) -> None:
-    """Show the statistics a trial logged."""
+    """Show the statistics of a trial's effective history (inherited ones included)."""
     from kleio_cli import journal
 
     with reported():
-        journal.stats(trial, sort, as_json)
+        journal.stats(trial, sort, as_json, all_executions)
 
 
 @app.command()

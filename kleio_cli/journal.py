@@ -179,10 +179,13 @@ def cat(trial: str, stream: str | None) -> None:
     out.flush()
 
 
-def stats(trial: str, sort: str | None, as_json: bool) -> None:
-    rows = _call("stats", id=trial, sort=sort)
+def stats(trial: str, sort: str | None, as_json: bool, all_executions: bool = False) -> None:
+    rows = _call("stats", id=trial, sort=sort, all_executions=all_executions)
     if as_json:
-        render.print_json([row["record"] for row in rows])
+        render.print_json([
+            {"trial": row["trial"], "execution": row["execution"],
+             "superseded": row["superseded"], "record": row["record"]} if all_executions
+            else row["record"] for row in rows])
         return
     if not rows:
         print("no statistics logged", file=sys.stderr)
@@ -190,8 +193,17 @@ def stats(trial: str, sort: str | None, as_json: bool) -> None:
     keys: dict[str, None] = {}
     for row in rows:
         keys.update(dict.fromkeys(row["record"]))
-    several = len({row["execution"] for row in rows}) > 1
-    headers = (["EXEC"] if several else []) + list(keys)
-    table = [([row["execution"]] if several else []) + [row["record"].get(k) for k in keys]
-             for row in rows]
+    origins = {(row["trial"], row["execution"]) for row in rows}
+    marked = all_executions or len(origins) > 1
+    headers = (["EXEC"] if marked else []) + list(keys)
+    table = [([_origin(row, trial_ids={row["trial"] for row in rows})] if marked else [])
+             + [row["record"].get(k) for k in keys] for row in rows]
     print(render.table(headers, table))
+
+
+def _origin(row: dict[str, Any], trial_ids: set[str]) -> str:
+    """Which execution logged a row: ``2``, ``3f2a8c1e:1`` when inherited; ``*`` superseded."""
+    label = str(row["execution"])
+    if len(trial_ids) > 1:
+        label = f"{render.short(row['trial'])}:{label}"
+    return label + ("*" if row["superseded"] else "")

@@ -18,6 +18,7 @@ import msgpack
 import zmq
 
 from kleio_client import protocol
+from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.storage.base import BlobWriter, Chunk, Storage
 
@@ -126,23 +127,38 @@ class Ingest:
         self._send(identity, protocol.blob_ack(upload, end, sha256))
 
     def _query(self, identity: bytes, message: dict[str, Any]) -> None:
+        """A script asks about its trial: answered from the effective history it sees."""
         self.commit()
         req = int(message["req"])
-        if message["name"] != "load_artifact":
-            raise BadRequest(f"unknown query {message['name']!r}")
         trial, execution = str(message["trial"]), int(message["execution"])
-        args = message["args"]
-        found = self._storage.find_artifact(trial, str(args["filename"]), dict(args["metadata"]))
-        result = None
-        if found is not None:
-            self._note_load(trial, execution, str(message["producer"]), req, found)
-            result = {**found, "path": self._storage.blob_path(found["sha256"])}
+        args = dict(message["args"])
+        seen = history.effective(self._storage, trial, current=execution)
+        name = message["name"]
+        if name == "load_artifact":
+            found = history.artifacts(seen, str(args["filename"]), dict(args["metadata"]))
+            result: Any = None
+            if found:
+                self._note_load(trial, execution, str(message["producer"]), req, found[-1])
+                result = self._artifact(found[-1])
+        elif name == "artifacts":
+            filename = args.get("filename")
+            result = [self._artifact(r) for r in history.artifacts(
+                seen, None if filename is None else str(filename), dict(args["metadata"]))]
+        elif name == "statistics":
+            result = [r["body"] for r in history.statistics(seen, dict(args["where"]))]
+        else:
+            raise BadRequest(f"unknown query {name!r}")
         self._send(identity, protocol.answer(req, result))
+
+    def _artifact(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {**record["body"], "position": record["position"], "trial": record["trial"],
+                "execution": record["execution"],
+                "path": self._storage.blob_path(record["body"]["sha256"])}
 
     def _note_load(self, trial: str, execution: int, producer: str, req: int,
                    found: dict[str, Any]) -> None:
-        """Journal the load: the resume point is derived from these records."""
-        body = {"filename": found["filename"], "sha256": found["sha256"],
+        """Journal the load: the execution's resume point is derived from these records."""
+        body = {"filename": found["body"]["filename"], "sha256": found["body"]["sha256"],
                 "artifact_position": found["position"]}
         chunk = Chunk(trial, execution, producer + "/load", req, 1, protocol.LOAD,
                       msgpack.packb([[protocol.LOAD, body]], use_bin_type=True))

@@ -156,10 +156,6 @@ class Storage(Protocol):
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...
 
-    def find_artifact(
-        self, trial_id: str, filename: str, metadata: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
-
     # blobs
     def begin_blob(self, upload: str) -> BlobWriter: ...
 

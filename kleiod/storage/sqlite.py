@@ -344,18 +344,6 @@ class SQLiteStorage:
             for i, pair in enumerate(msgpack.unpackb(b, raw=False))
         ]
 
-    def find_artifact(
-        self, trial_id: str, filename: str, metadata: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        found = None
-        for record in self.read_records(trial_id, [protocol.ARTIFACT]):
-            body = record["body"]
-            if body["filename"] != filename:
-                continue
-            if all(body["metadata"].get(k) == v for k, v in metadata.items()):
-                found = {**body, "position": record["position"]}
-        return found
-
     # -- blobs ----------------------------------------------------------------------------
 
     def begin_blob(self, upload: str) -> FileBlobWriter:

@@ -171,7 +171,8 @@ def test_exec_and_run_resume_by_id_with_the_same_checks(kleio, repo, tmp_path):
     resumed = kleio("exec", tid[:8], cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming the broken trial as execution 2" in resumed.stderr
-    assert kleio.json("stats", tid) == [{"execution": 1}, {"execution": 2}]
+    # execution 2 loaded no checkpoint: it restarted, superseding execution 1's record
+    assert kleio.json("stats", tid) == [{"execution": 2}]
     (repo / "model.py").write_text("LAYERS = 9\n")
     assert kleio("run", tid[:8], cwd=elsewhere).returncode == 7
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -53,7 +54,11 @@ def test_interrupted_trial_resumes_on_rerun(kleio, script):
     again = kleio("python", name)
     assert again.returncode == 0, again.stderr
     assert "resuming the interrupted trial as execution 2" in again.stderr
-    assert kleio.json("stats", trial_id(again.stderr)) == [{"execution": 1}, {"execution": 2}]
+    tid = trial_id(again.stderr)
+    assert kleio.json("stats", tid) == [{"execution": 2}]  # restarted: loaded nothing
+    everything = json.loads(kleio.ok("stats", tid, "--all-executions", "--json").stdout)
+    assert [(r["execution"], r["superseded"], r["record"]) for r in everything] == [
+        (1, True, {"execution": 1}), (2, False, {"execution": 2})]
 
 
 def test_a_script_that_catches_sigterm_and_exits_0_is_interrupted(kleio, script):

@@ -1,0 +1,124 @@
+"""A trial's effective history: what its statistics and artifacts are, once resumes and
+branches are accounted for.  Nothing is copied: a branch reads its ancestors' histories up
+to each branch point.
+
+Per execution, in order:
+* its *resume point* is the greatest position among the artifacts it loaded from earlier
+  executions or ancestors (loads of its own artifacts never move it);
+* with a resume point, the history is what came before, cut at the resume point, then the
+  execution's own records;
+* without one, an execution that logged restarted from scratch: the history is its own
+  records (a branch that loads nothing inherits nothing);
+* an execution that neither loaded nor logged leaves the history as it was.
+
+The execution asking (``current``) sees what came before plus its own records so far: it
+cannot have restarted from scratch before it had the chance to load its checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kleio_client import protocol
+from kleiod.errors import BadRequest
+from kleiod.storage.base import Storage
+
+LOGGED = (protocol.STATISTIC, protocol.ARTIFACT)
+
+
+@dataclass(frozen=True)
+class ExecutionView:
+    """How one execution shaped the history."""
+
+    number: int
+    resume_point: int | None
+    logged: int
+    restarted: bool
+
+
+def effective(storage: Storage, trial_id: str, current: int | None = None) -> list[dict[str, Any]]:
+    """Statistics and artifacts of the effective history, in position order."""
+    return walk(storage, trial_id, current)[0]
+
+
+def walk(storage: Storage, trial_id: str,
+         current: int | None = None) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
+    """The effective history, and how each execution shaped it."""
+    trial = storage.get_trial(trial_id)
+    history: list[dict[str, Any]] = []
+    if trial["parent"] and trial["branch_point"] is not None:
+        history = [r for r in effective(storage, trial["parent"])
+                   if r["position"] <= trial["branch_point"]]
+    by_execution: dict[int, list[dict[str, Any]]] = {}
+    for record in storage.read_records(trial_id, (*LOGGED, protocol.LOAD)):
+        record["trial"] = trial_id
+        by_execution.setdefault(record["execution"], []).append(record)
+    views = []
+    for number in sorted(by_execution):
+        records = by_execution[number]
+        logged = [r for r in records if r["kind"] != protocol.LOAD]
+        resume = resume_point(records)
+        restarted = resume is None and bool(logged) and number != current
+        if resume is not None:
+            history = [r for r in history if r["position"] <= resume] + logged
+        elif restarted:
+            history = logged
+        else:
+            history = history + logged
+        views.append(ExecutionView(number, resume, len(logged), restarted))
+    return history, views
+
+
+def resume_point(records: list[dict[str, Any]]) -> int | None:
+    own = {r["position"] for r in records if r["kind"] == protocol.ARTIFACT}
+    loaded = [int(r["body"]["artifact_position"]) for r in records
+              if r["kind"] == protocol.LOAD and r["body"]["artifact_position"] not in own]
+    return max(loaded) if loaded else None
+
+
+def statistics(history: list[dict[str, Any]], where: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in history if r["kind"] == protocol.STATISTIC
+            and all(r["body"].get(k) == v for k, v in where.items())]
+
+
+def artifacts(history: list[dict[str, Any]], filename: str | None,
+              metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in history if r["kind"] == protocol.ARTIFACT
+            and (filename is None or r["body"]["filename"] == filename)
+            and all(r["body"]["metadata"].get(k) == v for k, v in metadata.items())]
+
+
+def value_of(record: dict[str, Any], key: str) -> Any:
+    body = record["body"]
+    source = body["metadata"] if record["kind"] == protocol.ARTIFACT else body
+    return source.get(key, _MISSING)
+
+
+_MISSING = object()
+
+
+def branch_point(history: list[dict[str, Any]], key: str | None, value: Any) -> int | None:
+    """The position of the last record whose ``key`` is ``value`` (else the greatest <= it);
+    without a key, the end of the history."""
+    if key is None:
+        return history[-1]["position"] if history else None
+    keyed = [(r, value_of(r, key)) for r in history if value_of(r, key) is not _MISSING]
+    if not keyed:
+        keys = sorted({k for r in history for k in (
+            r["body"]["metadata"] if r["kind"] == protocol.ARTIFACT else r["body"])})
+        raise BadRequest(f"no record has the key {key!r}; keys: {', '.join(keys) or 'none'}")
+    exact = [r for r, v in keyed if v == value]
+    if exact:
+        return int(exact[-1]["position"])
+    below = [(v, r) for r, v in keyed if _comparable(v, value) and v <= value]
+    if not below:
+        raise BadRequest(f"no record has {key} <= {value!r}")
+    greatest = max(v for v, _ in below)
+    return int([r for v, r in below if v == greatest][-1]["position"])
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    return (isinstance(a, numbers) and isinstance(b, numbers)) or type(a) is type(b)
+

@@ -1,0 +1,159 @@
+"""The journal as the CLI reads it: trials, effective histories, artifacts, differences."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from kleio_client import protocol
+from kleiod import history
+from kleiod.diff import compare
+from kleiod.errors import BadRequest, TrialNotFound
+from kleiod.storage.base import Storage
+
+
+class Queries:
+    """Read-only verbs; each first commits what ingest holds, so a reader sees it."""
+
+    def __init__(self, storage: Storage, commit: Callable[[], None]) -> None:
+        self._storage = storage
+        self._commit = commit
+
+    def table(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        verbs = {
+            "resolve": self.resolve, "ls": self.ls, "trial": self.trial, "info": self.info,
+            "stats": self.stats, "cat": self.cat, "diff": self.diff,
+            "artifacts": self.artifacts, "branch_point": self.branch_point,
+        }
+        return {name: self._committed(verb) for name, verb in verbs.items()}
+
+    def _committed(self, verb: Callable[[dict[str, Any]], Any]
+                   ) -> Callable[[dict[str, Any]], Any]:
+        def run(args: dict[str, Any]) -> Any:
+            self._commit()
+            return verb(args)
+
+        return run
+
+    def _id(self, args: dict[str, Any]) -> str:
+        return self._storage.resolve_id(str(args["id"]))
+
+    def resolve(self, args: dict[str, Any]) -> str:
+        return self._storage.resolve_id(str(args["id"]))
+
+    def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._storage.list_trials()
+
+    def trial(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._storage.get_trial(self._storage.resolve_id(str(args["id"])))
+
+    def info(self, args: dict[str, Any]) -> dict[str, Any]:
+        trial = self._storage.get_trial(self._id(args))
+        walked, views = history.walk(self._storage, trial["id"])
+        trial["statistics"] = sum(1 for r in walked if r["kind"] == protocol.STATISTIC)
+        trial["inherited_records"] = sum(1 for r in walked if r["trial"] != trial["id"])
+        trial["artifacts"] = [_artifact(r) for r in walked if r["kind"] == protocol.ARTIFACT]
+        shaped = {view.number: view for view in views}
+        for execution in trial["executions"]:
+            view = shaped.get(execution["number"])
+            execution["resume_point"] = view.resume_point if view else None
+            execution["restarted"] = view.restarted if view else False
+        capture = self._storage.capture(trial["id"]) or {}
+        for part in ("configuration", "code", "environment"):
+            trial[part] = capture.get(part)
+        return trial
+
+    def stats(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The effective history's statistics; with ``all_executions``, superseded ones too."""
+        trial_id = self._id(args)
+        walked = history.effective(self._storage, trial_id)
+        records = [r for r in walked if r["kind"] == protocol.STATISTIC]
+        if args.get("all_executions"):
+            kept = {r["position"] for r in records}
+            own = self._storage.read_records(trial_id, [protocol.STATISTIC])
+            for record in own:
+                record["trial"] = trial_id
+            records = sorted([r for r in records if r["trial"] != trial_id] + own,
+                             key=lambda r: r["position"])
+            rows = [_row(r, superseded=r["position"] not in kept) for r in records]
+        else:
+            rows = [_row(r) for r in records]
+        sort = args.get("sort")
+        if sort:
+            if rows and not any(sort in row["record"] for row in rows):
+                keys = sorted({k for row in rows for k in row["record"]})
+                raise BadRequest(f"no record has the key {sort!r}; keys: {', '.join(keys)}")
+            rows.sort(key=_sort_key(str(sort)))
+        return rows
+
+    def artifacts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The effective history's artifacts matching filename and metadata, oldest first."""
+        walked = history.effective(self._storage, self._id(args))
+        filename = args.get("filename")
+        found = history.artifacts(walked, None if filename is None else str(filename),
+                                  dict(args.get("metadata") or {}))
+        return [{**_artifact(r), "path": self._storage.blob_path(r["body"]["sha256"])}
+                for r in found]
+
+    def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
+        trial_id = self._id(args)
+        walked = history.effective(self._storage, trial_id)
+        key = args.get("key")
+        point = history.branch_point(walked, None if key is None else str(key), args.get("value"))
+        if point is None:
+            point = self._storage.get_trial(trial_id)["branch_point"]
+        return {"id": trial_id, "branch_point": point}
+
+    def diff(self, args: dict[str, Any]) -> dict[str, Any]:
+        sides = [self._execution_capture(str(args[side])) for side in ("a", "b")]
+        labels = (sides[0][0], sides[1][0])
+        return {"a": labels[0], "b": labels[1],
+                **compare(sides[0][1], sides[1][1], labels)}
+
+    def _execution_capture(self, name: str) -> tuple[str, dict[str, Any]]:
+        """``ID`` (its latest execution) or ``ID:N`` (its execution N), and its capture."""
+        prefix, _, number = name.partition(":")
+        trial_id = self._storage.resolve_id(prefix)
+        if number and not number.isdigit():
+            raise BadRequest(f"{name!r}: an execution is named ID:N, N a number")
+        capture = self._storage.capture(trial_id, int(number) if number else None)
+        if capture is None:
+            raise TrialNotFound(f"{name}: no captured execution; see `kleio info {prefix}`")
+        return (f"{trial_id[:12]}:{number}" if number else trial_id[:12]), capture
+
+    def cat(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        trial_id = self._storage.resolve_id(str(args["id"]))
+        return [
+            {"execution": r["execution"], "stream": r["body"]["stream"], "data": r["body"]["data"]}
+            for r in self._storage.read_records(trial_id, [protocol.OUTPUT])
+        ]
+
+
+def _row(record: dict[str, Any], superseded: bool = False) -> dict[str, Any]:
+    return {"position": record["position"], "trial": record["trial"],
+            "execution": record["execution"], "superseded": superseded,
+            "record": record["body"]}
+
+
+def _artifact(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record["body"], "trial": record["trial"], "execution": record["execution"],
+            "position": record["position"]}
+
+
+def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    """Numbers first (by value), then strings, then anything else, then records without it."""
+
+    def rank(row: dict[str, Any]) -> tuple[int, Any]:
+        if key not in row["record"]:
+            return (4, 0)
+        value = row["record"][key]
+        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            return (0, value)
+        if isinstance(value, str):
+            return (1, value)
+        if isinstance(value, float):
+            return (2, 0)
+        return (3, repr(value))
+
+    return rank
