@@ -6,7 +6,9 @@ kleio subcommand; ``kleio run -- CMD`` runs a command named like one.
 
 from __future__ import annotations
 
+import os
 import sys
+from enum import Enum
 from typing import Any, Optional
 
 import typer
@@ -106,14 +108,19 @@ def info(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
         journal.info(trial, as_json)
 
 
+class Stream(str, Enum):
+    stdout = "stdout"
+    stderr = "stderr"
+
+
 @app.command()
 def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-        stream: Optional[str] = typer.Option(None, help="Only 'stdout' or 'stderr'.")) -> None:
+        stream: Optional[Stream] = typer.Option(None, help="Only this stream.")) -> None:
     """Print the captured output of every execution of a trial, in order."""
     from kleio_cli import journal
 
     with reported():
-        journal.cat(trial, stream)
+        journal.cat(trial, None if stream is None else stream.value)
 
 
 @app.command()
@@ -173,7 +180,16 @@ def command_names() -> set[str]:
     return names | {g.name for g in app.registered_groups if g.name}
 
 
+def _standard_streams() -> None:
+    """A caller may close stdout or stderr (`kleio ... >&-`): write those to /dev/null."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+
 def main() -> None:
+    _standard_streams()
     argv = sys.argv[1:]
     first = next((a for a in argv if a not in RUN_OPTIONS), None)
     if first is not None and not first.startswith("-") and first not in command_names():

@@ -17,7 +17,12 @@ from typing import Any, NoReturn
 from kleio_cli import identity
 from kleio_cli.capture import capture
 from kleio_cli.connection import connect
-from kleio_cli.errors import EXIT_NOT_FOUND_COMMAND, EXIT_USAGE, CliError
+from kleio_cli.errors import (
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND_COMMAND,
+    EXIT_USAGE,
+    CliError,
+)
 from kleio_client import protocol
 from kleio_client.errors import RequestRefused
 from kleiod.config import resolve
@@ -35,6 +40,7 @@ class RunOptions:
 def run_command(argv: list[str], options: RunOptions) -> int:
     if not argv:
         raise CliError("kleio run needs a command, e.g. `kleio run python train.py`", EXIT_USAGE)
+    _check_text(argv)
     if len(argv) == 1 and _ID.match(argv[0]) and not _program_exists(argv[0]):
         return exec_trial(argv[0], options)
     _check_program(argv[0])
@@ -75,7 +81,24 @@ def _run(argv: list[str], cwd: str, options: RunOptions, exact: str | None) -> i
         trial_id=reservation["id"], execution=reservation["execution"], argv=argv, cwd=cwd,
         runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
     )
-    return supervise(spec)
+    try:
+        return supervise(spec)
+    except OSError as exc:  # no supervisor: give the reservation back at once
+        with connect(config) as client:
+            client.call("end_execution", id=spec.trial_id, execution=spec.execution,
+                        exit_code=EX_SOFTWARE, signals=[])
+        raise CliError(f"kleio: could not start the supervisor: {exc}") from None
+
+
+def _check_text(argv: list[str]) -> None:
+    """The journal stores text: an argument or directory that is not UTF-8 is refused."""
+    for value in (*argv, os.getcwd()):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise CliError(f"kleio: {shown!r} is not valid UTF-8; kleio records only text "
+                           "arguments and directories", EXIT_USAGE) from None
 
 
 def _working_directory(trial: dict[str, Any]) -> str:
@@ -96,6 +119,7 @@ def _program_exists(program: str) -> bool:
     return shutil.which(program) is not None
 
 
+EX_SOFTWARE = 70
 _ID = re.compile(r"^[0-9a-f]{4,64}$")
 
 
@@ -103,6 +127,9 @@ def _check_program(program: str) -> None:
     """Refuse a command that cannot start before it becomes a trial (a typo is no trial)."""
     if _program_exists(program):
         return
+    if os.sep in program and os.path.isfile(program):
+        raise CliError(f"kleio: permission denied: {program} is not executable; run it with "
+                       f"its interpreter, e.g. `kleio python {program}`", EXIT_NOT_EXECUTABLE)
     hint = ""
     from kleio_cli.app import command_names
 
@@ -162,7 +189,7 @@ def supervise(spec: SupervisorSpec) -> int:
 
 
 def _become_supervisor(spec: SupervisorSpec) -> NoReturn:
-    code = 70  # EX_SOFTWARE, should the supervisor itself fail
+    code = EX_SOFTWARE  # should the supervisor itself fail
     try:
         os.setpgid(0, 0)
         code = Supervisor(spec).run()

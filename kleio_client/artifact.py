@@ -15,6 +15,7 @@ class Artifact:
     sha256: str = ""
     size: int = 0
     path: str = ""
+    position: int = 0
 
     def open(self) -> BinaryIO:
         """The content, as a readable binary file (usable in ``with``)."""

@@ -13,6 +13,7 @@ child starts a new producer with its own socket and thread.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ from kleio_client.errors import DaemonUnavailable, RequestRefused
 
 FLUSH_INTERVAL = 0.01
 BATCH_RECORDS = 4096
+MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
@@ -37,7 +39,8 @@ WAIT_STEP = 0.001
 Command = Callable[[zmq.Socket], None]
 
 
-def _wait_bound() -> float:
+def flush_bound() -> float:
+    """How long to wait for the daemon's acknowledgements (KLEIO_FLUSH_TIMEOUT)."""
     try:
         return float(os.environ.get(protocol.ENV_FLUSH_TIMEOUT, DEFAULT_WAIT))
     except ValueError:
@@ -51,11 +54,12 @@ class Channel:
         self._endpoint = endpoint
         self._trial = trial
         self._execution = execution
-        self._start()
-        os.register_at_fork(after_in_child=self._start_in_child)
+        self._reset()
+        self._ensure_running()
+        os.register_at_fork(after_in_child=self._reset_in_child)
 
-    def _start(self) -> None:
-        """A new producer: fresh numbering, queues and I/O thread (also in a forked child)."""
+    def _reset(self) -> None:
+        """A new producer: fresh numbering and queues; its I/O thread starts on first use."""
         self._producer = uuid.uuid4().hex[:16]
         self._records: deque[tuple[str, Any]] = deque()
         self.append: Callable[[tuple[str, Any]], None] = self._records.append
@@ -63,29 +67,48 @@ class Channel:
         self._backlog: deque[bytes] = deque()
         self._sent_seq = 0
         self._acked_seq = 0
-        self._next_req = 0
+        self._requests = itertools.count(1)
         self._replies: dict[int, dict[str, Any]] = {}
         self._blob_acks: dict[str, dict[str, Any]] = {}
+        self._said_refused = False
+        self._aborted = False
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _ensure_running(self) -> None:
+        """Start the I/O thread, and flush at a multiprocessing child's exit (past atexit)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stopping = False
         self._thread = threading.Thread(target=self._io_loop, name="kleio-io", daemon=True)
         self._thread.start()
-
-    def _start_in_child(self) -> None:
-        self._start()
-        self.append = self._first_append_in_child
-
-    def _first_append_in_child(self, item: tuple[str, Any]) -> None:
-        """multiprocessing children leave through os._exit, past atexit: flush at their exit.
-
-        Registered at the first record, not at fork: a child's bootstrap clears the
-        finalizers registered before it runs.
-        """
-        self.append = self._records.append
         if "multiprocessing" in sys.modules:
+            import multiprocessing
             from multiprocessing import util
 
-            util.Finalize(self, self.close, exitpriority=100)
+            if multiprocessing.parent_process() is not None:
+                util.Finalize(self, self.close, exitpriority=100)
+
+    def _reset_in_child(self) -> None:
+        """After a fork: state only. No thread yet: a child that only execs (subprocess)
+        must not run libzmq, and a multiprocessing child's finalizers are registered
+        after its bootstrap clears the inherited ones, at its first record."""
+        self._reset()
+        self.append = self._first_append
+
+    def _first_append(self, item: tuple[str, Any]) -> None:
+        self.append = self._records.append
+        self._ensure_running()
         self.append(item)
+
+    def _append_after_close(self, item: tuple[str, Any]) -> None:
+        """A record logged after the exit flush (a late atexit handler, a __del__): sent
+        and acknowledged at once, since no later flush will come."""
+        self._records.append(item)
+        self._closed = False
+        self.flush(timeout=5.0)
+        self._closed = True
 
     # -- the I/O thread -----------------------------------------------------------
 
@@ -114,12 +137,26 @@ class Channel:
         records = self._records
         while records:
             count = min(len(records), BATCH_RECORDS)
-            items = [records.popleft() for _ in range(count)]
-            first = self._sent_seq + 1
-            self._sent_seq += count
-            packed = msgpack.packb(items, use_bin_type=True)
-            message = protocol.records(self._trial, self._execution, self._producer, first, packed)
-            self._send(sock, protocol.pack(message))
+            self._send_batch(sock, [records.popleft() for _ in range(count)])
+
+    def _send_batch(self, sock: zmq.Socket, items: list[tuple[str, Any]]) -> None:
+        """One message, or halves of it while it is over the size the daemon accepts."""
+        packed = msgpack.packb(items, use_bin_type=True)
+        if len(packed) > MAX_BATCH_BYTES and len(items) > 1:
+            half = len(items) // 2
+            self._send_batch(sock, items[:half])
+            self._send_batch(sock, items[half:])
+            return
+        if len(packed) > MAX_BATCH_BYTES:
+            kind, body = items[0]
+            keys = ", ".join(list(body)[:5]) if isinstance(body, dict) else kind
+            print(f"kleio: a {kind} record ({keys}) of {len(packed)} bytes is over the "
+                  f"{MAX_BATCH_BYTES} byte limit and was not stored", file=sys.stderr)
+            return
+        first = self._sent_seq + 1
+        self._sent_seq += len(items)
+        message = protocol.records(self._trial, self._execution, self._producer, first, packed)
+        self._send(sock, protocol.pack(message))
 
     def _send(self, sock: zmq.Socket, frame: bytes) -> None:
         if not self._backlog:
@@ -157,16 +194,18 @@ class Channel:
             self._blob_acks[message["upload"]] = message
         elif kind in (protocol.REPLY, protocol.REFUSED) and message.get("req") is not None:
             self._replies[int(message["req"])] = message
-        elif kind == protocol.REFUSED:
+        elif kind == protocol.REFUSED and not self._said_refused:
+            self._said_refused = True
             print(f"kleio: the daemon refused records: {message['error']['message']}",
                   file=sys.stderr)
 
     # -- waiting (caller's thread) ---------------------------------------------------
 
     def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        self._ensure_running()
         deadline = time.monotonic() + timeout
         while not done():
-            if time.monotonic() > deadline or not self._thread.is_alive():
+            if self._aborted or time.monotonic() > deadline:
                 raise DaemonUnavailable(
                     f"kleio: the daemon did not answer within {timeout:.0f} s while {what}; "
                     "check it with `kleio daemon status`"
@@ -212,18 +251,17 @@ class Channel:
             ack = self._blob_acks.get(upload)
             return ack is not None and int(ack["offset"]) >= offset
 
-        self._wait(acked, _wait_bound(), "storing an artifact")
+        self._wait(acked, flush_bound(), "storing an artifact")
 
     def query(self, name: str, args: dict[str, Any]) -> Any:
         """Ask the daemon about this trial, after everything logged so far is committed."""
-        self._next_req += 1
-        req = self._next_req
+        req = next(self._requests)
         message = protocol.query(self._trial, self._execution, self._producer, req, name, args)
         frame = protocol.pack(message)
         # Records appended before this call are sent first: the I/O thread sends
         # records before it runs commands.
         self._send_later(frame)
-        self._wait(lambda: req in self._replies, _wait_bound(), f"answering {name}")
+        self._wait(lambda: req in self._replies, flush_bound(), f"answering {name}")
         answer = self._replies.pop(req)
         if answer["t"] == protocol.REFUSED:
             raise RequestRefused(answer["error"]["code"], answer["error"]["message"])
@@ -236,13 +274,14 @@ class Channel:
         target: list[int] = []
 
         def sync(sock: zmq.Socket) -> None:
+            self._send_records(sock)  # what was appended since the records step, too
             last = self._sent_seq
             self._send(sock, protocol.pack(
                 protocol.sync(self._trial, self._execution, self._producer, last)))
             target.append(last)
 
         self._command(sync)
-        bound = _wait_bound() if timeout is None else timeout
+        bound = flush_bound() if timeout is None else timeout
         try:
             self._wait(lambda: bool(target) and self._acked_seq >= target[0], bound,
                        "flushing the last records")
@@ -256,11 +295,18 @@ class Channel:
             )
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the I/O thread."""
-        if self._stopping:
+        """Flush, then stop the I/O thread; later records are flushed one by one."""
+        if self._closed:
             return
         try:
             self.flush(timeout)
         finally:
+            self._closed = True
+            self.append = self._append_after_close
             self._stopping = True
-            self._thread.join(timeout=1.0)
+            if self._thread is not None:
+                self._thread.join(timeout=1.0)
+
+    def abort(self) -> None:
+        """Stop waiting for the daemon now (the user gave up: a Ctrl-C after the end)."""
+        self._aborted = True

@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import IO, Any, BinaryIO, cast
 
-from kleio_client import protocol
+from kleio_client import protocol, resource
 from kleio_client.artifact import Artifact
 from kleio_client.channel import Channel
 from kleio_client.values import normalize_record
@@ -35,6 +35,11 @@ class Logger:
         self._endpoint = env.get(protocol.ENV_INGEST) or None
         self._channel: Channel | None = None
         self._said_no_artifacts = False
+        self._start_lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._reset_lock)
+
+    def _reset_lock(self) -> None:
+        """A fork taken while another thread held the lock must not deadlock the child."""
         self._start_lock = threading.Lock()
 
     # -- statistics -------------------------------------------------------------
@@ -76,21 +81,47 @@ class Logger:
         channel.append((protocol.ARTIFACT, body))
 
     def load_artifact(self, filename: str, **metadata: Any) -> Artifact | None:
-        """The latest artifact of this trial named ``filename`` whose metadata match, or None."""
+        """The latest artifact named ``filename`` whose metadata match, or None.
+
+        Searches the effective history (inherited from a branch's parent included);
+        the artifact's position becomes this execution's resume point.
+        """
         normalize_record(metadata)
         channel = self._channel or self._start()
         if channel is None:
             return None
         found = channel.query("load_artifact", {"filename": filename, "metadata": metadata})
-        if found is None:
-            return None
-        return Artifact(
-            filename=found["filename"],
-            metadata=found["metadata"],
-            sha256=found["sha256"],
-            size=found["size"],
-            path=found["path"],
-        )
+        return None if found is None else _artifact(found)
+
+    def artifacts(self, filename: str | None = None, **metadata: Any) -> list[Artifact]:
+        """The matching artifacts of the effective history, oldest first (loads nothing)."""
+        normalize_record(metadata)
+        channel = self._channel or self._start()
+        if channel is None:
+            return []
+        found = channel.query("artifacts", {"filename": filename, "metadata": metadata})
+        return [_artifact(item) for item in found]
+
+    # -- resources and past statistics -------------------------------------------
+
+    def log_resource(self, path: str | os.PathLike[str], **metadata: Any) -> None:
+        """Record an input file or directory by content hash (cached by path, size, mtime).
+
+        On a resume, a changed resource counts as a changed environment.
+        """
+        normalize_record(metadata)
+        channel = self._channel or self._start()
+        if channel is None:
+            return
+        channel.append((protocol.RESOURCE, {**resource.describe(path), "metadata": metadata}))
+
+    def statistics(self, **where: Any) -> list[dict[str, Any]]:
+        """The effective history's statistics matching ``where``, oldest first."""
+        normalize_record(where)
+        channel = self._channel or self._start()
+        if channel is None:
+            return []
+        return list(channel.query("statistics", {"where": where}))
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -112,6 +143,12 @@ class Logger:
                 atexit.register(self._close)
                 _flush_on_sigterm(self)
         return self._channel
+
+
+def _artifact(found: dict[str, Any]) -> Artifact:
+    return Artifact(filename=found["filename"], metadata=found["metadata"],
+                    sha256=found["sha256"], size=found["size"], path=found["path"],
+                    position=found["position"])
 
 
 def _flush_on_sigterm(logger: Logger) -> None:

@@ -51,6 +51,7 @@ REQUEST = "request"
 STATISTIC = "statistic"
 ARTIFACT = "artifact"
 OUTPUT = "output"
+RESOURCE = "resource"
 LOAD = "load"
 
 # Error codes carried by replies; the CLI maps them to exit statuses.

@@ -53,7 +53,7 @@ def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None 
     runtime = _pick("runtime_dir", flags, env, file_settings)
     try:
         lease_seconds = float(lease)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
     return Config(
         runtime_dir=Path(runtime) if runtime else default_runtime_dir(env),

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
-RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT})
+RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
+                          protocol.RESOURCE})
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Ingest:
         self._publish = publish
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
+        # Per producer, the last seq up to which everything was received in order.
+        self._contiguous: dict[tuple[str, int, str], int] = {}
         self.counters = IngestCounters()
 
     # -- receiving --------------------------------------------------------------
@@ -106,12 +109,28 @@ class Ingest:
             if kind == protocol.OUTPUT:
                 batch.outputs.extend((trial, pair[1]) for pair in items[start:end])
         batch.records += len(items)
-        batch.acks[(identity, producer)] = first + len(items) - 1
+        batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
+                                                         len(items))
         batch.sources.setdefault((trial, execution), set()).add((identity, producer))
+
+    def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
+        """Acknowledge only what has no hole before it: a lost message is never acked."""
+        key = (trial, execution, producer)
+        if key not in self._contiguous:
+            self._contiguous[key] = self._storage.last_seq(trial, execution, producer)
+        if first <= self._contiguous[key] + 1:
+            self._contiguous[key] = max(self._contiguous[key], first + count - 1)
+        else:
+            log.warning("producer %s of trial %s: records %d to %d never arrived", producer,
+                        trial, self._contiguous[key] + 1, first - 1)
+        return self._contiguous[key]
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
         self.commit()
-        self._send(identity, protocol.ack(str(message["producer"]), int(message["seq"])))
+        trial, execution = str(message["trial"]), int(message["execution"])
+        producer = str(message["producer"])
+        seq = self._advance(trial, execution, producer, 1, 0)
+        self._send(identity, protocol.ack(producer, seq))
 
     def _blob(self, identity: bytes, message: dict[str, Any]) -> None:
         upload = str(message["upload"])

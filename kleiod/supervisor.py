@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from kleio_client import protocol
-from kleio_client.channel import Channel
+from kleio_client.channel import Channel, flush_bound
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 
 KILL_WINDOW = 3.0
 ORPHAN_GRACE = 1.0
-REPORT_RETRY = 0.5
+REPORT_RETRY = 1.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
 READ_BYTES = 65536
@@ -65,13 +65,16 @@ class Supervisor:
         self.signals: list[str] = []
         self._last_interrupt = 0.0
         self._process: subprocess.Popen[bytes] | None = None
+        self._channel: Channel | None = None
+        self._given_up = False
 
     # -- running ------------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signal_handlers()
         control = ControlClient(self.endpoints.control)
-        channel = Channel(self.endpoints.ingest, self.spec.trial_id, self.spec.execution)
+        channel = self._channel = Channel(self.endpoints.ingest, self.spec.trial_id,
+                                          self.spec.execution)
         try:
             exit_code = self._start_and_pump(control, channel)
         finally:
@@ -146,28 +149,38 @@ class Supervisor:
         interval = max(0.5, self.spec.lease_seconds / 4)
         control = ControlClient(self.endpoints.control, timeout=interval)
         process = self._process
+        warned = False
         while process is not None and process.poll() is None:
             time.sleep(interval)
-            self._call_quietly(control, "heartbeat")
+            try:
+                owner = control.call("heartbeat", id=self.spec.trial_id,
+                                     execution=self.spec.execution)["owner"]
+            except KleioError:
+                continue  # a lost heartbeat is recovered by the next one
+            if not owner and not warned:
+                warned = True
+                _write(sys.stderr.buffer, (
+                    f"kleio: trial {self.spec.trial_id[:12]} was taken over by another "
+                    "execution after this one's lease expired; what this one logs from now "
+                    "on is refused\n").encode())
         control.close()
 
     def _report_end(self, control: ControlClient, exit_code: int) -> None:
-        deadline = time.monotonic() + 60
-        while True:
+        """Within KLEIO_FLUSH_TIMEOUT, or until a Ctrl-C gives up (the trial is then lost)."""
+        deadline = time.monotonic() + flush_bound()
+        while not self._given_up and time.monotonic() < deadline:
             try:
                 control.call("end_execution", id=self.spec.trial_id,
                              execution=self.spec.execution, exit_code=exit_code,
-                             signals=self.signals, timeout=10)
+                             signals=self.signals, timeout=REPORT_RETRY)
                 return
             except RequestRefused as exc:
                 print(f"kleio: the daemon refused the end of the trial: {exc}", file=sys.stderr)
                 return
-            except DaemonUnavailable as exc:
-                if time.monotonic() > deadline:
-                    print(f"kleio: could not record the end of the trial: {exc}",
-                          file=sys.stderr)
-                    return
-                time.sleep(REPORT_RETRY)
+            except DaemonUnavailable:
+                continue
+        print(f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
+              "will show as lost once its lease expires", file=sys.stderr)
 
     def _call_quietly(self, control: ControlClient, cmd: str, **args: Any) -> None:
         try:
@@ -185,7 +198,11 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         process = self._process
         if process is not None and process.returncode is not None:
-            return  # the trial has ended: a late Ctrl-C changes nothing
+            # The trial has ended: a Ctrl-C now only stops waiting for an absent daemon.
+            self._given_up = True
+            if self._channel is not None:
+                self._channel.abort()
+            return
         if signum in RECORDED:
             self.signals.append(signal.Signals(signum).name)
         now = time.monotonic()

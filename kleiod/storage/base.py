@@ -154,6 +154,10 @@ class Storage(Protocol):
         """Declare lost the running trials whose lease ended before ``now``; return their ids."""
         ...
 
+    def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
+        """The greatest seq stored for a producer (0 when none)."""
+        ...
+
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...
 
     # blobs

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from kleiod.storage.base import (
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
 
 SCHEMA_VERSION = 3
+OPEN_RETRY_SECONDS = 10.0
 # Columns added after a table first shipped: added in place to older journals.
 ADDED_COLUMNS = (
     ("trials", "root", "TEXT"),
@@ -144,14 +146,26 @@ class SQLiteStorage:
         self.blobs = FileBlobStore(path.parent / "artifacts")
         with _translated(f"opening {path}"):
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
-            self._add_missing_columns()
-            self._db.executescript(SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            self._set_up()
+
+    def _set_up(self) -> None:
+        """WAL mode and the schema.  Switching to WAL does not wait on the busy handler,
+        so two daemons opening a new file at once retry for a while."""
+        deadline = time.monotonic() + OPEN_RETRY_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._add_missing_columns()
+                self._db.executescript(SCHEMA)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _add_missing_columns(self) -> None:
         for table, column, declaration in ADDED_COLUMNS:
@@ -246,26 +260,34 @@ class SQLiteStorage:
                        (pid, trial_id, execution))
 
     def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
-        with _translated("renewing a lease"):
-            cursor = self._db.execute(
-                "UPDATE trials SET lease_until = ? WHERE id = ? AND executions = ? "
-                "AND status = ?",
-                (until, trial_id, execution, states.RUNNING),
-            )
-        return cursor.rowcount == 1
+        """Renew the latest execution's lease; one declared lost while alive (a paused
+        machine) runs again, as long as no other execution took the trial over."""
+        with self._transaction("renewing a lease") as db:
+            row = db.execute("SELECT status FROM trials WHERE id = ? AND executions = ?",
+                             (trial_id, execution)).fetchone()
+            if row is None or row[0] not in (states.RUNNING, states.LOST):
+                return False
+            db.execute("UPDATE trials SET lease_until = ?, status = ? WHERE id = ?",
+                       (until, states.RUNNING, trial_id))
+            if row[0] == states.LOST:
+                db.execute("UPDATE executions SET status = ?, ended = NULL "
+                           "WHERE trial_id = ? AND number = ?",
+                           (states.RUNNING, trial_id, execution))
+                self._history(db, trial_id, execution, states.RUNNING, until)
+        return True
 
     def end_execution(self, end: ExecutionEnd) -> None:
         with self._transaction("recording an execution's end") as db:
             db.execute(
                 "UPDATE executions SET ended = ?, exit_code = ?, signals = ?, "
-                "status = CASE WHEN status = 'running' THEN ? ELSE status END "
+                "status = CASE WHEN status IN ('running', 'lost') THEN ? ELSE status END "
                 "WHERE trial_id = ? AND number = ?",
                 (end.now, end.exit_code, json.dumps(end.signals), end.status, end.trial_id,
                  end.execution),
             )
             cursor = db.execute(
                 "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
-                "WHERE id = ? AND executions = ? AND status = 'running'",
+                "WHERE id = ? AND executions = ? AND status IN ('running', 'lost')",
                 (end.status, end.now, end.trial_id, end.execution),
             )
             if cursor.rowcount:
@@ -327,6 +349,13 @@ class SQLiteStorage:
              chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, last, chunk.seq),
         ).fetchall()
         return uncovered_parts(chunk, stored)
+
+    def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
+        with _translated("reading a producer's last record"):
+            row = self._db.execute(
+                "SELECT max(seq + count - 1) FROM chunks WHERE trial_id = ? AND execution = ? "
+                "AND producer = ?", (trial_id, execution, producer)).fetchone()
+        return int(row[0] or 0)
 
     def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
         kinds = list(kinds)

@@ -102,7 +102,24 @@ def test_expired_leases_are_swept_to_lost(tmp_path: Path):
     trial = storage.get_trial(SPEC.id)
     assert trial["status"] == states.LOST
     assert trial["executions"][0]["status"] == states.LOST
-    # the lost execution reporting its end later does not resurrect it
+    # alive after all (a paused machine): its heartbeat takes it back, as nobody took over
+    assert storage.renew_lease(SPEC.id, 1, time.time() + 30)
+    assert storage.get_trial(SPEC.id)["status"] == states.RUNNING
+    storage.expire_leases(time.time() + 60)
+    # its end, reported late, is what happened: it completed
     storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
-    assert storage.get_trial(SPEC.id)["status"] == states.LOST
-    assert storage.get_trial(SPEC.id)["executions"][0]["exit_code"] == 0
+    trial = storage.get_trial(SPEC.id)
+    assert trial["status"] == states.COMPLETED
+    assert trial["executions"][0]["status"] == states.COMPLETED
+
+
+def test_a_lost_execution_taken_over_stays_fenced(tmp_path: Path):
+    storage = SQLiteStorage(tmp_path / "j.sqlite")
+    storage.reserve(SPEC, _claim(1, lease=-1))
+    storage.expire_leases(time.time())
+    storage.reserve(SPEC, _claim(2))  # execution 2 takes over
+    assert not storage.renew_lease(SPEC.id, 1, time.time() + 30)
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    trial = storage.get_trial(SPEC.id)
+    assert trial["status"] == states.RUNNING  # execution 2's
+    assert [e["status"] for e in trial["executions"]] == [states.COMPLETED, states.RUNNING]

@@ -1,0 +1,148 @@
+"""What a second review broke, kept broken-proof: forks that exec, huge batches,
+late children, paused machines, an absent daemon at the end, late records, odd input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import trial_id, wait_for_line
+
+
+def test_subprocesses_forked_after_logging_never_trip_over_the_client(kleio, script):
+    name = script("""
+        import os, subprocess
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(started=True)
+        codes = [subprocess.run(["true"], preexec_fn=os.setpgrp).returncode for _ in range(150)]
+        kleio_logger.log_statistic(failures=sum(1 for c in codes if c != 0))
+    """)
+    done = kleio("python", name)
+    assert done.returncode == 0, done.stderr
+    assert "Assertion failed" not in done.stderr
+    assert kleio.json("stats", trial_id(done.stderr)) == [{"started": True}, {"failures": 0}]
+
+
+def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_loudly(kleio, script):
+    name = script("""
+        from kleio_client import kleio_logger
+        blob = "x" * 20_000
+        for i in range(5000):
+            kleio_logger.log_statistic(i=i, blob=blob)
+        kleio_logger.log_statistic(huge="y" * 40_000_000)
+        kleio_logger.log_statistic(after=True)
+    """)
+    done = kleio("python", name, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "over the" in done.stderr and "huge" in done.stderr
+    tid = trial_id(done.stderr)
+    records = kleio.json("stats", tid)
+    assert [r["i"] for r in records[:-1]] == list(range(5000))
+    assert records[-1] == {"after": True}
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_workers_whose_parent_logs_only_later_keep_their_records(kleio, script, method):
+    name = script(f"""
+        import multiprocessing as mp
+        from kleio_client import kleio_logger
+
+        def work(worker):
+            for i in range(1000):
+                kleio_logger.log_statistic(worker=worker, i=i)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("{method}")
+            workers = [ctx.Process(target=work, args=(w,)) for w in range(4)]
+            for p in workers:
+                p.start()
+            for p in workers:
+                p.join()
+            kleio_logger.log_statistic(worker=-1, i=0)
+    """)
+    done = kleio("python", name, method)
+    assert done.returncode == 0, done.stderr
+    assert len(kleio.json("stats", trial_id(done.stderr))) == 4001
+
+
+def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, monkeypatch):
+    monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")
+    name = script("""
+        import time
+        print("ready", flush=True)
+        time.sleep(5)
+    """)
+    kleio.ok("daemon", "start")
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    cli = psutil.Process(proc.pid)
+    supervisor = next(p for p in cli.children() if p.cmdline() == cli.cmdline())  # forked
+    supervisor.suspend()  # a laptop lid closed, a VM paused
+    time.sleep(2.5)
+    [trial] = kleio.json("ls")
+    assert trial["status"] == "lost"
+    supervisor.resume()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    info = kleio.json("info", trial["id"])
+    assert info["status"] == "completed"
+    assert [e["status"] for e in info["executions"]] == ["completed"]
+
+
+def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, isolated,
+                                                                 monkeypatch):
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "2")
+    name = script("""
+        import time
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(x=1)
+        print("ready", flush=True)
+        time.sleep(1)
+        kleio_logger.log_statistic(x=2)
+    """)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "ready")
+    from kleiod import lock
+
+    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 15
+    assert b"did not record the end" in err
+
+
+def test_a_record_logged_after_the_exit_flush_is_kept(kleio, script):
+    name = script("""
+        import atexit
+        from kleio_client import kleio_logger
+        atexit.register(lambda: kleio_logger.log_statistic(late=True))  # runs after kleio's
+        kleio_logger.log_statistic(early=True)
+    """)
+    done = kleio("python", name)
+    assert done.returncode == 0, done.stderr
+    assert kleio.json("stats", trial_id(done.stderr)) == [{"early": True}, {"late": True}]
+
+
+def test_closed_standard_streams_and_odd_input_get_clear_answers(kleio, script, workdir):
+    name = script("print('fine')\n")
+    closed = subprocess.run(f"{sys.executable} -m kleio_cli python {name} >&-", shell=True,
+                            cwd=workdir, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert closed.returncode == 0, closed.stderr
+    assert "Traceback" not in closed.stderr
+    again = kleio("python", name)
+    assert "is completed" in again.stderr  # the reservation was not left behind
+    (workdir / "plain.py").write_text("print(1)\n")
+    not_executable = kleio("./plain.py")
+    assert not_executable.returncode == 126 and "not executable" in not_executable.stderr
+    bad_stream = kleio("cat", "abcd", "--stream", "foo")
+    assert bad_stream.returncode == 2
+    raw = subprocess.run([*kleio.argv("python", "-c", "pass"), b"\xff".decode(
+        "utf-8", "surrogateescape")], cwd=workdir, capture_output=True, timeout=60)
+    assert raw.returncode == 2 and b"not valid UTF-8" in raw.stderr
+    assert b"Traceback" not in raw.stderr
