@@ -27,6 +27,8 @@ app = typer.Typer(
 daemon_app = typer.Typer(help="Start, stop and inspect kleiod, the per-user daemon.",
                          no_args_is_help=True)
 app.add_typer(daemon_app, name="daemon")
+artifact_app = typer.Typer(help="Get one artifact of a trial.", no_args_is_help=True)
+app.add_typer(artifact_app, name="artifact")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                  "allow_interspersed_args": False}
@@ -137,6 +139,27 @@ def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
         journal.stats(trial, sort, as_json, all_executions)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def branch(ctx: typer.Context,
+           trial: str = typer.Argument(..., help="The parent trial's id or unique prefix."),
+           timestamp: Optional[str] = typer.Option(
+               None, "--timestamp", help="KEY=VALUE: branch after the last record where KEY "
+               "is VALUE (else the greatest value below); default: the end of the history."),
+           allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
+           allow_any_change: bool = ALLOW_ANY) -> None:
+    """Branch a trial at a point of its history and run the child with changed OPTIONS.
+
+    Example: kleio branch 3f2a --timestamp epoch=10 --lr 0.01
+    """
+    from kleio_cli.branch import branch_command
+
+    with reported():
+        code = branch_command(trial, timestamp, list(ctx.args),
+                              _run_options(allow_code_change, allow_env_change,
+                                           allow_any_change))
+    raise typer.Exit(code)
+
+
 @app.command()
 def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
          b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
@@ -146,6 +169,30 @@ def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution 
 
     with reported():
         journal.diff(a, b, as_json)
+
+
+@app.command("artifacts")
+def artifacts_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+               as_json: bool = JSON) -> None:
+    """List the artifacts of a trial's effective history (inherited ones included)."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.artifacts(trial, as_json)
+
+
+@artifact_app.command("get")
+def artifact_get(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+                 filename: str = typer.Argument(..., help="The artifact's file name."),
+                 where: list[str] = typer.Option([], "--where", help="KEY=VALUE of its "
+                                                 "metadata; repeat for several."),
+                 output: Optional[str] = typer.Option(None, "-o", "--output",
+                                                      help="Where to write it.")) -> None:
+    """Write the latest matching artifact to a file (default: its name, here)."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.artifact_get(trial, filename, where, output)
 
 
 @daemon_app.command("start")

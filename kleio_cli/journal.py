@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from kleio_cli import render
+from kleio_cli.capture.configuration import typed
 from kleio_cli.connection import connect
+from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
 from kleiod.config import resolve
 
 
@@ -64,9 +68,15 @@ def _info_text(detail: dict[str, Any]) -> str:
         ["user", detail["user"]], ["created", render.when(detail["created"])],
         ["parent", detail["parent"]], ["statistics", f"{detail['statistics']} records"],
     ]
+    if detail["parent"]:
+        inherited = detail["inherited_records"]
+        fields.insert(7, ["branch", f"{detail['branch_kind']} at position "
+                          f"{detail['branch_point']}; " + (
+                              f"{inherited} records inherited" if inherited else
+                              "inherits nothing: no execution loaded an inherited artifact")])
     executions = [
         [e["number"], e["host"], e["pid"], render.when(e["start"]), render.when(e["end"]),
-         e["exit_code"], e["status"], ",".join(e["signals"]) or None]
+         e["exit_code"], e["status"], ",".join(e["signals"]) or None, _resumed(e)]
         for e in detail["executions"]
     ]
     artifacts = [
@@ -76,7 +86,8 @@ def _info_text(detail: dict[str, Any]) -> str:
     sections = [
         "Trial\n" + _indent(render.table(["", ""], fields).split("\n", 1)[1]),
         "Executions\n" + _indent(render.table(
-            ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS"], executions)),
+            ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS", "RESUMED"],
+            executions)),
     ]
     sections += [text for text in (_configuration_text(detail.get("configuration")),
                                    _code_text(detail.get("code")),
@@ -161,6 +172,49 @@ def _diff_text(result: dict[str, Any]) -> str:
     if result["code"]["patch"]:
         lines += ["", result["code"]["patch"].rstrip("\n")]
     return "\n".join(lines)
+
+
+def _resumed(execution: dict[str, Any]) -> str | None:
+    if execution.get("resume_point") is not None:
+        return f"at {execution['resume_point']}"
+    return "from scratch" if execution.get("restarted") else None
+
+
+def artifacts(trial: str, as_json: bool) -> None:
+    found = _call("artifacts", id=trial)
+    if as_json:
+        render.print_json([{k: v for k, v in a.items() if k != "path"} for a in found])
+        return
+    if not found:
+        print("no artifacts", file=sys.stderr)
+        return
+    rows = [[a["filename"], a["size"], _metadata(a["metadata"]), a["position"],
+             f"{render.short(a['trial'])}:{a['execution']}", a["sha256"][:12]] for a in found]
+    print(render.table(["FILENAME", "BYTES", "METADATA", "POSITION", "FROM", "SHA256"], rows))
+
+
+def artifact_get(trial: str, filename: str, where: list[str], output: str | None) -> None:
+    """Copy the latest matching artifact of the effective history to ``output``."""
+    metadata = dict(_where(w) for w in where)
+    found = _call("artifacts", id=trial, filename=filename, metadata=metadata)
+    if not found:
+        raise CliError(f"kleio: trial {trial} has no artifact {filename!r}"
+                       + (f" where {' '.join(where)}" if where else "")
+                       + "; see `kleio artifacts " + trial + "`", EXIT_NOT_FOUND)
+    latest = found[-1]
+    target = Path(output or Path(filename).name)
+    if target.is_dir():
+        target = target / Path(filename).name
+    shutil.copyfile(latest["path"], target)
+    print(f"{target} ({latest['size']} bytes, {_metadata(latest['metadata'])}, "
+          f"position {latest['position']})", file=sys.stderr)
+
+
+def _where(text: str) -> tuple[str, Any]:
+    key, sign, value = text.partition("=")
+    if not sign or not key:
+        raise CliError(f"kleio: --where takes KEY=VALUE; got {text!r}", EXIT_USAGE)
+    return key, typed(value)
 
 
 def _metadata(metadata: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from kleio_cli.errors import (
     EXIT_USAGE,
     CliError,
 )
-from kleio_client import protocol
+from kleio_client import protocol, resource
 from kleio_client.errors import RequestRefused
 from kleiod.config import resolve
 from kleiod.supervisor import Supervisor, SupervisorSpec
@@ -44,26 +44,33 @@ def run_command(argv: list[str], options: RunOptions) -> int:
     if len(argv) == 1 and _ID.match(argv[0]) and not _program_exists(argv[0]):
         return exec_trial(argv[0], options)
     _check_program(argv[0])
-    return _run(argv, os.getcwd(), options, None)
+    return run_spec(argv, os.getcwd(), options)
 
 
 def exec_trial(trial: str, options: RunOptions) -> int:
     """Resume a trial (or one of its branches) by id, checking fingerprints as a run does."""
     with connect(resolve()) as client:
         detail = client.call("trial", id=trial)
-    return _run(detail["command"], _working_directory(detail), options, detail["id"])
+    return run_spec(argv=detail["command"], cwd=working_directory(detail), options=options,
+                    exact={"id": detail["id"]})
 
 
-def _run(argv: list[str], cwd: str, options: RunOptions, exact: str | None) -> int:
+def run_spec(argv: list[str], cwd: str, options: RunOptions,
+             exact: dict[str, Any] | None = None) -> int:
+    """Capture, reserve and supervise: the command's trial, or with ``exact`` that trial
+    (``id``, and for a new branch its ``parent``, ``root``, ``branch_kind``, ``branch_point``)."""
     config = resolve()
     ident = identity.compute(argv, cwd)
-    captured = capture(argv, cwd)
+    trial = (exact or {}).get("id", ident.id)
     with connect(config) as client:
+        captured = capture(argv, cwd)
+        paths = client.call("resources", id=trial, exact=exact is not None)
+        captured["resources"] = _resource_hashes(paths)
         try:
             reservation = client.call(
                 "reserve",
-                spec={"id": exact or ident.id, "command": argv, "identity": ident.canonical,
-                      "cwd": cwd, "user": ident.canonical["user"]},
+                spec={"id": ident.id, "command": argv, "identity": ident.canonical,
+                      "cwd": cwd, "user": ident.canonical["user"], **(exact or {})},
                 capture=captured,
                 allow={"code": options.allow_code_change, "environment": options.allow_env_change},
                 fields=config.fingerprint,
@@ -90,6 +97,12 @@ def _run(argv: list[str], cwd: str, options: RunOptions, exact: str | None) -> i
         raise CliError(f"kleio: could not start the supervisor: {exc}") from None
 
 
+def _resource_hashes(paths: list[str]) -> dict[str, str | None]:
+    """The content of the inputs the trial logged before, as they are now (cached hashes)."""
+    cache = resource.HashCache()
+    return {path: resource.describe(path, cache)["sha256"] for path in paths}
+
+
 def _check_text(argv: list[str]) -> None:
     """The journal stores text: an argument or directory that is not UTF-8 is refused."""
     for value in (*argv, os.getcwd()):
@@ -101,7 +114,7 @@ def _check_text(argv: list[str]) -> None:
                            "arguments and directories", EXIT_USAGE) from None
 
 
-def _working_directory(trial: dict[str, Any]) -> str:
+def working_directory(trial: dict[str, Any]) -> str:
     """Where the trial ran, or the same place in this checkout of its project."""
     if os.path.isdir(trial["cwd"]):
         return str(trial["cwd"])

@@ -238,7 +238,7 @@ class Channel:
             offset += len(data)
             chunks += 1
             if last or chunks % BLOB_WINDOW == 0:
-                self._wait_blob(upload, offset)
+                self._wait_blob(upload, offset, last)
             if last:
                 break
         stored = self._blob_acks.pop(upload)["sha256"]
@@ -246,10 +246,13 @@ class Channel:
             raise DaemonUnavailable("kleio: the daemon stored different bytes than were sent")
         return stored, offset
 
-    def _wait_blob(self, upload: str, offset: int) -> None:
+    def _wait_blob(self, upload: str, offset: int, last: bool) -> None:
         def acked() -> bool:
             ack = self._blob_acks.get(upload)
-            return ack is not None and int(ack["offset"]) >= offset
+            # The last chunk may be empty (a size that is a multiple of the chunk): wait for
+            # the ack that closes the upload, not one for the same offset before it.
+            return ack is not None and int(ack["offset"]) >= offset and (
+                not last or ack.get("sha256") is not None)
 
         self._wait(acked, flush_bound(), "storing an artifact")
 

@@ -4,7 +4,9 @@ Computed from captures at comparison time, with the field selection in force
 then, so that changing which fields count never strands a stored trial.
 Defaults (DESIGN.md): code = commit, patch, untracked sources; environment =
 Python version, distributions and versions (not kleio, not the project's own
-editable install), OS and architecture.  Optional fields: ``untracked_config``
+editable install), OS and architecture, and the resources the trial logged
+(``log_resource``), whose content hashes the CLI takes anew before a resume.
+Optional fields: ``untracked_config``
 (code); ``gpu``, ``hostname``, ``user``, ``variables`` (environment).
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CODE_FIELDS = ("commit", "patch", "untracked")
-ENVIRONMENT_FIELDS = ("python", "packages", "os")
+ENVIRONMENT_FIELDS = ("python", "packages", "os", "resources")
 KNOWN_CODE_FIELDS = frozenset(CODE_FIELDS + ("untracked_config",))
 KNOWN_ENVIRONMENT_FIELDS = frozenset(ENVIRONMENT_FIELDS + ("gpu", "hostname", "user",
                                                           "variables"))
@@ -65,6 +67,8 @@ def environment_view(capture: dict[str, Any], fields: Fields) -> dict[str, Any]:
         view["packages"] = packages(capture)
     if "os" in fields.environment:
         view["os"] = f"{env.get('os')} {env.get('architecture')}"
+    if "resources" in fields.environment:
+        view["resources"] = capture.get("resources") or {}
     if "gpu" in fields.environment:
         view["gpu"] = sorted(g.get("model") for g in env.get("gpus") or [])
     for field in ("hostname", "user", "variables"):
@@ -114,6 +118,8 @@ def describe_environment(old: dict[str, Any], new: dict[str, Any], fields: Field
         if field in a and a.get(field) != b.get(field):
             changes.append(f"{field} {a.get(field)} -> {b.get(field)}")
     changes += _dict_changes("package", a.get("packages") or {}, b.get("packages") or {})
+    changes += _dict_changes("resource", a.get("resources") or {}, b.get("resources") or {},
+                             versions=False)
     if a.get("variables") != b.get("variables"):
         changes += _dict_changes("variable", a.get("variables") or {}, b.get("variables") or {})
     return changes

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kleio_client import protocol
-from kleiod import history
+from kleiod import history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
 from kleiod.storage.base import Storage
@@ -25,6 +25,7 @@ class Queries:
             "resolve": self.resolve, "ls": self.ls, "trial": self.trial, "info": self.info,
             "stats": self.stats, "cat": self.cat, "diff": self.diff,
             "artifacts": self.artifacts, "branch_point": self.branch_point,
+            "resources": self.resources,
         }
         return {name: self._committed(verb) for name, verb in verbs.items()}
 
@@ -95,6 +96,15 @@ class Queries:
                                   dict(args.get("metadata") or {}))
         return [{**_artifact(r), "path": self._storage.blob_path(r["body"]["sha256"])}
                 for r in found]
+
+    def resources(self, args: dict[str, Any]) -> list[str]:
+        """The paths of the resources logged by a command's trial and its change-branches
+        (or by one trial, ``exact``): what the CLI hashes anew before a resume."""
+        trial_id = str(args["id"])
+        ids = [trial_id] if args.get("exact") else [
+            c["id"] for c in self._storage.candidates(trial_id)]
+        return sorted({path for i in ids for path in reservation.logged_resources(
+            self._storage, i)})
 
     def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id = self._id(args)

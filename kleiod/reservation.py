@@ -16,8 +16,9 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kleio_client import protocol
 from kleiod import fingerprint
-from kleiod.errors import ChangeRefused
+from kleiod.errors import ChangeRefused, TrialNotFound
 from kleiod.fingerprint import Fields
 from kleiod.storage.base import Claim, Reservation, Storage, TrialSpec
 
@@ -48,7 +49,10 @@ class Outcome:
 
 def reserve(storage: Storage, request: Request, claim: Claim) -> Outcome:
     if request.exact:
-        existing = storage.get_trial(request.spec.id)
+        try:
+            existing = storage.get_trial(request.spec.id)
+        except TrialNotFound:  # a new `kleio branch` child
+            return Outcome(storage.reserve(request.spec, claim, request.capture))
         candidates = [{**existing, "capture": storage.capture(request.spec.id)}]
         spec = _spec_of(existing)
     else:
@@ -56,17 +60,19 @@ def reserve(storage: Storage, request: Request, claim: Claim) -> Outcome:
         spec = request.spec
     if not candidates:
         return Outcome(storage.reserve(spec, claim, request.capture))
-    wanted = fingerprint.fingerprints(request.capture, request.fields)
-    matching = [c for c in candidates
-                if c["capture"] is None
-                or fingerprint.fingerprints(c["capture"], request.fields) == wanted]
+    for candidate in candidates:
+        candidate["resources"] = logged_resources(storage, candidate["id"])
+    matching = [c for c in candidates if c["capture"] is None
+                or fingerprint.fingerprints(_old(c), request.fields)
+                == fingerprint.fingerprints(_new(c, request.capture), request.fields)]
     if matching:
         chosen = max(matching, key=lambda c: c["updated"])
         return Outcome(storage.reserve(_spec_for(spec, chosen), claim, request.capture))
     latest = max(candidates, key=lambda c: c["updated"])
-    code = fingerprint.describe_code(latest["capture"], request.capture, request.fields)
-    environment = fingerprint.describe_environment(latest["capture"], request.capture,
-                                                   request.fields)
+    old, new = _old(latest), _new(latest, request.capture)
+    code = fingerprint.describe_code(old, new, request.fields)
+    environment = fingerprint.describe_environment(old, new, request.fields)
+    wanted = fingerprint.fingerprints(new, request.fields)
     if (code and not request.allowed.code) or (environment and not request.allowed.environment):
         raise ChangeRefused(_refusal(latest, candidates, code, environment))
     branch = TrialSpec(
@@ -76,6 +82,23 @@ def reserve(storage: Storage, request: Request, claim: Claim) -> Outcome:
     )
     return Outcome(storage.reserve(branch, claim, request.capture), latest["id"],
                    tuple(code + environment))
+
+
+def logged_resources(storage: Storage, trial_id: str) -> dict[str, str | None]:
+    """The resources a trial's executions logged: {path: content hash}, the latest per path."""
+    return {r["body"]["path"]: r["body"]["sha256"]
+            for r in storage.read_records(trial_id, [protocol.RESOURCE])}
+
+
+def _old(candidate: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's capture with the resources its executions logged."""
+    return {**candidate["capture"], "resources": candidate["resources"]}
+
+
+def _new(candidate: dict[str, Any], capture: dict[str, Any]) -> dict[str, Any]:
+    """The new capture with the hashes the CLI took now of that candidate's resources."""
+    taken = capture.get("resources") or {}
+    return {**capture, "resources": {path: taken.get(path) for path in candidate["resources"]}}
 
 
 def _spec_of(trial: dict[str, Any]) -> TrialSpec:

@@ -93,6 +93,29 @@ def parse_arguments(args: list[str]) -> dict[str, Any]:
     return {"positional": positional, "options": options}
 
 
+def tokens(args: list[str]) -> list[tuple[str | None, list[str]]]:
+    """The arguments grouped as parse_arguments reads them: (option name or None, tokens)."""
+    groups: list[tuple[str | None, list[str]]] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            groups += [(None, [a]) for a in args[index - 1:]]
+            break
+        if not _is_option(arg):
+            groups.append((None, [arg]))
+            continue
+        name = arg.partition("=")[0]
+        if "=" not in arg and index < len(args) and not _is_option(args[index]) \
+                and args[index] != "--":
+            groups.append((name, [arg, args[index]]))
+            index += 1
+        else:
+            groups.append((name, [arg]))
+    return groups
+
+
 def _add(options: dict[str, Any], repeated: set[str], name: str, value: Any) -> None:
     """A repeated option's values become a list, in order."""
     if name not in options:

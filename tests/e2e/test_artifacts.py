@@ -72,3 +72,16 @@ def test_artifacts_are_content_addressed_and_matched_by_metadata(kleio, script, 
     assert stored.read_bytes() == payload
     blobs = [p for p in (isolated.data / "kleio" / "artifacts").rglob("*") if p.is_file()]
     assert len(blobs) == 2  # the same bytes logged twice are stored once
+
+
+def test_an_artifact_of_exactly_whole_chunks_is_stored_whole(kleio, script):
+    name = script("""
+        import hashlib
+        from kleio_client import kleio_logger
+        payload = bytes(range(256)) * (2 * 4096)  # exactly 2 MiB: the last chunk is empty
+        kleio_logger.log_artifact("whole.bin", payload)
+        found = kleio_logger.load_artifact("whole.bin")
+        assert found.sha256 == hashlib.sha256(payload).hexdigest() and found.size == len(payload)
+    """)
+    done = kleio("python", name)
+    assert done.returncode == 0, done.stderr
