@@ -14,6 +14,7 @@ from typing import Any
 from kleio_cli.capture.configuration import parse_command, tokens, typed
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_cli.identity import canonical_args
 from kleio_cli.run import RunOptions, run_spec, working_directory
 from kleiod.config import resolve
 
@@ -22,13 +23,16 @@ ID_LENGTH = 32
 
 def branch_command(trial: str, timestamp: str | None, overrides: list[str],
                    options: RunOptions) -> int:
+    if "--detach" in overrides or "-d" in overrides:
+        raise CliError("kleio: --detach is not available yet: branches run in the foreground",
+                       EXIT_USAGE)
     key, value = _timestamp(timestamp)
     with connect(resolve()) as client:
         parent = client.call("trial", id=trial)
         point = client.call("branch_point", id=parent["id"], key=key, value=value)
     argv = override(parent["command"], overrides)
     child = {
-        "id": branch_id(parent["id"], point["branch_point"], overrides),
+        "id": branch_id(parent["id"], point["branch_point"], normalized(overrides)),
         "parent": parent["id"],
         "branch_kind": "branch",
         "branch_point": point["branch_point"],
@@ -66,6 +70,12 @@ def override(argv: list[str], overrides: list[str]) -> list[str]:
     for group in wanted.values():
         result += group
     return head + result
+
+
+def normalized(overrides: list[str]) -> list[str]:
+    """``--lr=0.1 --bs 8`` and ``--bs 8 --lr 0.1`` are one set of overrides."""
+    groups = tokens(canonical_args(overrides))
+    return [t for _, group in sorted(groups, key=lambda g: g[0] or "") for t in group]
 
 
 def branch_id(parent: str, point: int | None, overrides: list[str]) -> str:

@@ -12,6 +12,7 @@ from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
+from kleio_client.version import __version__
 from kleiod import lock
 from kleiod.config import Config, ensure_private_dir
 
@@ -38,6 +39,12 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
         start_daemon(config)
     client = control_client(config, timeout)
     info = wait_until_answering(client, config)
+    if info.get("version") != __version__:
+        client.close()
+        raise CliError(
+            f"kleiod {info.get('version')} (pid {info.get('pid')}) is running, but this is "
+            f"kleio {__version__}; run `kleio daemon stop` (running trials are not touched) "
+            "and try again", EXIT_UNAVAILABLE)
     if same_database and info.get("database") != config.database_redacted:
         client.close()
         raise CliError(

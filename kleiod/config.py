@@ -72,7 +72,10 @@ def _fingerprint_fields(table: Any) -> dict[str, list[str]]:
         raise ConfigError("[fingerprint] takes `code` and `environment`, lists of field names")
     fields = {}
     for part, names in table.items():
-        unknown = set(names) - known[part] if isinstance(names, list) else {str(names)}
+        if not isinstance(names, list):
+            raise ConfigError(f"[fingerprint] {part} must be a list of field names, like "
+                              f"{sorted(known[part])}; not {names!r}")
+        unknown = set(names) - known[part]
         if unknown:
             raise ConfigError(f"[fingerprint] {part}: unknown fields {sorted(unknown)}; "
                               f"known: {sorted(known[part])}")

@@ -11,8 +11,8 @@ Per execution, in order:
   records (a branch that loads nothing inherits nothing);
 * an execution that neither loaded nor logged leaves the history as it was.
 
-The execution asking (``current``) sees what came before plus its own records so far: it
-cannot have restarted from scratch before it had the chance to load its checkpoint.
+An execution looking for its checkpoint (``loading``) sees what came before plus its own
+records so far: logging a line before loading does not hide the checkpoint it resumes from.
 """
 
 from __future__ import annotations
@@ -37,21 +37,28 @@ class ExecutionView:
     restarted: bool
 
 
-def effective(storage: Storage, trial_id: str, current: int | None = None) -> list[dict[str, Any]]:
-    """Statistics and artifacts of the effective history, in position order."""
-    return walk(storage, trial_id, current)[0]
+def effective(storage: Storage, trial_id: str, loading: int | None = None,
+              upto: int | None = None) -> list[dict[str, Any]]:
+    """Statistics and artifacts of the effective history, in position order.
+
+    ``loading``: the execution about to load its checkpoint sees what came before plus its
+    own records, even if it logged first.  ``upto``: the history as it stood at that
+    position (a child's view of its parent: what the parent did later never changes it).
+    """
+    return walk(storage, trial_id, loading, upto)[0]
 
 
-def walk(storage: Storage, trial_id: str,
-         current: int | None = None) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
+def walk(storage: Storage, trial_id: str, loading: int | None = None,
+         upto: int | None = None) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
     """The effective history, and how each execution shaped it."""
     trial = storage.get_trial(trial_id)
     history: list[dict[str, Any]] = []
     if trial["parent"] and trial["branch_point"] is not None:
-        history = [r for r in effective(storage, trial["parent"])
-                   if r["position"] <= trial["branch_point"]]
+        history = effective(storage, trial["parent"], upto=trial["branch_point"])
     by_execution: dict[int, list[dict[str, Any]]] = {}
     for record in storage.read_records(trial_id, (*LOGGED, protocol.LOAD)):
+        if upto is not None and record["position"] > upto:
+            continue
         record["trial"] = trial_id
         by_execution.setdefault(record["execution"], []).append(record)
     views = []
@@ -59,7 +66,7 @@ def walk(storage: Storage, trial_id: str,
         records = by_execution[number]
         logged = [r for r in records if r["kind"] != protocol.LOAD]
         resume = resume_point(records)
-        restarted = resume is None and bool(logged) and number != current
+        restarted = resume is None and bool(logged) and number != loading
         if resume is not None:
             history = [r for r in history if r["position"] <= resume] + logged
         elif restarted:

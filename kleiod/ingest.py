@@ -151,8 +151,9 @@ class Ingest:
         req = int(message["req"])
         trial, execution = str(message["trial"]), int(message["execution"])
         args = dict(message["args"])
-        seen = history.effective(self._storage, trial, current=execution)
         name = message["name"]
+        loading = execution if name == "load_artifact" else None
+        seen = history.effective(self._storage, trial, loading=loading)
         if name == "load_artifact":
             found = history.artifacts(seen, str(args["filename"]), dict(args["metadata"]))
             result: Any = None

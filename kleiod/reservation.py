@@ -6,13 +6,20 @@ the new execution's capture runs (the most recently used, should several).
 None matching: refused with what changed, unless the change is allowed; then
 the most recent candidate is branched at the end of its history, the branch
 id being hash(parent, code fingerprint, environment fingerprint) so that two
-machines branching at once converge on one branch.  The reservation itself
-is the storage's compare-and-set.
+machines branching at once converge on one branch.  A new ``kleio branch``
+child is compared with its parent the same way.  The reservation itself is
+the storage's compare-and-set.
+
+Two things are compared besides the captures: the resources the candidate's
+executions logged (hashed anew by the CLI), and untracked files only as far
+as the trial did not write them itself (those modified while one of the
+candidate's executions ran).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +30,7 @@ from kleiod.fingerprint import Fields
 from kleiod.storage.base import Claim, Reservation, Storage, TrialSpec
 
 BRANCH_ID_LENGTH = 32
+MTIME_SLACK = 0.01  # seconds: the window (reservation to reported end) brackets the run
 
 
 @dataclass(frozen=True)
@@ -50,38 +58,62 @@ class Outcome:
 def reserve(storage: Storage, request: Request, claim: Claim) -> Outcome:
     if request.exact:
         try:
-            existing = storage.get_trial(request.spec.id)
-        except TrialNotFound:  # a new `kleio branch` child
-            return Outcome(storage.reserve(request.spec, claim, request.capture))
-        candidates = [{**existing, "capture": storage.capture(request.spec.id)}]
-        spec = _spec_of(existing)
+            candidates = [_candidate(storage, storage.get_trial(request.spec.id))]
+        except TrialNotFound:
+            return _new_child(storage, request, claim)
+        spec = _spec_of(candidates[0])
     else:
-        candidates = storage.candidates(request.spec.id)
+        candidates = [_candidate(storage, c) for c in storage.candidates(request.spec.id)]
         spec = request.spec
     if not candidates:
         return Outcome(storage.reserve(spec, claim, request.capture))
-    for candidate in candidates:
-        candidate["resources"] = logged_resources(storage, candidate["id"])
-    matching = [c for c in candidates if c["capture"] is None
-                or fingerprint.fingerprints(_old(c), request.fields)
-                == fingerprint.fingerprints(_new(c, request.capture), request.fields)]
+    matching = [c for c in candidates if _changes(c, request).matches]
     if matching:
         chosen = max(matching, key=lambda c: c["updated"])
         return Outcome(storage.reserve(_spec_for(spec, chosen), claim, request.capture))
     latest = max(candidates, key=lambda c: c["updated"])
-    old, new = _old(latest), _new(latest, request.capture)
-    code = fingerprint.describe_code(old, new, request.fields)
-    environment = fingerprint.describe_environment(old, new, request.fields)
-    wanted = fingerprint.fingerprints(new, request.fields)
-    if (code and not request.allowed.code) or (environment and not request.allowed.environment):
-        raise ChangeRefused(_refusal(latest, candidates, code, environment))
+    change = _changes(latest, request)
+    code, environment = change.code, change.environment
+    _check_allowed(request, code, environment, lambda: _refusal(latest, candidates, code,
+                                                                 environment))
     branch = TrialSpec(
-        id=_branch_id(latest["id"], *wanted), command=spec.command, identity=spec.identity,
-        cwd=spec.cwd, user=spec.user, parent=latest["id"], root=spec.root or spec.id,
-        branch_kind="change", branch_point=storage.end_position(latest["id"]),
+        id=_branch_id(latest["id"], *change.fingerprints), command=spec.command,
+        identity=spec.identity, cwd=spec.cwd, user=spec.user, parent=latest["id"],
+        root=spec.root or spec.id, branch_kind="change",
+        branch_point=storage.end_position(latest["id"]),
     )
-    return Outcome(storage.reserve(branch, claim, request.capture), latest["id"],
-                   tuple(code + environment))
+    reservation = storage.reserve(branch, claim, request.capture)
+    created = reservation.previous_status is None
+    return Outcome(reservation, latest["id"] if created else None,
+                   tuple(code + environment) if created else ())
+
+
+def _new_child(storage: Storage, request: Request, claim: Claim) -> Outcome:
+    """A new ``kleio branch`` child: it continues its parent's work, so the same checks."""
+    parent_id = request.spec.parent
+    if parent_id is not None:
+        parent = _candidate(storage, storage.get_trial(parent_id))
+        change = _changes(parent, request)
+        _check_allowed(request, change.code, change.environment, lambda: _refusal(
+            parent, [parent], change.code, change.environment, "branching"))
+    return Outcome(storage.reserve(request.spec, claim, request.capture))
+
+
+def _candidate(storage: Storage, trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial with what comparing needs: its capture, when it ran, and its resources: the
+    ones it logged, else the hashes taken when it started (a branch made because a resource
+    changed, that has not logged it yet)."""
+    now = time.time()
+    capture = trial.get("capture") or storage.capture(trial["id"])
+    return {
+        **trial,
+        "capture": capture,
+        "resources": logged_resources(storage, trial["id"]) or dict(
+            (capture or {}).get("resources") or {}),
+        "windows": [(e["start"] - MTIME_SLACK, (e["end"] or now) + MTIME_SLACK)
+                    for e in trial.get("executions") or storage.get_trial(trial["id"])[
+                        "executions"]],
+    }
 
 
 def logged_resources(storage: Storage, trial_id: str) -> dict[str, str | None]:
@@ -90,15 +122,52 @@ def logged_resources(storage: Storage, trial_id: str) -> dict[str, str | None]:
             for r in storage.read_records(trial_id, [protocol.RESOURCE])}
 
 
-def _old(candidate: dict[str, Any]) -> dict[str, Any]:
-    """A candidate's capture with the resources its executions logged."""
-    return {**candidate["capture"], "resources": candidate["resources"]}
+@dataclass(frozen=True)
+class Change:
+    """The request against one candidate: whether it matches, else what changed; and the
+    request's fingerprints as seen against that candidate."""
+
+    matches: bool
+    code: list[str]
+    environment: list[str]
+    fingerprints: tuple[str, str]
 
 
-def _new(candidate: dict[str, Any], capture: dict[str, Any]) -> dict[str, Any]:
-    """The new capture with the hashes the CLI took now of that candidate's resources."""
-    taken = capture.get("resources") or {}
-    return {**capture, "resources": {path: taken.get(path) for path in candidate["resources"]}}
+def _changes(candidate: dict[str, Any], request: Request) -> Change:
+    if candidate["capture"] is None:  # nothing captured yet to compare with
+        return Change(True, [], [], fingerprint.fingerprints(request.capture, request.fields))
+    old = _comparable(candidate, candidate["capture"], candidate["resources"])
+    taken = request.capture.get("resources") or {}
+    new = _comparable(candidate, request.capture,
+                      {path: taken.get(path) for path in candidate["resources"]})
+    wanted = fingerprint.fingerprints(new, request.fields)
+    if fingerprint.fingerprints(old, request.fields) == wanted:
+        return Change(True, [], [], wanted)
+    code = fingerprint.describe_code(old, new, request.fields)
+    environment = fingerprint.describe_environment(old, new, request.fields)
+    if not code and not environment:  # a difference no phrase names: still a difference
+        code = ["the captured code differs"]
+    return Change(False, code, environment, wanted)
+
+
+def _comparable(candidate: dict[str, Any], capture: dict[str, Any],
+                resources: dict[str, str | None]) -> dict[str, Any]:
+    """The capture with those resources, and without the untracked files the candidate's
+    executions wrote (modified while one of them ran)."""
+    code = dict(capture.get("code") or {})
+    code["untracked"] = [f for f in code.get("untracked") or []
+                         if not _written_during(f.get("mtime"), candidate["windows"])]
+    return {**capture, "code": code, "resources": resources}
+
+
+def _written_during(mtime: float | None, windows: list[tuple[float, float]]) -> bool:
+    return mtime is not None and any(start <= mtime <= end for start, end in windows)
+
+
+def _check_allowed(request: Request, code: list[str], environment: list[str],
+                   refusal: Any) -> None:
+    if (code and not request.allowed.code) or (environment and not request.allowed.environment):
+        raise ChangeRefused(refusal())
 
 
 def _spec_of(trial: dict[str, Any]) -> TrialSpec:
@@ -118,17 +187,18 @@ def _branch_id(parent: str, code: str, environment: str) -> str:
 
 
 def _refusal(latest: dict[str, Any], candidates: list[dict[str, Any]], code: list[str],
-             environment: list[str]) -> str:
+             environment: list[str], doing: str = "resuming") -> str:
     kinds = " and ".join(k for k, v in (("code", code), ("environment", environment)) if v)
     lines = [f"kleio: the {kinds} changed since trial {latest['id'][:12]} last ran; "
-             "not resuming it:"]
+             f"not {doing} it:"]
     lines += [f"  code: {change}" for change in code]
     lines += [f"  environment: {change}" for change in environment]
     if len(candidates) > 1:
         listed = ", ".join(f"{c['id'][:12]} ({c['status']})" for c in candidates)
         lines.append(f"  none of its branches matches either: {listed}")
-    option = {"code": "--allow-code-change", "environment": "--allow-env-change"}.get(
+    options = {"code": "--allow-code-change or --allow-any-change",
+               "environment": "--allow-env-change or --allow-any-change"}.get(
         kinds, "--allow-any-change")
-    lines.append(f"  run again with {option} (or --allow-any-change) to branch the trial "
-                 "and run the branch; the original stays resumable with what it ran")
+    lines.append(f"  run again with {options} to branch the trial and run the branch; "
+                 "the original stays resumable with what it ran")
     return "\n".join(lines)

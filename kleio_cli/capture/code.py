@@ -83,13 +83,16 @@ def _untracked(root: Path, names: list[str]) -> list[dict[str, Any]]:
             continue
         path = root / name
         try:
-            if path.is_symlink() or path.stat().st_size > MAX_UNTRACKED_BYTES:
+            info = path.stat()
+            if path.is_symlink() or info.st_size > MAX_UNTRACKED_BYTES:
                 continue
             data = path.read_bytes()
         except OSError:
             continue
+        # mtime: a file modified while the trial ran was written by it, not by the user
         entry: dict[str, Any] = {"path": name, "kind": kind, "size": len(data),
-                                 "sha256": hashlib.sha256(data).hexdigest()}
+                                 "sha256": hashlib.sha256(data).hexdigest(),
+                                 "mtime": info.st_mtime}
         if len(data) <= MAX_INLINE_BYTES:
             entry["content"] = data.decode("utf-8", errors="replace")
         found.append(entry)

@@ -25,7 +25,7 @@ from kleio_client.version import __version__
 
 PROBE_TIMEOUT = 30.0
 SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
-URL_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]*@", re.IGNORECASE)
+URL_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
 _PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?$")
 
 

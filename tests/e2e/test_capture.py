@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,7 @@ def test_a_planted_secret_is_nowhere_in_the_journal(kleio, repo, isolated, monke
     monkeypatch.setenv("MLFLOW_AUTH", "planted-secret-5")
     monkeypatch.setenv("SERVICE_CREDENTIALS", "planted-secret-6")
     monkeypatch.setenv("DATABASE_URL", "postgres://user:planted-secret-7@db/x")
+    monkeypatch.setenv("GIT_URL", "https://planted-secret-10@github.com/x/y")
     monkeypatch.setenv("HARMLESS", "visible-value")
     (repo / ".env").write_text("planted-secret-8")
     (repo / "server.key").write_text("planted-secret-9")
@@ -233,3 +235,45 @@ def test_fingerprint_fields_are_configurable(kleio, repo, isolated):
     (isolated.config / "kleio" / "config.toml").write_text('[fingerprint]\ncode = ["nope"]\n')
     bad = kleio("python", "train.py")
     assert bad.returncode == 2 and "unknown fields ['nope']" in bad.stderr
+
+
+def test_files_the_trial_writes_are_not_code_changes_but_user_edits_are(kleio, repo):
+    (repo / "train.py").write_text(SCRIPT.replace(
+        "import os, sys", "import os, sys, pathlib\n"
+        "pathlib.Path('generated_cfg.py').write_text('X = %s' % os.environ['KLEIO_EXECUTION'])"))
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "writes")
+    kleio("python", "train.py", env={**os.environ, "EXIT": "1"})
+    resumed = kleio("python", "train.py", env={**os.environ, "EXIT": "1"})
+    assert resumed.returncode == 1, resumed.stderr  # ran: what it wrote is not a change
+    time.sleep(0.1)
+    (repo / "helper.py").write_text("Y = 1\n")  # the user's own new module, after the run
+    refused = kleio("python", "train.py")
+    assert refused.returncode == 7 and "untracked files added: helper.py" in refused.stderr
+
+
+def test_a_branch_checks_its_code_against_its_parent(kleio, repo):
+    parent = trial_id(kleio("python", "train.py").stderr)
+    (repo / "model.py").write_text("LAYERS = 8\n")
+    refused = kleio("branch", parent, "--tag", "x")
+    assert refused.returncode == 7 and "not branching it" in refused.stderr
+    allowed = kleio("branch", parent, "--tag", "x", "--allow-code-change")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "--detach is not available yet" in kleio("branch", parent, "--detach").stderr
+
+
+def test_the_same_branch_asked_with_other_spellings_is_one_branch(kleio, repo):
+    parent = trial_id(kleio("python", "train.py").stderr)
+    first = trial_id(kleio("branch", parent, "--lr=0.05", "--bs", "8").stderr)
+    second = kleio("branch", parent, "--bs", "8", "--lr", "0.05")
+    assert f"trial {first[:12]} is completed" in second.stderr
+
+
+def test_exec_of_an_existing_change_branch_does_not_claim_to_branch(kleio, repo):
+    original = trial_id(kleio("python", "train.py", env={**os.environ, "EXIT": "1"}).stderr)
+    (repo / "model.py").write_text("LAYERS = 3\n")
+    first = kleio("exec", original, "--allow-code-change", env={**os.environ, "EXIT": "1"})
+    assert "branching trial" in first.stderr
+    again = kleio("exec", original, "--allow-code-change")
+    assert again.returncode == 0, again.stderr
+    assert "branching trial" not in again.stderr
+    assert trial_id(again.stderr) == trial_id(first.stderr)

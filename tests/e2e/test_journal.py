@@ -20,7 +20,7 @@ p.add_argument("--steps", type=int, default=4)
 p.add_argument("--tag", default="a")
 a = p.parse_args()
 w, start = 1.0, 0
-ckpt = kleio_logger.load_artifact("ckpt.json")
+ckpt = None if os.environ.get("NO_RESUME") else kleio_logger.load_artifact("ckpt.json")
 if ckpt is not None:
     with ckpt.open() as f:
         state = json.load(f)
@@ -243,3 +243,53 @@ def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
     assert extra < 64
     assert (daemon_peak() - before) < 64 << 20
     assert kleio.json("artifacts", trial_id(done.stderr))[0]["size"] == 1 << 30
+
+
+def test_a_childs_history_ignores_what_its_parent_did_later(kleio, train, monkeypatch):
+    monkeypatch.setenv("CRASH_AT", "[5, 0]")
+    parent = trial_id(kleio("python", train).stderr)
+    monkeypatch.delenv("CRASH_AT")
+    child = trial_id(kleio("branch", parent, "--timestamp", "epoch=4", "--lr", "0.05").stderr)
+    expected = kleio.json("stats", child)
+    assert len(expected) == 32
+    # the parent is resumed from scratch (its checkpoints ignored): a new history for it...
+    monkeypatch.setenv("NO_RESUME", "1")
+    kleio.ok("exec", parent)
+    assert kleio.json("info", parent)["executions"][1]["restarted"] is True
+    # ...which the child, branched from the old one, never sees
+    assert kleio.json("stats", child) == expected
+    assert "records inherited" in kleio.ok("info", child).stdout
+
+
+def test_statistics_of_a_restarted_execution_are_its_own(kleio, script):
+    name = script("""
+        import os, sys
+        from kleio_client import kleio_logger
+        for step in range(3):
+            kleio_logger.log_statistic(step=step)
+        print("seen", [r["step"] for r in kleio_logger.statistics()], flush=True)
+        sys.exit(1 if os.environ["KLEIO_EXECUTION"] == "1" else 0)
+    """)
+    kleio("python", name)
+    done = kleio("python", name)
+    assert "seen [0, 1, 2]" in done.stdout
+
+
+def test_reverting_a_resource_selects_the_original_not_the_branch(kleio, script, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("v1")
+    name = script(f"""
+        import os, pathlib, sys
+        from kleio_client import kleio_logger
+        if pathlib.Path({str(data)!r}).read_text() == "v2":
+            sys.exit(2)  # the v2 branch fails before logging its resource
+        kleio_logger.log_resource({str(data)!r})
+        sys.exit(1)
+    """, name="res.py")
+    original = trial_id(kleio("python", name).stderr)
+    data.write_text("v2")
+    branch = trial_id(kleio("--allow-env-change", "python", name).stderr)
+    assert branch != original
+    data.write_text("v1")
+    again = kleio("python", name)
+    assert trial_id(again.stderr) == original
