@@ -6,6 +6,7 @@ kleio subcommand; ``kleio run -- CMD`` runs a command named like one.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from enum import Enum
@@ -236,6 +237,9 @@ def _standard_streams() -> None:
 
 
 def main() -> None:
+    # A short-lived process that may read a whole journal: reference counting frees what
+    # it drops; the cyclic collector would only rescan the heap (2x slower on 1M records).
+    gc.disable()
     _standard_streams()
     argv = sys.argv[1:]
     first = next((a for a in argv if a not in RUN_OPTIONS), None)

@@ -55,6 +55,15 @@ def clip(text: str, width: int = 60) -> str:
 
 
 def print_json(value: Any) -> None:
+    """Indented JSON; a list prints one element a line (json's C encoder: fast on 1M rows)."""
+    if isinstance(value, list):
+        write = sys.stdout.write
+        write("[")
+        for index, item in enumerate(value):
+            write(",\n  " if index else "\n  ")
+            write(json.dumps(item, ensure_ascii=False, default=_jsonable))
+        write("\n]\n" if value else "]\n")
+        return
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=_jsonable)
     sys.stdout.write("\n")
 

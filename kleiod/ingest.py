@@ -20,6 +20,7 @@ import zmq
 from kleio_client import protocol
 from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
+from kleiod.queries import collection_paused
 from kleiod.storage.base import BlobWriter, Chunk, Storage
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,8 @@ class Ingest:
         args = dict(message["args"])
         name = message["name"]
         loading = execution if name == "load_artifact" else None
-        seen = history.effective(self._storage, trial, loading=loading)
+        with collection_paused():
+            seen = history.effective(self._storage, trial, loading=loading)
         if name == "load_artifact":
             found = history.artifacts(seen, str(args["filename"]), dict(args["metadata"]))
             result: Any = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kleio_client import protocol
@@ -11,6 +13,19 @@ from kleiod import history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
 from kleiod.storage.base import Storage
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Reading a large history makes millions of small objects, none cyclic: the cyclic
+    garbage collector would walk the growing heap again and again (2.4x slower)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Queries:
@@ -33,7 +48,8 @@ class Queries:
                    ) -> Callable[[dict[str, Any]], Any]:
         def run(args: dict[str, Any]) -> Any:
             self._commit()
-            return verb(args)
+            with collection_paused():
+                return verb(args)
 
         return run
 
