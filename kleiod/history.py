@@ -38,42 +38,47 @@ class ExecutionView:
 
 
 def effective(storage: Storage, trial_id: str, loading: int | None = None,
-              upto: int | None = None) -> list[dict[str, Any]]:
+              upto: int | None = None, statistics: bool = True) -> list[dict[str, Any]]:
     """Statistics and artifacts of the effective history, in position order.
 
     ``loading``: the execution about to load its checkpoint sees what came before plus its
     own records, even if it logged first.  ``upto``: the history as it stood at that
     position (a child's view of its parent: what the parent did later never changes it).
+    Without ``statistics``, only artifacts: what a checkpoint lookup needs, without reading
+    a million statistics.
     """
-    return walk(storage, trial_id, loading, upto)[0]
+    return walk(storage, trial_id, loading, upto, statistics)[0]
 
 
-def walk(storage: Storage, trial_id: str, loading: int | None = None,
-         upto: int | None = None) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
+def walk(storage: Storage, trial_id: str, loading: int | None = None, upto: int | None = None,
+         statistics: bool = True) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
     """The effective history, and how each execution shaped it."""
     trial = storage.get_trial(trial_id)
     history: list[dict[str, Any]] = []
     if trial["parent"] and trial["branch_point"] is not None:
-        history = effective(storage, trial["parent"], upto=trial["branch_point"])
+        history = effective(storage, trial["parent"], upto=trial["branch_point"],
+                            statistics=statistics)
+    kinds = (protocol.ARTIFACT, protocol.LOAD) + ((protocol.STATISTIC,) if statistics else ())
     by_execution: dict[int, list[dict[str, Any]]] = {}
-    for record in storage.read_records(trial_id, (*LOGGED, protocol.LOAD)):
+    for record in storage.read_records(trial_id, kinds):
         if upto is not None and record["position"] > upto:
             continue
         record["trial"] = trial_id
         by_execution.setdefault(record["execution"], []).append(record)
+    counts = storage.logged_counts(trial_id, LOGGED, upto)
     views = []
-    for number in sorted(by_execution):
-        records = by_execution[number]
+    for number in sorted(set(by_execution) | set(counts)):
+        records = by_execution.get(number, [])
         logged = [r for r in records if r["kind"] != protocol.LOAD]
         resume = resume_point(records)
-        restarted = resume is None and bool(logged) and number != loading
+        restarted = resume is None and counts.get(number, 0) > 0 and number != loading
         if resume is not None:
             history = [r for r in history if r["position"] <= resume] + logged
         elif restarted:
             history = logged
         else:
             history = history + logged
-        views.append(ExecutionView(number, resume, len(logged), restarted))
+        views.append(ExecutionView(number, resume, counts.get(number, 0), restarted))
     return history, views
 
 

@@ -155,7 +155,8 @@ class Ingest:
         name = message["name"]
         loading = execution if name == "load_artifact" else None
         with collection_paused():
-            seen = history.effective(self._storage, trial, loading=loading)
+            seen = history.effective(self._storage, trial, loading=loading,
+                                     statistics=name == "statistics")
         if name == "load_artifact":
             found = history.artifacts(seen, str(args["filename"]), dict(args["metadata"]))
             result: Any = None

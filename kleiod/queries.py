@@ -106,7 +106,7 @@ class Queries:
 
     def artifacts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The effective history's artifacts matching filename and metadata, oldest first."""
-        walked = history.effective(self._storage, self._id(args))
+        walked = history.effective(self._storage, self._id(args), statistics=False)
         filename = args.get("filename")
         found = history.artifacts(walked, None if filename is None else str(filename),
                                   dict(args.get("metadata") or {}))

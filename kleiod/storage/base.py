@@ -154,6 +154,12 @@ class Storage(Protocol):
         """Declare lost the running trials whose lease ended before ``now``; return their ids."""
         ...
 
+    def logged_counts(self, trial_id: str, kinds: Iterable[str],
+                      upto: int | None = None) -> dict[int, int]:
+        """Per execution, how many records of those kinds it logged (at or before ``upto``,
+        to the chunk)."""
+        ...
+
     def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
         """The greatest seq stored for a producer (0 when none)."""
         ...

@@ -350,6 +350,18 @@ class SQLiteStorage:
         ).fetchall()
         return uncovered_parts(chunk, stored)
 
+    def logged_counts(self, trial_id: str, kinds: Iterable[str],
+                      upto: int | None = None) -> dict[int, int]:
+        kinds = list(kinds)
+        marks = ",".join("?" * len(kinds))
+        last_chunk = None if upto is None else upto // POSITION_STRIDE
+        with _translated("counting records"):
+            rows = self._db.execute(
+                f"SELECT execution, sum(count) FROM chunks WHERE trial_id = ? AND kind IN "
+                f"({marks}) AND (? IS NULL OR chunk <= ?) GROUP BY execution",
+                (trial_id, *kinds, last_chunk, last_chunk)).fetchall()
+        return {int(e): int(n) for e, n in rows}
+
     def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
         with _translated("reading a producer's last record"):
             row = self._db.execute(
