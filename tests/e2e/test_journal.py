@@ -198,6 +198,7 @@ def _cache_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
     name = script("""
         import hashlib, os, resource
