@@ -47,7 +47,7 @@ class Daemon:
         lock = PidLock(runtime)
         lock.acquire()
         try:
-            storage = open_storage(self.config.database)
+            storage = open_storage(self.config.database, self.config.data_dir / "artifact-cache")
             try:
                 self._serve_with(storage)
             finally:

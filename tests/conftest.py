@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,48 @@ class Kleio:
         import json
 
         return json.loads(self.ok(*args, "--json").stdout)
+
+
+MONGODB_START_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> Iterator[str]:
+    """The base URL of a MongoDB-wire server for this session."""
+    named = os.environ.get("KLEIO_TEST_MONGODB_URL")
+    if named:
+        yield named.rstrip("/")
+        return
+    import pymongo
+
+    directory = Path(tempfile.mkdtemp(prefix="kleio-secantus-"))
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+         "--storage-path", str(directory / "data"), "--log-level", "WARNING"],
+        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"mongodb://127.0.0.1:{port}"
+    deadline = time.monotonic() + MONGODB_START_TIMEOUT
+    while True:
+        try:
+            pymongo.MongoClient(url, serverSelectionTimeoutMS=200).admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "SecantusDB did not start"
+            time.sleep(0.1)
+    yield url
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 @pytest.fixture

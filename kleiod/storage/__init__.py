@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from kleiod.errors import ConfigError
 from kleiod.storage.base import Storage
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, cache_dir: Path | None = None) -> Storage:
+    """``sqlite:///PATH`` (the embedded journal) or ``mongodb://...`` (a shared one).
+
+    ``cache_dir`` holds local copies of artifacts kept in MongoDB's GridFS.
+    """
     if url.startswith("sqlite:///"):
         from kleiod.storage.sqlite import SQLiteStorage
 
         return SQLiteStorage(Path(url[len("sqlite:///"):]).expanduser())
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from kleiod.storage.mongo import MongoStorage
+
+        return MongoStorage(url, cache_dir or Path(tempfile.gettempdir()) / "kleio-artifacts")
     scheme = url.split(":", 1)[0]
     raise ConfigError(
-        f"unsupported database URL scheme {scheme!r}; use sqlite:///PATH"
+        f"unsupported database URL scheme {scheme!r}; use sqlite:///PATH or mongodb://HOST/DB"
     )

@@ -1,10 +1,13 @@
-"""Reservation is atomic in the database: racing processes on one SQLite file, one winner."""
+"""The storage contract, run against every backend (SQLite, MongoDB over the wire).
+
+Reservation is atomic in the database: racing processes on one database, one winner;
+the execution number fences writes; records are idempotent per record; leases expire.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import time
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -12,8 +15,8 @@ import pytest
 from kleio_client import protocol
 from kleiod import states
 from kleiod.errors import AlreadyRunning, TrialCompleted
+from kleiod.storage import open_storage
 from kleiod.storage.base import Chunk, Claim, ExecutionEnd, TrialSpec
-from kleiod.storage.sqlite import SQLiteStorage
 
 SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/", user="u")
 
@@ -23,8 +26,8 @@ def _claim(pid: int, lease: float = 30.0) -> Claim:
     return Claim(host="h", pid=pid, now=now, lease_until=now + lease)
 
 
-def _race(path: str, barrier, results, index: int) -> None:
-    storage = SQLiteStorage(Path(path))
+def _race(url: str, barrier, results, index: int) -> None:
+    storage = open_storage(url)
     barrier.wait()
     try:
         storage.reserve(SPEC, _claim(1000 + index))
@@ -34,12 +37,12 @@ def _race(path: str, barrier, results, index: int) -> None:
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_processes_racing_on_one_file_let_exactly_one_run(tmp_path: Path, round_: int):
-    path = str(tmp_path / "j.sqlite")
-    SQLiteStorage(Path(path)).close()
+def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
+    open_storage(database_url).close()
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(path, barrier, results, i)) for i in range(6)]
+    procs = [ctx.Process(target=_race, args=(database_url, barrier, results, i))
+             for i in range(6)]
     for proc in procs:
         proc.start()
     outcomes = sorted(results.get(timeout=60) for _ in procs)
@@ -48,8 +51,8 @@ def test_processes_racing_on_one_file_let_exactly_one_run(tmp_path: Path, round_
     assert outcomes == ["refused"] * 5 + ["won"]
 
 
-def test_statuses_and_the_execution_number_fencing_token(tmp_path: Path):
-    storage = SQLiteStorage(tmp_path / "j.sqlite")
+def test_statuses_and_the_execution_number_fencing_token(database_url: str):
+    storage = open_storage(database_url)
     first = storage.reserve(SPEC, _claim(1))
     assert (first.execution, first.previous_status) == (1, None)
     assert storage.renew_lease(SPEC.id, 1, time.time() + 30)
@@ -66,8 +69,8 @@ def test_statuses_and_the_execution_number_fencing_token(tmp_path: Path):
         storage.reserve(SPEC, _claim(3))
 
 
-def test_an_expired_lease_makes_the_trial_lost_and_resumable(tmp_path: Path):
-    storage = SQLiteStorage(tmp_path / "j.sqlite")
+def test_an_expired_lease_makes_the_trial_lost_and_resumable(database_url: str):
+    storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1, lease=-1))
     again = storage.reserve(SPEC, _claim(2))
     assert (again.execution, again.previous_status) == (2, states.LOST)
@@ -75,8 +78,8 @@ def test_an_expired_lease_makes_the_trial_lost_and_resumable(tmp_path: Path):
     assert history == ["new", "running", "lost", "running"]
 
 
-def test_chunks_are_idempotent_and_positions_follow_commit_order(tmp_path: Path):
-    storage = SQLiteStorage(tmp_path / "j.sqlite")
+def test_chunks_are_idempotent_and_positions_follow_commit_order(database_url: str):
+    storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1))
 
     def chunk(producer: str, seq: int, values: list[int], kind: str = protocol.STATISTIC) -> Chunk:
@@ -95,8 +98,8 @@ def test_chunks_are_idempotent_and_positions_follow_commit_order(tmp_path: Path)
     assert positions == sorted(positions) and len(set(positions)) == 7
 
 
-def test_expired_leases_are_swept_to_lost(tmp_path: Path):
-    storage = SQLiteStorage(tmp_path / "j.sqlite")
+def test_expired_leases_are_swept_to_lost(database_url: str):
+    storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1, lease=-1))
     assert storage.expire_leases(time.time()) == [SPEC.id]
     trial = storage.get_trial(SPEC.id)
@@ -113,8 +116,8 @@ def test_expired_leases_are_swept_to_lost(tmp_path: Path):
     assert trial["executions"][0]["status"] == states.COMPLETED
 
 
-def test_a_lost_execution_taken_over_stays_fenced(tmp_path: Path):
-    storage = SQLiteStorage(tmp_path / "j.sqlite")
+def test_a_lost_execution_taken_over_stays_fenced(database_url: str):
+    storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1, lease=-1))
     storage.expire_leases(time.time())
     storage.reserve(SPEC, _claim(2))  # execution 2 takes over
@@ -123,3 +126,67 @@ def test_a_lost_execution_taken_over_stays_fenced(tmp_path: Path):
     trial = storage.get_trial(SPEC.id)
     assert trial["status"] == states.RUNNING  # execution 2's
     assert [e["status"] for e in trial["executions"]] == [states.COMPLETED, states.RUNNING]
+
+
+def _stats(values: list[int], seq: int = 1, producer: str = "p", execution: int = 1,
+           trial: str = SPEC.id, kind: str = protocol.STATISTIC) -> Chunk:
+    body = msgpack.packb([[kind, {"v": v}] for v in values])
+    return Chunk(trial, execution, producer, seq, len(values), kind, body)
+
+
+def test_captures_branches_and_positions(database_url: str):
+    storage = open_storage(database_url)
+    capture = {"environment": {"packages": {"zope.interface": {"version": "6.0"}}},
+               "configuration": {"files": {"cfg.yaml": {"sha256": "x"}}}, "$odd": {"": 1}}
+    storage.reserve(SPEC, _claim(1), capture)
+    assert storage.capture(SPEC.id) == capture  # keys with dots, $ and empty round-trip
+    assert storage.end_position(SPEC.id) is None
+    storage.append_chunks([_stats([1, 2, 3]), _stats([4], seq=4)])
+    assert storage.last_seq(SPEC.id, 1, "p") == 4 and storage.last_seq(SPEC.id, 1, "q") == 0
+    end = storage.end_position(SPEC.id)
+    assert end == storage.read_records(SPEC.id, [protocol.STATISTIC])[-1]["position"]
+    assert storage.logged_counts(SPEC.id, [protocol.STATISTIC]) == {1: 4}
+    branch = TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
+                       parent=SPEC.id, root=SPEC.id, branch_kind="change", branch_point=end)
+    storage.reserve(branch, _claim(2), {"x": 1})
+    child = TrialSpec(id="ce" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
+                      parent=SPEC.id, root="ce" * 16, branch_kind="branch", branch_point=end)
+    storage.reserve(child, _claim(3))
+    assert [c["id"] for c in storage.candidates(SPEC.id)] == [SPEC.id, "cd" * 16]
+    trial = storage.get_trial("cd" * 16)
+    assert (trial["parent"], trial["branch_kind"], trial["branch_point"]) == (
+        SPEC.id, "change", end)
+    assert storage.end_position("ce" * 16) == end  # no records yet: its branch point
+    assert [t["id"] for t in storage.list_trials()] == [SPEC.id, "cd" * 16, "ce" * 16]
+
+
+def test_ids_resolve_by_unique_prefix(database_url: str):
+    from kleiod.errors import AmbiguousId, TrialNotFound
+
+    storage = open_storage(database_url)
+    for trial_id in ("ab12" + "0" * 28, "ab34" + "0" * 28, "cd56" + "0" * 28):
+        storage.reserve(TrialSpec(id=trial_id, command=["x"], identity={}, cwd="/", user="u"),
+                        _claim(1))
+    assert storage.resolve_id("ab1") == "ab12" + "0" * 28
+    assert storage.resolve_id("CD") == "cd56" + "0" * 28
+    with pytest.raises(AmbiguousId):
+        storage.resolve_id("ab")
+    with pytest.raises(TrialNotFound):
+        storage.resolve_id("ff")
+    with pytest.raises(TrialNotFound):
+        storage.resolve_id("not-hex")
+
+
+def test_blobs_are_stored_once_by_content(database_url: str, tmp_path):
+    import hashlib
+
+    storage = open_storage(database_url)
+    payload = bytes(range(256)) * 5000
+    for _ in range(2):
+        writer = storage.begin_blob("upload")
+        writer.write(0, payload[:1000])
+        writer.write(1000, payload[1000:])
+        assert writer.finish() == hashlib.sha256(payload).hexdigest()
+    path = storage.blob_path(hashlib.sha256(payload).hexdigest())
+    with open(path, "rb") as handle:
+        assert handle.read() == payload

@@ -1,0 +1,412 @@
+"""The shared journal: MongoDB through pymongo, artifacts in GridFS.
+
+For a lab or a cluster: the daemons of many machines share one database.
+A reservation is one ``find_one_and_update`` on the trial that also
+increments its execution number; chunks of records carry a unique key on
+(trial, execution, producer, seq); a chunk's commit order comes from one
+atomic counter, so positions order records across machines.  Documents that
+hold user keys (captures, identities: package names and file names contain
+dots) are stored as JSON text, so any key round-trips.  pymongo errors are
+translated to StorageError here, at the seam.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgpack
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from kleio_client import protocol
+from kleiod import states
+from kleiod.config import redact
+from kleiod.errors import (
+    AlreadyRunning,
+    AmbiguousId,
+    BadRequest,
+    StorageError,
+    TrialCompleted,
+    TrialNotFound,
+)
+from kleiod.storage.base import (
+    POSITION_STRIDE,
+    Appended,
+    Chunk,
+    Claim,
+    ExecutionEnd,
+    Reservation,
+    TrialSpec,
+    uncovered_parts,
+)
+
+SERVER_TIMEOUT_MS = 5000
+RESUMABLE = sorted(states.RESUMABLE)
+
+
+@contextlib.contextmanager
+def _translated(what: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StorageError(
+            f"MongoDB at {redact(url)} failed while {what}: {type(exc).__name__}; check that "
+            "the server runs and is reachable, and the credentials in KLEIO_DATABASE"
+        ) from exc
+
+
+class MongoBlobWriter:
+    """An upload in progress, spooled to a local file, stored in GridFS once complete."""
+
+    def __init__(self, storage: MongoStorage, upload: str) -> None:
+        self._storage = storage
+        self._file = tempfile.NamedTemporaryFile(prefix=f"kleio-{upload}-", delete=False)
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset != self._size:
+            raise BadRequest(f"artifact chunk at offset {offset}, expected {self._size}")
+        self._file.write(data)
+        self._digest.update(data)
+        self._size += len(data)
+
+    def finish(self) -> str:
+        self._file.close()
+        sha256 = self._digest.hexdigest()
+        try:
+            self._storage.store_blob(sha256, Path(self._file.name))
+        finally:
+            os.unlink(self._file.name)
+        return sha256
+
+    def abort(self) -> None:
+        self._file.close()
+        os.unlink(self._file.name)
+
+
+class MongoStorage:
+    """The Storage interface over one MongoDB database."""
+
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url
+        self._cache = cache_dir
+        with _translated("connecting", url):
+            self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+                url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=False)
+            self._db = self._client.get_default_database(default="kleio")
+            self._client.admin.command("ping")
+            self._ensure_indexes()
+        import gridfs
+
+        self._blobs = gridfs.GridFSBucket(self._db, bucket_name="artifacts")
+
+    def _ensure_indexes(self) -> None:
+        self._db.trials.create_index([("root", 1)])
+        self._db.executions.create_index([("trial_id", 1), ("number", 1)], unique=True)
+        self._db.history.create_index([("trial_id", 1), ("at", 1)])
+        self._db.chunks.create_index(
+            [("trial_id", 1), ("execution", 1), ("producer", 1), ("seq", 1)], unique=True)
+        self._db.chunks.create_index([("trial_id", 1), ("kind", 1), ("chunk", 1)])
+
+    def _t(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(what, self.url)
+
+    # -- trials and executions ----------------------------------------------------
+
+    def reserve(self, spec: TrialSpec, claim: Claim,
+                capture: dict[str, Any] | None = None) -> Reservation:
+        with self._t(f"reserving trial {spec.id}"):
+            self._create(spec, claim)
+            before = self._db.trials.find_one_and_update(
+                {"_id": spec.id, "$or": [
+                    {"status": {"$in": RESUMABLE}},
+                    {"status": states.RUNNING, "lease_until": {"$lt": claim.now}},
+                ]},
+                {"$set": {"status": states.RUNNING, "owner_host": claim.host,
+                          "owner_pid": claim.pid, "owner_since": claim.now,
+                          "lease_until": claim.lease_until, "updated": claim.now},
+                 "$inc": {"executions": 1}},
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is None:
+                self._refuse(spec.id, claim)
+            execution = int(before["executions"]) + 1
+            previous = None if before["status"] == states.NEW and execution == 1 \
+                else str(before["status"])
+            if before["status"] == states.RUNNING:  # its lease had expired
+                self._mark(spec.id, execution - 1, states.LOST, claim.now - 1e-6)
+                previous = states.LOST
+            self._db.executions.insert_one({
+                "trial_id": spec.id, "number": execution, "host": claim.host, "pid": claim.pid,
+                "started": claim.now, "ended": None, "exit_code": None,
+                "status": states.RUNNING, "signals": [],
+                "capture": None if capture is None else json.dumps(capture)})
+            self._history(spec.id, execution, states.RUNNING, claim.now)
+        return Reservation(spec.id, execution, previous)
+
+    def _create(self, spec: TrialSpec, claim: Claim) -> None:
+        result = self._db.trials.update_one({"_id": spec.id}, {"$setOnInsert": {
+            "parent": spec.parent, "status": states.NEW, "command": spec.command,
+            "identity": json.dumps(spec.identity, sort_keys=True), "cwd": spec.cwd,
+            "user": spec.user, "created": claim.now, "updated": claim.now, "executions": 0,
+            "owner_host": None, "owner_pid": None, "owner_since": None, "lease_until": None,
+            "root": spec.root or spec.id, "branch_kind": spec.branch_kind,
+            "branch_point": spec.branch_point}}, upsert=True)
+        if result.upserted_id is not None:
+            self._history(spec.id, 0, states.NEW, claim.now - 2e-6)
+
+    def _refuse(self, trial_id: str, claim: Claim) -> NoReturn:
+        trial = self._db.trials.find_one({"_id": trial_id}) or {}
+        if trial.get("status") == states.COMPLETED:
+            raise TrialCompleted(f"trial {trial_id[:12]} is completed; nothing to run")
+        since = trial.get("owner_since")
+        when = "an unknown time" if since is None else time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime(since))
+        raise AlreadyRunning(
+            f"trial {trial_id[:12]} is already running on host {trial.get('owner_host')}, "
+            f"pid {trial.get('owner_pid')}, since {when}")
+
+    def _history(self, trial_id: str, execution: int, status: str, at: float) -> None:
+        self._db.history.insert_one({"trial_id": trial_id, "execution": execution,
+                                     "status": status, "at": at})
+
+    def _mark(self, trial_id: str, execution: int, status: str, at: float) -> None:
+        self._db.executions.update_one({"trial_id": trial_id, "number": execution},
+                                       {"$set": {"status": status, "ended": at}})
+        self._history(trial_id, execution, status, at)
+
+    def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
+        with self._t("recording an execution's start"):
+            self._db.executions.update_one({"trial_id": trial_id, "number": execution},
+                                           {"$set": {"pid": pid}})
+            self._db.trials.update_one({"_id": trial_id, "executions": execution},
+                                       {"$set": {"owner_pid": pid}})
+
+    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+        with self._t("renewing a lease"):
+            before = self._db.trials.find_one_and_update(
+                {"_id": trial_id, "executions": execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"lease_until": until, "status": states.RUNNING}},
+                return_document=ReturnDocument.BEFORE)
+            if before is None:
+                return False
+            if before["status"] == states.LOST:
+                self._db.executions.update_one(
+                    {"trial_id": trial_id, "number": execution},
+                    {"$set": {"status": states.RUNNING, "ended": None}})
+                self._history(trial_id, execution, states.RUNNING, until)
+        return True
+
+    def end_execution(self, end: ExecutionEnd) -> None:
+        with self._t("recording an execution's end"):
+            self._db.executions.update_one(
+                {"trial_id": end.trial_id, "number": end.execution},
+                {"$set": {"ended": end.now, "exit_code": end.exit_code,
+                          "signals": end.signals}})
+            self._db.executions.update_one(
+                {"trial_id": end.trial_id, "number": end.execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"status": end.status}})
+            done = self._db.trials.update_one(
+                {"_id": end.trial_id, "executions": end.execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"status": end.status, "updated": end.now, "lease_until": None}})
+            if done.modified_count:
+                self._history(end.trial_id, end.execution, end.status, end.now)
+
+    def expire_leases(self, now: float) -> list[str]:
+        expired = []
+        with self._t("expiring leases"):
+            for trial in self._db.trials.find({"status": states.RUNNING,
+                                               "lease_until": {"$lt": now}}):
+                done = self._db.trials.update_one(
+                    {"_id": trial["_id"], "executions": trial["executions"],
+                     "status": states.RUNNING, "lease_until": {"$lt": now}},
+                    {"$set": {"status": states.LOST, "updated": now, "lease_until": None}})
+                if done.modified_count:
+                    self._mark(trial["_id"], trial["executions"], states.LOST, now)
+                    expired.append(str(trial["_id"]))
+        return expired
+
+    # -- records ------------------------------------------------------------------
+
+    def append_chunks(self, chunks: Sequence[Chunk]) -> Appended:
+        inserted = 0
+        refused: set[tuple[str, int]] = set()
+        owners: dict[tuple[str, int], bool] = {}
+        with self._t(f"writing {len(chunks)} chunks of records"):
+            parts: list[Chunk] = []
+            for chunk in chunks:
+                key = (chunk.trial_id, chunk.execution)
+                if key not in owners:
+                    owners[key] = self._db.trials.count_documents(
+                        {"_id": chunk.trial_id, "executions": chunk.execution}) == 1
+                if not owners[key]:
+                    refused.add(key)
+                    continue
+                parts += self._uncovered(chunk)
+            if not parts:
+                return Appended(0, refused)
+            counter = self._db.counters.find_one_and_update(
+                {"_id": "chunk"}, {"$inc": {"value": len(parts)}}, upsert=True,
+                return_document=ReturnDocument.AFTER)
+            last = int((counter or {})["value"])
+            for number, part in enumerate(parts, start=int(last) - len(parts) + 1):
+                try:
+                    self._db.chunks.insert_one({
+                        "chunk": number, "trial_id": part.trial_id, "execution": part.execution,
+                        "producer": part.producer, "seq": part.seq, "count": part.count,
+                        "kind": part.kind, "body": part.body})
+                    inserted += part.count
+                except DuplicateKeyError:
+                    continue  # another daemon stored the same records meanwhile
+        return Appended(inserted, refused)
+
+    def _uncovered(self, chunk: Chunk) -> list[Chunk]:
+        last = chunk.seq + chunk.count - 1
+        stored = [(d["seq"], d["count"]) for d in self._db.chunks.find(
+            {"trial_id": chunk.trial_id, "execution": chunk.execution,
+             "producer": chunk.producer,
+             "seq": {"$gte": chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, "$lte": last}},
+            {"seq": 1, "count": 1}) if d["seq"] + d["count"] > chunk.seq]
+        return uncovered_parts(chunk, stored)
+
+    def logged_counts(self, trial_id: str, kinds: Iterable[str],
+                      upto: int | None = None) -> dict[int, int]:
+        query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
+        if upto is not None:
+            query["chunk"] = {"$lte": upto // POSITION_STRIDE}
+        counts: dict[int, int] = {}
+        with self._t("counting records"):
+            for doc in self._db.chunks.find(query, {"execution": 1, "count": 1}):
+                counts[doc["execution"]] = counts.get(doc["execution"], 0) + doc["count"]
+        return counts
+
+    def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
+        with self._t("reading a producer's last record"):
+            doc = self._db.chunks.find_one(
+                {"trial_id": trial_id, "execution": execution, "producer": producer},
+                sort=[("seq", -1)])
+        return 0 if doc is None else int(doc["seq"] + doc["count"] - 1)
+
+    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
+        with self._t("reading records"):
+            docs = list(self._db.chunks.find(
+                {"trial_id": trial_id, "kind": {"$in": list(kinds)}}).sort("chunk", 1))
+        return [
+            {"position": d["chunk"] * POSITION_STRIDE + i, "execution": d["execution"],
+             "producer": d["producer"], "seq": d["seq"] + i, "kind": d["kind"],
+             "body": pair[1]}
+            for d in docs
+            for i, pair in enumerate(msgpack.unpackb(d["body"], raw=False))
+        ]
+
+    # -- blobs --------------------------------------------------------------------
+
+    def begin_blob(self, upload: str) -> MongoBlobWriter:
+        return MongoBlobWriter(self, upload)
+
+    def store_blob(self, sha256: str, path: Path) -> None:
+        """Store the file's bytes under their hash, once."""
+        with self._t("storing an artifact"):
+            if self._db["artifacts.files"].count_documents({"filename": sha256}, limit=1):
+                return
+            with open(path, "rb") as handle:
+                self._blobs.upload_from_stream(sha256, handle)
+
+    def blob_path(self, sha256: str) -> str:
+        """A local copy of the artifact, fetched from GridFS once per daemon's cache."""
+        target = self._cache / sha256[:2] / sha256
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with self._t("reading an artifact"), tempfile.NamedTemporaryFile(
+                    dir=target.parent, delete=False) as handle:
+                self._blobs.download_to_stream_by_name(sha256, handle)
+            os.replace(handle.name, target)
+        return str(target)
+
+    # -- queries ------------------------------------------------------------------
+
+    def candidates(self, root: str) -> list[dict[str, Any]]:
+        with self._t("reading a trial's branches"):
+            docs = list(self._db.trials.find(
+                {"$or": [{"_id": root}, {"root": root}],
+                 "branch_kind": {"$in": [None, "change"]}}).sort("updated", 1))
+        return [{"id": d["_id"], "status": d["status"], "updated": d["updated"],
+                 "parent": d.get("parent"), "branch_kind": d.get("branch_kind"),
+                 "capture": self.capture(d["_id"])} for d in docs]
+
+    def capture(self, trial_id: str, execution: int | None = None) -> dict[str, Any] | None:
+        with self._t("reading a capture"):
+            if execution is None:
+                doc = self._db.executions.find_one(
+                    {"trial_id": trial_id, "capture": {"$ne": None}}, sort=[("number", -1)])
+            else:
+                doc = self._db.executions.find_one({"trial_id": trial_id, "number": execution})
+        return None if doc is None or doc.get("capture") is None else dict(
+            json.loads(doc["capture"]))
+
+    def end_position(self, trial_id: str) -> int | None:
+        with self._t("reading the end of a history"):
+            doc = self._db.chunks.find_one({"trial_id": trial_id}, sort=[("chunk", -1)])
+            if doc is not None:
+                return int(doc["chunk"] * POSITION_STRIDE + doc["count"] - 1)
+            trial = self._db.trials.find_one({"_id": trial_id}, {"branch_point": 1})
+        return None if trial is None else trial.get("branch_point")
+
+    def resolve_id(self, prefix: str) -> str:
+        if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
+            raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
+        low = prefix.lower()
+        with self._t("resolving an id"):
+            found = [d["_id"] for d in self._db.trials.find(
+                {"_id": {"$gte": low, "$lt": low + "g"}}, {"_id": 1}).limit(2)]
+        if not found:
+            raise TrialNotFound(f"no trial has an id starting with {prefix!r}; see `kleio ls`")
+        if len(found) > 1:
+            raise AmbiguousId(f"several trials have ids starting with {prefix!r}; give more digits")
+        return str(found[0])
+
+    def list_trials(self) -> list[dict[str, Any]]:
+        with self._t("listing trials"):
+            docs = list(self._db.trials.find().sort("created", 1))
+        return [{"id": d["_id"], "status": d["status"], "command": d["command"],
+                 "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
+                 "host": d.get("owner_host"), "executions": d["executions"]} for d in docs]
+
+    def get_trial(self, trial_id: str) -> dict[str, Any]:
+        with self._t("reading a trial"):
+            d = self._db.trials.find_one({"_id": trial_id})
+            if d is None:
+                raise TrialNotFound(f"no trial {trial_id}")
+            executions = list(self._db.executions.find({"trial_id": trial_id}).sort("number", 1))
+            history = list(self._db.history.find({"trial_id": trial_id}).sort("at", 1))
+        return {
+            "id": d["_id"], "status": d["status"], "command": d["command"],
+            "identity": json.loads(d["identity"]), "cwd": d["cwd"], "user": d["user"],
+            "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
+            "host": d.get("owner_host"), "pid": d.get("owner_pid"),
+            "since": d.get("owner_since"), "root": d.get("root"),
+            "branch_kind": d.get("branch_kind"), "branch_point": d.get("branch_point"),
+            "executions": [
+                {"number": e["number"], "host": e["host"], "pid": e.get("pid"),
+                 "start": e["started"], "end": e.get("ended"), "exit_code": e.get("exit_code"),
+                 "status": e["status"], "signals": e.get("signals") or []}
+                for e in executions],
+            "history": [{"execution": h["execution"], "status": h["status"], "at": h["at"]}
+                        for h in history],
+        }
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,73 @@
+"""Daemons of several machines sharing one MongoDB journal (a real server over the wire)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import trial_id
+
+TRAIN = """
+import io, os, sys
+from kleio_client import kleio_logger
+ckpt = kleio_logger.load_artifact("ckpt")
+start = 0 if ckpt is None else int(ckpt.open().read()) + 1
+for epoch in range(start, 4):
+    kleio_logger.log_statistic(epoch=epoch, host=os.environ["MACHINE"])
+    kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
+    if epoch == 1 and os.environ["MACHINE"] == "a":
+        sys.exit(3)
+print("machine", os.environ["MACHINE"], "from", start)
+"""
+
+
+@pytest.fixture
+def machines(mongodb_server, tmp_path):
+    """Two stand-ins for machines: their own runtime and data directories, one database."""
+    database = f"{mongodb_server}/kleio_e2e_{uuid.uuid4().hex[:10]}"
+    envs = {}
+    for name in ("a", "b"):
+        runtime = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
+        envs[name] = {**os.environ, "XDG_RUNTIME_DIR": str(runtime),
+                      "XDG_DATA_HOME": str(tmp_path / f"data-{name}"),
+                      "KLEIO_DATABASE": database, "MACHINE": name}
+    yield envs
+    for env in envs.values():
+        subprocess.run([sys.executable, "-m", "kleio_cli", "daemon", "stop"], env=env,
+                       capture_output=True, timeout=60)
+
+
+def _kleio(kleio, env, *args):
+    return subprocess.run(kleio.argv(*args), cwd=kleio.cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_trial_broken_on_one_machine_resumes_on_another(kleio, script, machines):
+    name = script(TRAIN)
+    first = _kleio(kleio, machines["a"], "python", name)
+    assert first.returncode == 3, first.stderr
+    second = _kleio(kleio, machines["b"], "python", name)
+    assert second.returncode == 0, second.stderr
+    assert "machine b from 2" in second.stdout  # machine a's checkpoint, through GridFS
+    tid = trial_id(second.stderr)
+    assert trial_id(first.stderr) == tid
+    for env in machines.values():
+        listed = _kleio(kleio, env, "stats", tid, "--json")
+        assert '"host": "a"' in listed.stdout and '"host": "b"' in listed.stdout
+    status = _kleio(kleio, machines["a"], "daemon", "status", "--json")
+    assert "mongodb://" in status.stdout
+
+
+def test_the_same_command_on_two_machines_at_once_runs_once(kleio, script, machines):
+    name = script("import time\ntime.sleep(2)\n")
+    procs = [subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for env in machines.values()]
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes == [0, 4]
