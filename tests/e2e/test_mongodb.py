@@ -71,3 +71,15 @@ def test_the_same_command_on_two_machines_at_once_runs_once(kleio, script, machi
              for env in machines.values()]
     codes = sorted(p.wait(timeout=120) for p in procs)
     assert codes == [0, 4]
+
+
+def test_an_unreachable_mongodb_is_one_clear_line_without_credentials(kleio, script, isolated,
+                                                                     monkeypatch):
+    monkeypatch.setenv("KLEIO_DATABASE", "mongodb://alice:s3cret@127.0.0.1:1/lab")
+    done = kleio("python", script("print('never runs')\n"))
+    assert done.returncode == 5
+    assert "mongodb://alice:***@127.0.0.1:1/lab" in done.stderr
+    assert "check that the server runs" in done.stderr
+    assert "never runs" not in done.stdout
+    log = (isolated.kleio_runtime / "kleiod.log").read_text()
+    assert "s3cret" not in done.stderr + done.stdout + log
