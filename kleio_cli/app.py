@@ -196,6 +196,26 @@ def artifact_get(trial: str = typer.Argument(..., help="Trial id or unique prefi
         journal.artifact_get(trial, filename, where, output)
 
 
+@app.command("export")
+def export_(ids: Optional[list[str]] = typer.Argument(None, help="Trial ids (default: all); "
+                                                      "a branch brings its ancestors."),
+            output: str = typer.Option(..., "-o", "--output", help="The file to write.")) -> None:
+    """Write trials with their journals, branches and artifacts to a file."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.export(ids or [], output)
+
+
+@app.command("import")
+def import_(path: str = typer.Argument(..., help="A file written by `kleio export`.")) -> None:
+    """Add the trials of an export file to this journal (those it has are kept as they are)."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.import_(path)
+
+
 @daemon_app.command("start")
 def daemon_start() -> None:
     """Start kleiod in the background (if it is not running)."""

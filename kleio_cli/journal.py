@@ -261,3 +261,21 @@ def _origin(row: dict[str, Any], trial_ids: set[str]) -> str:
     if len(trial_ids) > 1:
         label = f"{render.short(row['trial'])}:{label}"
     return label + ("*" if row["superseded"] else "")
+
+
+def export(ids: list[str], output: str) -> None:
+    target = Path(output).resolve()
+    with connect(resolve(), timeout=3600) as client:
+        done = client.call("export", ids=ids, path=str(target))
+    print(f"{target}: {done['trials']} trials, {done['chunks']} chunks of records, "
+          f"{done['artifacts']} artifacts", file=sys.stderr)
+
+
+def import_(path: str) -> None:
+    source = Path(path).resolve()
+    if not source.is_file():
+        raise CliError(f"kleio: no file {source}", EXIT_USAGE)
+    with connect(resolve(), timeout=3600) as client:
+        done = client.call("import", path=str(source))
+    print(f"imported {done['trials']} trials ({done['chunks']} chunks of records, "
+          f"{done['artifacts']} artifacts); {done['skipped']} already here", file=sys.stderr)

@@ -7,11 +7,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kleio_client import protocol
 from kleio_client.version import __version__
-from kleiod import reservation, states
+from kleiod import reservation, states, transfer
 from kleiod.config import Config
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
@@ -44,6 +45,8 @@ class Handlers:
             "heartbeat": self.heartbeat,
             "end_execution": self.end_execution,
             **Queries(self._ctx.storage, self._ctx.ingest.commit).table(),
+            "export": self.export,
+            "import": self.import_,
         }
 
     # -- the daemon -----------------------------------------------------------
@@ -96,6 +99,14 @@ class Handlers:
             "changes": list(outcome.changes),
             "lease_seconds": self._ctx.config.lease_seconds,
         }
+
+    def export(self, args: dict[str, Any]) -> dict[str, int]:
+        self._ctx.ingest.commit()
+        return transfer.export(self._storage, [str(i) for i in args.get("ids") or []],
+                               Path(str(args["path"])))
+
+    def import_(self, args: dict[str, Any]) -> dict[str, int]:
+        return transfer.import_(self._storage, Path(str(args["path"])))
 
     def start_execution(self, args: dict[str, Any]) -> None:
         self._storage.start_execution(str(args["id"]), int(args["execution"]), int(args["pid"]))

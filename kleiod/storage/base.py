@@ -13,7 +13,7 @@ order within the trial shared by statistics, artifacts and output.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -177,5 +177,18 @@ class Storage(Protocol):
     def list_trials(self) -> list[dict[str, Any]]: ...
 
     def get_trial(self, trial_id: str) -> dict[str, Any]: ...
+
+    # moving journals between databases
+    def export_trial(self, trial_id: str) -> dict[str, Any]:
+        """The trial as get_trial gives it, with each execution's capture."""
+        ...
+
+    def export_chunks(self, trial_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The trials' chunks as stored, in commit order."""
+        ...
+
+    def import_trial(self, trial: dict[str, Any]) -> bool: ...
+
+    def import_chunks(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]: ...
 
     def close(self) -> None: ...

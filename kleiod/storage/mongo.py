@@ -408,5 +408,66 @@ class MongoStorage:
                         for h in history],
         }
 
+    # -- moving journals between databases --------------------------------------------
+
+    def export_trial(self, trial_id: str) -> dict[str, Any]:
+        trial = self.get_trial(trial_id)
+        with self._t("exporting a trial"):
+            trial["captures"] = {
+                e["number"]: json.loads(e["capture"]) for e in self._db.executions.find(
+                    {"trial_id": trial_id, "capture": {"$ne": None}})}
+        return trial
+
+    def export_chunks(self, trial_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        with self._t("exporting records"):
+            for doc in self._db.chunks.find({"trial_id": {"$in": list(trial_ids)}}).sort(
+                    "chunk", 1):
+                doc.pop("_id")
+                yield doc
+
+    def import_trial(self, trial: dict[str, Any]) -> bool:
+        with self._t("importing a trial"):
+            try:
+                self._db.trials.insert_one({
+                    "_id": trial["id"], "parent": trial["parent"], "status": trial["status"],
+                    "command": trial["command"],
+                    "identity": json.dumps(trial["identity"], sort_keys=True),
+                    "cwd": trial["cwd"], "user": trial["user"], "created": trial["created"],
+                    "updated": trial["updated"], "executions": len(trial["executions"]),
+                    "owner_host": trial["host"], "owner_pid": trial["pid"],
+                    "owner_since": trial["since"], "lease_until": None, "root": trial["root"],
+                    "branch_kind": trial["branch_kind"], "branch_point": trial["branch_point"]})
+            except DuplicateKeyError:
+                return False
+            captures = trial.get("captures") or {}
+            for e in trial["executions"]:
+                capture = captures.get(e["number"])
+                self._db.executions.insert_one({
+                    "trial_id": trial["id"], "number": e["number"], "host": e["host"],
+                    "pid": e["pid"], "started": e["start"], "ended": e["end"],
+                    "exit_code": e["exit_code"], "status": e["status"],
+                    "signals": e["signals"],
+                    "capture": None if capture is None else json.dumps(capture)})
+            for h in trial["history"]:
+                self._history(trial["id"], h["execution"], h["status"], h["at"])
+        return True
+
+    def import_chunks(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+        mapping: dict[int, int] = {}
+        if not rows:
+            return mapping
+        with self._t("importing records"):
+            counter = self._db.counters.find_one_and_update(
+                {"_id": "chunk"}, {"$inc": {"value": len(rows)}}, upsert=True,
+                return_document=ReturnDocument.AFTER)
+            first = int((counter or {})["value"]) - len(rows) + 1
+            for number, row in enumerate(rows, start=first):
+                try:
+                    self._db.chunks.insert_one({**row, "chunk": number})
+                except DuplicateKeyError:
+                    continue
+                mapping[row["chunk"]] = number
+        return mapping
+
     def close(self) -> None:
         self._client.close()

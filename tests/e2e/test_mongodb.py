@@ -83,3 +83,61 @@ def test_an_unreachable_mongodb_is_one_clear_line_without_credentials(kleio, scr
     assert "never runs" not in done.stdout
     log = (isolated.kleio_runtime / "kleiod.log").read_text()
     assert "s3cret" not in done.stderr + done.stdout + log
+
+
+def _journal(kleio, env: dict[str, str]) -> dict[str, object]:
+    """Everything a user reads of every trial, keyed by id."""
+    def read(*args: str) -> object:
+        import json
+
+        done = _kleio(kleio, env, *args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    out: dict[str, object] = {}
+    for trial in read("ls"):  # type: ignore[attr-defined]
+        tid = trial["id"]
+        info = read("info", tid)
+        out[tid] = {
+            "trial": {k: info[k] for k in ("status", "command", "parent", "branch_kind",
+                                           "statistics", "inherited_records", "code")},
+            "executions": [(e["status"], e["exit_code"], e["restarted"],
+                            e["resume_point"] is not None) for e in info["executions"]],
+            "history": [(h["execution"], h["status"]) for h in info["history"]],
+            "stats": read("stats", tid),
+            "all": [(r["execution"], r["superseded"], r["record"])
+                    for r in read("stats", tid, "--all-executions")],
+            "artifacts": [(a["filename"], a["sha256"], a["metadata"], a["execution"])
+                          for a in read("artifacts", tid)],
+        }
+    return out
+
+
+def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, machines,
+                                                               tmp_path):
+    local = {**machines["a"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'one.sqlite'}"}
+    back = {**machines["b"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'two.sqlite'}"}
+    lab = machines["a"]
+    name = script(TRAIN)
+    assert _kleio(kleio, local, "python", name).returncode == 3
+    parent = trial_id(_kleio(kleio, local, "python", name).stderr)
+    branched = _kleio(kleio, local, "branch", parent, "--timestamp", "epoch=1", "--x", "1")
+    assert branched.returncode == 0, branched.stderr
+    before = _journal(kleio, local)
+    export = tmp_path / "lab.kleio"
+    assert _kleio(kleio, local, "export", "-o", str(export)).returncode == 0
+    _kleio(kleio, local, "daemon", "stop")
+    imported = _kleio(kleio, lab, "import", str(export))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 2 trials" in imported.stderr
+    assert _journal(kleio, lab) == before
+    again = tmp_path / "again.kleio"
+    assert _kleio(kleio, lab, "export", "-o", str(again)).returncode == 0
+    _kleio(kleio, lab, "daemon", "stop")
+    assert _kleio(kleio, back, "import", str(again)).returncode == 0
+    assert _journal(kleio, back) == before
+    twice = _kleio(kleio, back, "import", str(again))
+    assert "imported 0 trials" in twice.stderr and "2 already here" in twice.stderr
+    got = _kleio(kleio, back, "artifact", "get", parent, "ckpt", "--where", "epoch=3", "-o",
+                 str(tmp_path / "c3"))
+    assert got.returncode == 0 and (tmp_path / "c3").read_bytes() == b"3"
