@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
+MAX_BACKOFF = 5.0
 RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
                           protocol.RESOURCE})
 
@@ -66,6 +67,8 @@ class Ingest:
         # Per producer, the last seq up to which everything was received in order.
         self._contiguous: dict[tuple[str, int, str], int] = {}
         self.counters = IngestCounters()
+        self._retry_at = 0.0
+        self._backoff = 0.0
 
     # -- receiving --------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class Ingest:
         return self._contiguous[key]
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
+        if self._retry_at:
+            return  # the database is away: the acknowledgement follows the commit
         self.commit()
         trial, execution = str(message["trial"]), int(message["execution"])
         producer = str(message["producer"])
@@ -193,6 +198,8 @@ class Ingest:
         """Seconds until the batch must be committed; None when it is empty."""
         if not self._batch.chunks:
             return None
+        if self._retry_at:  # the database failed: retry with backoff, records kept
+            return max(0.0, self._retry_at - time.monotonic())
         if self._batch.records >= BATCH_RECORDS:
             return 0.0
         return max(0.0, self._batch.started + BATCH_SECONDS - time.monotonic())
@@ -204,8 +211,14 @@ class Ingest:
         try:
             appended = self._storage.append_chunks(batch.chunks)
         except StorageError as exc:
-            log.error("%s; keeping %d records to retry", exc, batch.records)
+            self._backoff = min(MAX_BACKOFF, self._backoff * 2 or 0.1)
+            self._retry_at = time.monotonic() + self._backoff
+            log.error("%s; keeping %d records, retrying in %.1f s", exc, batch.records,
+                      self._backoff)
             raise
+        if self._retry_at:
+            log.warning("the database is back: %d records written", batch.records)
+        self._retry_at, self._backoff = 0.0, 0.0
         self._batch = _Batch()
         refused = sum(c.count for c in batch.chunks if (c.trial_id, c.execution)
                       in appended.refused)

@@ -141,3 +141,62 @@ def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, ma
     got = _kleio(kleio, back, "artifact", "get", parent, "ckpt", "--where", "epoch=3", "-o",
                  str(tmp_path / "c3"))
     assert got.returncode == 0 and (tmp_path / "c3").read_bytes() == b"3"
+
+
+def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, tmp_path,
+                                                                 monkeypatch):
+    import signal
+    import socket
+    import time
+
+    import pymongo
+
+    from tests.conftest import wait_for_line
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "server"
+    data.mkdir()
+
+    def start() -> subprocess.Popen:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+             "--storage-path", str(data / "data"), "--log-level", "WARNING"], cwd=data,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                pymongo.MongoClient(f"mongodb://127.0.0.1:{port}",
+                                    serverSelectionTimeoutMS=200).admin.command("ping")
+                return server
+            except pymongo.errors.PyMongoError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+    server = start()
+    monkeypatch.setenv("KLEIO_DATABASE", f"mongodb://127.0.0.1:{port}/restarts")
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "60")
+    name = script("""
+        import time
+        from kleio_client import kleio_logger
+        for step in range(400):
+            kleio_logger.log_statistic(step=step)
+            if step == 50:
+                print("ready", flush=True)
+            time.sleep(0.015)
+    """)
+    try:
+        proc = kleio.popen("python", name)
+        wait_for_line(proc.stdout, "ready", timeout=60)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        time.sleep(2)  # records keep coming while the database is away
+        server = start()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        steps = [r["step"] for r in kleio.json("stats", trial_id(err.decode()))]
+        assert steps == list(range(400))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
