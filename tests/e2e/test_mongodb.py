@@ -200,3 +200,58 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, machines):
+    import signal
+    import time
+
+    import psutil
+
+    from kleiod import lock
+    from tests.conftest import wait_for_line
+
+    for env in machines.values():
+        env["KLEIO_LEASE_SECONDS"] = "1"
+    name = script("""
+        import io, os, time
+        from kleio_client import kleio_logger
+        ckpt = kleio_logger.load_artifact("ckpt")
+        start = 0 if ckpt is None else int(ckpt.open().read()) + 1
+        for epoch in range(start, 6):
+            kleio_logger.log_statistic(epoch=epoch, machine=os.environ["MACHINE"])
+            kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
+            if epoch == 2 and os.environ["MACHINE"] == "a":
+                time.sleep(0.5)  # what it logged is committed; it dies while computing
+                print("ready", flush=True)
+                time.sleep(60)
+    """)
+    subprocess.run(kleio.argv("daemon", "start"), env=machines["a"], check=True,
+                   capture_output=True, timeout=60)
+    proc = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=machines["a"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_line(proc.stdout, "ready", timeout=60)
+    daemon = lock.holder_pid(Path(machines["a"]["XDG_RUNTIME_DIR"]) / "kleio")
+    cli = psutil.Process(proc.pid)
+    for victim in [psutil.Process(daemon), cli, *cli.children(recursive=True)]:
+        victim.send_signal(signal.SIGKILL)  # the whole machine goes down
+    proc.wait(timeout=30)
+    tid = None
+    deadline = time.monotonic() + 30
+    while True:  # machine b's daemon sweeps the expired lease
+        listed = _kleio(kleio, machines["b"], "ls", "--json")
+        import json
+
+        trials = json.loads(listed.stdout) if listed.returncode == 0 else []
+        if trials and trials[0]["status"] == "lost":
+            tid = trials[0]["id"]
+            break
+        assert time.monotonic() < deadline, listed.stdout + listed.stderr
+        time.sleep(0.3)
+    resumed = _kleio(kleio, machines["b"], "python", name)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the lost trial" in resumed.stderr
+    everything = _kleio(kleio, machines["b"], "stats", tid, "--all-executions").stdout
+    stats = json.loads(_kleio(kleio, machines["b"], "stats", tid, "--json").stdout)
+    assert [(r["epoch"], r["machine"]) for r in stats] == [
+        (0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "b")], everything
