@@ -6,7 +6,8 @@ then their chunks of records in commit order, then their artifacts' bytes,
 then an end mark.  Importing appends the chunks in that order, so positions
 keep their order in the new database; positions that point at records (a
 branch point, the artifact a resume loaded) are translated to the new ones.
-Trials the target already has are left as they are.
+Trials the target already has are left as they are; a new branch of one of them
+points into the records the target holds.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ def import_(storage: Storage, path: Path) -> dict[str, int]:
     writer = None
     for message in messages:
         if "chunks" in message:
-            rows = [_translated(r, mapping) for r in message["chunks"] if r["trial_id"] in new]
-            mapping.update(storage.import_chunks(rows))
-            chunks += len(rows)
+            mapping.update(_already_here(storage, message["chunks"], new))
+            chunks += _import_batch(storage, [r for r in message["chunks"]
+                                              if r["trial_id"] in new], mapping)
         elif "blob" in message:
             writer = writer or storage.begin_blob(f"import-{message['blob'][:16]}")
             writer.write(offset, message["data"])
@@ -111,6 +112,34 @@ def import_(storage: Storage, path: Path) -> dict[str, int]:
         storage.import_trial(trial)
     return {"trials": len(trials), "chunks": chunks, "artifacts": blobs,
             "skipped": len(header["trials"]) - len(trials)}
+
+
+def _import_batch(storage: Storage, rows: list[dict[str, Any]],
+                  mapping: dict[int, int]) -> int:
+    """Append rows in order; a load record is translated once what it points to is in."""
+    pending: list[dict[str, Any]] = []
+    for row in rows:
+        if row["kind"] == protocol.LOAD:
+            mapping.update(storage.import_chunks(pending))
+            pending = []
+            row = _translated(row, mapping)
+        pending.append(row)
+    mapping.update(storage.import_chunks(pending))
+    return len(rows)
+
+
+def _already_here(storage: Storage, rows: list[dict[str, Any]],
+                  new: set[str]) -> dict[int, int]:
+    """Where the target holds the chunks of trials it had: a new branch of an old trial
+    points into them."""
+    found = {}
+    for row in rows:
+        if row["trial_id"] not in new:
+            number = storage.chunk_number(row["trial_id"], row["execution"], row["producer"],
+                                          row["seq"])
+            if number is not None:
+                found[row["chunk"]] = number
+    return found
 
 
 def _messages(path: Path) -> Iterator[dict[str, Any]]:

@@ -425,6 +425,12 @@ class MongoStorage:
                 doc.pop("_id")
                 yield doc
 
+    def chunk_number(self, trial_id: str, execution: int, producer: str, seq: int) -> int | None:
+        with self._t("finding a chunk"):
+            doc = self._db.chunks.find_one({"trial_id": trial_id, "execution": execution,
+                                            "producer": producer, "seq": seq}, {"chunk": 1})
+        return None if doc is None else int(doc["chunk"])
+
     def import_trial(self, trial: dict[str, Any]) -> bool:
         with self._t("importing a trial"):
             try:

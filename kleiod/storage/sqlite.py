@@ -510,6 +510,13 @@ class SQLiteStorage:
             for row in cursor:
                 yield dict(zip(keys, row, strict=True))
 
+    def chunk_number(self, trial_id: str, execution: int, producer: str, seq: int) -> int | None:
+        with _translated("finding a chunk"):
+            row = self._db.execute(
+                "SELECT chunk FROM chunks WHERE trial_id = ? AND execution = ? AND producer = ? "
+                "AND seq = ?", (trial_id, execution, producer, seq)).fetchone()
+        return None if row is None else int(row[0])
+
     def import_trial(self, trial: dict[str, Any]) -> bool:
         """Insert an exported trial as it was; False when this database has it already."""
         with self._transaction("importing a trial") as db:
