@@ -13,11 +13,14 @@ order within the trial shared by statistics, artifacts and output.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
+
+from kleiod.errors import AlreadyRunning, AmbiguousId, TrialCompleted, TrialNotFound
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,33 @@ class Appended:
 
     inserted: int
     refused: set[tuple[str, int]]
+
+
+def completed(trial_id: str) -> TrialCompleted:
+    return TrialCompleted(f"trial {trial_id[:12]} is completed; nothing to run")
+
+
+def already_running(trial_id: str, host: Any, pid: Any, since: float | None) -> AlreadyRunning:
+    when = "an unknown time" if since is None else datetime.datetime.fromtimestamp(
+        since).isoformat(sep=" ", timespec="seconds")
+    return AlreadyRunning(
+        f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, since {when}")
+
+
+def id_prefix(prefix: str) -> str:
+    """The prefix, lowercased, or TrialNotFound when it cannot start an id."""
+    if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
+        raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
+    return prefix.lower()
+
+
+def the_one(prefix: str, found: Sequence[str]) -> str:
+    """The single id a prefix names among (at most two) ``found``."""
+    if not found:
+        raise TrialNotFound(f"no trial has an id starting with {prefix!r}; see `kleio ls`")
+    if len(found) > 1:
+        raise AmbiguousId(f"several trials have ids starting with {prefix!r}; give more digits")
+    return str(found[0])
 
 
 def uncovered_parts(chunk: Chunk, stored: Sequence[tuple[int, int]]) -> list[Chunk]:

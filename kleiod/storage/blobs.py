@@ -9,14 +9,12 @@ from pathlib import Path
 from kleiod.errors import BadRequest
 
 
-class FileBlobWriter:
-    """An upload in progress: bytes arrive in order into a temporary file."""
+class Spool:
+    """An upload in progress: bytes arriving in order into a file, hashed as they come."""
 
-    def __init__(self, store: FileBlobStore, upload: str) -> None:
-        self._store = store
-        self._tmp = store.root / "tmp" / f"{upload}.part"
-        self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self._tmp, "wb")
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = open(path, "wb")
         self._digest = hashlib.sha256()
         self._size = 0
 
@@ -27,20 +25,40 @@ class FileBlobWriter:
         self._digest.update(data)
         self._size += len(data)
 
-    def finish(self) -> str:
+    def close(self) -> str:
+        """Close the file; return the sha256 of its bytes."""
         self._handle.close()
-        sha256 = self._digest.hexdigest()
+        return self._digest.hexdigest()
+
+    def discard(self) -> None:
+        self._handle.close()
+        self.path.unlink(missing_ok=True)
+
+
+class FileBlobWriter:
+    """An upload into the store: spooled beside it, then renamed to its hash."""
+
+    def __init__(self, store: FileBlobStore, upload: str) -> None:
+        self._store = store
+        tmp = store.root / "tmp" / f"{upload}.part"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._spool = Spool(tmp)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._spool.write(offset, data)
+
+    def finish(self) -> str:
+        sha256 = self._spool.close()
         final = self._store.path(sha256)
         if final.exists():
-            self._tmp.unlink()
+            self._spool.path.unlink()
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, final)
+            os.replace(self._spool.path, final)
         return sha256
 
     def abort(self) -> None:
-        self._handle.close()
-        self._tmp.unlink(missing_ok=True)
+        self._spool.discard()
 
 
 class FileBlobStore:

@@ -13,11 +13,9 @@ translated to StorageError here, at the seam.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,11 +29,7 @@ from kleio_client import protocol
 from kleiod import states
 from kleiod.config import redact
 from kleiod.errors import (
-    AlreadyRunning,
-    AmbiguousId,
-    BadRequest,
     StorageError,
-    TrialCompleted,
     TrialNotFound,
 )
 from kleiod.storage.base import (
@@ -46,8 +40,13 @@ from kleiod.storage.base import (
     ExecutionEnd,
     Reservation,
     TrialSpec,
+    already_running,
+    completed,
+    id_prefix,
+    the_one,
     uncovered_parts,
 )
+from kleiod.storage.blobs import Spool
 
 SERVER_TIMEOUT_MS = 5000
 RESUMABLE = sorted(states.RESUMABLE)
@@ -69,29 +68,23 @@ class MongoBlobWriter:
 
     def __init__(self, storage: MongoStorage, upload: str) -> None:
         self._storage = storage
-        self._file = tempfile.NamedTemporaryFile(prefix=f"kleio-{upload}-", delete=False)
-        self._digest = hashlib.sha256()
-        self._size = 0
+        handle, name = tempfile.mkstemp(prefix=f"kleio-{upload}-")
+        os.close(handle)
+        self._spool = Spool(Path(name))
 
     def write(self, offset: int, data: bytes) -> None:
-        if offset != self._size:
-            raise BadRequest(f"artifact chunk at offset {offset}, expected {self._size}")
-        self._file.write(data)
-        self._digest.update(data)
-        self._size += len(data)
+        self._spool.write(offset, data)
 
     def finish(self) -> str:
-        self._file.close()
-        sha256 = self._digest.hexdigest()
+        sha256 = self._spool.close()
         try:
-            self._storage.store_blob(sha256, Path(self._file.name))
+            self._storage.store_blob(sha256, self._spool.path)
         finally:
-            os.unlink(self._file.name)
+            self._spool.path.unlink()
         return sha256
 
     def abort(self) -> None:
-        self._file.close()
-        os.unlink(self._file.name)
+        self._spool.discard()
 
 
 class MongoStorage:
@@ -168,13 +161,9 @@ class MongoStorage:
     def _refuse(self, trial_id: str, claim: Claim) -> NoReturn:
         trial = self._db.trials.find_one({"_id": trial_id}) or {}
         if trial.get("status") == states.COMPLETED:
-            raise TrialCompleted(f"trial {trial_id[:12]} is completed; nothing to run")
-        since = trial.get("owner_since")
-        when = "an unknown time" if since is None else time.strftime(
-            "%Y-%m-%d %H:%M:%S", time.localtime(since))
-        raise AlreadyRunning(
-            f"trial {trial_id[:12]} is already running on host {trial.get('owner_host')}, "
-            f"pid {trial.get('owner_pid')}, since {when}")
+            raise completed(trial_id)
+        raise already_running(trial_id, trial.get("owner_host"), trial.get("owner_pid"),
+                              trial.get("owner_since"))
 
     def _history(self, trial_id: str, execution: int, status: str, at: float) -> None:
         self._db.history.insert_one({"trial_id": trial_id, "execution": execution,
@@ -366,17 +355,11 @@ class MongoStorage:
         return None if trial is None else trial.get("branch_point")
 
     def resolve_id(self, prefix: str) -> str:
-        if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
-            raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
-        low = prefix.lower()
+        low = id_prefix(prefix)
         with self._t("resolving an id"):
             found = [d["_id"] for d in self._db.trials.find(
                 {"_id": {"$gte": low, "$lt": low + "g"}}, {"_id": 1}).limit(2)]
-        if not found:
-            raise TrialNotFound(f"no trial has an id starting with {prefix!r}; see `kleio ls`")
-        if len(found) > 1:
-            raise AmbiguousId(f"several trials have ids starting with {prefix!r}; give more digits")
-        return str(found[0])
+        return the_one(prefix, found)
 
     def list_trials(self) -> list[dict[str, Any]]:
         with self._t("listing trials"):

@@ -8,7 +8,6 @@ run.  sqlite3 errors are translated to StorageError here, at the seam.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import sqlite3
 import time
@@ -22,11 +21,8 @@ import psutil
 from kleio_client import protocol
 from kleiod import states
 from kleiod.errors import (
-    AlreadyRunning,
-    AmbiguousId,
     ConfigError,
     StorageError,
-    TrialCompleted,
     TrialNotFound,
 )
 from kleiod.storage.base import (
@@ -37,6 +33,10 @@ from kleiod.storage.base import (
     ExecutionEnd,
     Reservation,
     TrialSpec,
+    already_running,
+    completed,
+    id_prefix,
+    the_one,
     uncovered_parts,
 )
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
@@ -231,13 +231,10 @@ class SQLiteStorage:
     ) -> str:
         status, executions, host, pid, since, lease_until = row
         if status == states.COMPLETED:
-            raise TrialCompleted(f"trial {trial_id[:12]} is completed; nothing to run")
+            raise completed(trial_id)
         if status == states.RUNNING:
             if lease_until is not None and lease_until >= claim.now:
-                raise AlreadyRunning(
-                    f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, "
-                    f"since {_timestamp(since)}"
-                )
+                raise already_running(trial_id, host, pid, since)
             db.execute(
                 "UPDATE executions SET status = ?, ended = ? WHERE trial_id = ? AND number = ?",
                 (states.LOST, claim.now, trial_id, executions),
@@ -431,18 +428,11 @@ class SQLiteStorage:
         return None if point is None else point[0]
 
     def resolve_id(self, prefix: str) -> str:
-        if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
-            raise TrialNotFound(f"{prefix!r} is not a trial id; `kleio ls` lists them")
+        low = id_prefix(prefix)
         with _translated("resolving an id"):
-            rows = self._db.execute(
-                "SELECT id FROM trials WHERE id >= ? AND id < ? LIMIT 2",
-                (prefix.lower(), prefix.lower() + "g"),
-            ).fetchall()
-        if not rows:
-            raise TrialNotFound(f"no trial has an id starting with {prefix!r}; see `kleio ls`")
-        if len(rows) > 1:
-            raise AmbiguousId(f"several trials have ids starting with {prefix!r}; give more digits")
-        return str(rows[0][0])
+            rows = self._db.execute("SELECT id FROM trials WHERE id >= ? AND id < ? LIMIT 2",
+                                    (low, low + "g")).fetchall()
+        return the_one(prefix, [row[0] for row in rows])
 
     def list_trials(self) -> list[dict[str, Any]]:
         with _translated("listing trials"):
@@ -563,8 +553,3 @@ class SQLiteStorage:
         with _translated("closing the journal"):
             self._db.close()
 
-
-def _timestamp(when: float | None) -> str:
-    if when is None:
-        return "an unknown time"
-    return datetime.datetime.fromtimestamp(when).isoformat(sep=" ", timespec="seconds")
