@@ -127,6 +127,30 @@ def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
 
 
 @app.command()
+def tail(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+         lines: str = typer.Option("10", "-n", "--lines",
+                                   help="How many last lines (rows with --stats), or 'all'."),
+         follow: bool = typer.Option(False, "-f", "--follow",
+                                     help="Then follow it live until the trial ends."),
+         statistics: bool = typer.Option(False, "--stats",
+                                         help="The statistics, as rows of a table.")) -> None:
+    """Print the last lines of a trial's output; with -f, follow it live until it ends."""
+    from kleio_cli.tail import TailOptions
+    from kleio_cli.tail import tail as tail_trial
+
+    with reported():
+        tail_trial(TailOptions(trial, _count(lines), follow, statistics))
+
+
+def _count(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise typer.BadParameter(f"{text!r} is not a number of lines or 'all'", param_hint="-n")
+    return int(text)
+
+
+@app.command()
 def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
           sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
           all_executions: bool = typer.Option(

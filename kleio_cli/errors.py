@@ -45,6 +45,9 @@ EXIT_STATUS = {
 }
 
 
+EXIT_INTERRUPTED = 128 + 2  # a reader stopped with Ctrl-C, as a shell reports SIGINT
+
+
 class CliError(Exception):
     def __init__(self, message: str, exit_status: int = EXIT_FAILURE) -> None:
         super().__init__(message)
@@ -77,3 +80,5 @@ def reported() -> Iterator[None]:
         fail(exc)
     except (OSError, zmq.ZMQError) as exc:
         fail(CliError(f"kleio: {exc}"))
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None

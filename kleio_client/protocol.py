@@ -8,6 +8,8 @@ Every message is one msgpack map with a protocol version ``v`` and a type
   numbers, ``blob`` chunks of artifacts, ``sync`` and ``query`` messages.  The
   daemon answers ``ack`` (everything up to ``seq`` of that producer is
   committed), ``blob_ack``, ``reply`` and ``refused``.
+* **publish** (daemon PUB -> SUB): ``live`` chunks of committed output and
+  statistics on the topic ``trial.<id>.<kind>``, numbered per topic.
 * **control** (DEALER -> daemon ROUTER): request/reply, ``{"v", "t": "request",
   "id", "cmd", "args"}`` answered by ``{"v", "t": "reply", "id", "ok",
   "result"}`` or ``{..., "ok": False, "error": {"code", "message"}}``.
@@ -44,6 +46,8 @@ ACK = "ack"
 BLOB_ACK = "blob_ack"
 REPLY = "reply"
 REFUSED = "refused"
+# Publish message type: committed records for followers.
+LIVE = "live"
 # Control message type.
 REQUEST = "request"
 
@@ -199,3 +203,14 @@ def reply(req_id: Any, result: Any) -> dict[str, Any]:
 def error_reply(req_id: Any, code: str, message: str) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "t": REPLY, "id": req_id, "ok": False,
             "error": {"code": code, "message": message}}
+
+
+def live_topic(trial_id: str, kind: str) -> bytes:
+    return f"trial.{trial_id}.{kind}".encode()
+
+
+def live(number: int, position: int, execution: int, records: bytes) -> dict[str, Any]:
+    """Chunk ``number`` of its topic, its first record at ``position``; ``records`` packs
+    its [kind, body] pairs."""
+    return {"v": PROTOCOL_VERSION, "t": LIVE, "n": number, "position": position,
+            "execution": execution, "records": records}

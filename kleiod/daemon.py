@@ -24,6 +24,7 @@ from kleiod.controller import Controller
 from kleiod.errors import KleiodError, StorageError
 from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Ingest
+from kleiod.live import Live
 from kleiod.lock import PidLock
 from kleiod.storage import open_storage
 from kleiod.storage.base import Storage
@@ -62,10 +63,8 @@ class Daemon:
         publish.bind(endpoints.publish)
         ingest_socket = _router(context, endpoints.ingest)
 
-        def publish_output(topic: str, body: Any) -> None:
-            publish.send_multipart([topic.encode(), protocol.pack(body)])
-
-        ingest = Ingest(storage, ingest_socket, publish_output)
+        publish.setsockopt(zmq.LINGER, 0)
+        ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart))
         controller: Controller | None = None
         ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
                             lambda: controller.refused if controller else 0)

@@ -44,7 +44,8 @@ class Handlers:
             "start_execution": self.start_execution,
             "heartbeat": self.heartbeat,
             "end_execution": self.end_execution,
-            **Queries(self._ctx.storage, self._ctx.ingest.commit).table(),
+            **Queries(self._ctx.storage, self._ctx.ingest.commit,
+                      self._ctx.ingest.live.published).table(),
             "export": self.export,
             "import": self.import_,
         }

@@ -20,6 +20,7 @@ import zmq
 from kleio_client import protocol
 from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
+from kleiod.live import Live
 from kleiod.queries import collection_paused
 from kleiod.storage.base import BlobWriter, Chunk, Storage
 
@@ -46,7 +47,6 @@ class _Batch:
     records: int = 0
     acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
     sources: dict[tuple[str, int], set[tuple[bytes, str]]] = field(default_factory=dict)
-    outputs: list[tuple[str, Any]] = field(default_factory=list)
     started: float = 0.0
 
 
@@ -57,11 +57,11 @@ class Ingest:
         self,
         storage: Storage,
         socket: zmq.Socket,
-        publish: Callable[[str, Any], None],
+        live: Live,
     ) -> None:
         self._storage = storage
         self._socket = socket
-        self._publish = publish
+        self.live = live
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
         # Per producer, the last seq up to which everything was received in order.
@@ -110,8 +110,6 @@ class Ingest:
             body = packed if len(runs) == 1 else msgpack.packb(items[start:end], use_bin_type=True)
             batch.chunks.append(
                 Chunk(trial, execution, producer, first + start, end - start, kind, body))
-            if kind == protocol.OUTPUT:
-                batch.outputs.extend((trial, pair[1]) for pair in items[start:end])
         batch.records += len(items)
         batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
                                                          len(items))
@@ -229,8 +227,8 @@ class Ingest:
         # Refused records are acknowledged too: resending them cannot help.
         for (identity, producer), seq in batch.acks.items():
             self._send(identity, protocol.ack(producer, seq))
-        for trial, body in batch.outputs:
-            self._publish(f"trial.{trial}.output", body)
+        for position, chunk in appended.stored:
+            self.live.publish(position, chunk)
 
     def _refuse(self, batch: _Batch, refused: set[tuple[str, int]]) -> None:
         for trial, execution in refused:

@@ -12,6 +12,7 @@ from kleio_client import protocol
 from kleiod import history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
+from kleiod.live import FOLLOWED_KINDS
 from kleiod.storage.base import Storage
 
 
@@ -31,16 +32,18 @@ def collection_paused() -> Iterator[None]:
 class Queries:
     """Read-only verbs; each first commits what ingest holds, so a reader sees it."""
 
-    def __init__(self, storage: Storage, commit: Callable[[], None]) -> None:
+    def __init__(self, storage: Storage, commit: Callable[[], None],
+                 published: Callable[[str, str], int]) -> None:
         self._storage = storage
         self._commit = commit
+        self._published = published
 
     def table(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         verbs = {
             "resolve": self.resolve, "ls": self.ls, "trial": self.trial, "info": self.info,
             "stats": self.stats, "cat": self.cat, "diff": self.diff,
             "artifacts": self.artifacts, "branch_point": self.branch_point,
-            "resources": self.resources,
+            "resources": self.resources, "tail": self.tail,
         }
         return {name: self._committed(verb) for name, verb in verbs.items()}
 
@@ -154,6 +157,51 @@ class Queries:
             {"execution": r["execution"], "stream": r["body"]["stream"], "data": r["body"]["data"]}
             for r in self._storage.read_records(trial_id, [protocol.OUTPUT])
         ]
+
+    def tail(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A trial's own output (or statistics) past position ``after``, or its ``last``
+        lines (rows), with the live chunks published so far: what `kleio tail` follows."""
+        trial_id = self._id(args)
+        kind = str(args.get("kind") or protocol.OUTPUT)
+        if kind not in FOLLOWED_KINDS:
+            raise BadRequest(f"cannot follow {kind!r} records; only output and statistic")
+        after = args.get("after")
+        records = self._storage.read_records(trial_id, [kind],
+                                             None if after is None else int(after))
+        end = records[-1]["position"] if records else after
+        last = args.get("last")
+        if last is not None:
+            records = (_last_lines(records, int(last)) if kind == protocol.OUTPUT
+                       else records[max(0, len(records) - int(last)):])
+        return {"id": trial_id, "status": self._storage.get_trial(trial_id)["status"],
+                "records": [{"position": r["position"], "execution": r["execution"],
+                             "body": r["body"]} for r in records],
+                "end": end, "published": self._published(trial_id, kind)}
+
+
+def _last_lines(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The output records that hold the last ``count`` lines, the first one cut."""
+    seen = 0
+    final = True  # the newline that ends the output ends its last line; it is not a break
+    for index in range(len(records) - 1, -1, -1):
+        data: bytes = records[index]["body"]["data"]
+        end = len(data)
+        if final and data:
+            final = False
+            end -= data.endswith(b"\n")
+        while count > 0:
+            cut = data.rfind(b"\n", 0, end)
+            if cut < 0:
+                break
+            seen += 1
+            if seen == count:
+                head = {**records[index], "body": {**records[index]["body"],
+                                                   "data": data[cut + 1:]}}
+                return [head, *records[index + 1:]]
+            end = cut
+        if count <= 0:
+            return []
+    return records
 
 
 def _row(record: dict[str, Any], superseded: bool = False) -> dict[str, Any]:

@@ -73,10 +73,13 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Appended:
-    """What a write of chunks did: records stored, and (trial, execution) pairs refused."""
+    """What a write of chunks did: records stored, the (trial, execution) pairs refused,
+    and the parts of the chunks that were new with their positions, in commit order
+    (what live followers get)."""
 
     inserted: int
     refused: set[tuple[str, int]]
+    stored: tuple[tuple[int, Chunk], ...] = ()
 
 
 def completed(trial_id: str) -> TrialCompleted:
@@ -194,7 +197,10 @@ class Storage(Protocol):
         """The greatest seq stored for a producer (0 when none)."""
         ...
 
-    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]: ...
+    def read_records(self, trial_id: str, kinds: Iterable[str],
+                     after: int | None = None) -> list[dict[str, Any]]:
+        """The trial's own records of those kinds in position order (past ``after``)."""
+        ...
 
     # blobs
     def begin_blob(self, upload: str) -> BlobWriter: ...

@@ -234,6 +234,7 @@ class MongoStorage:
         inserted = 0
         refused: set[tuple[str, int]] = set()
         owners: dict[tuple[str, int], bool] = {}
+        stored: list[tuple[int, Chunk]] = []
         with self._t(f"writing {len(chunks)} chunks of records"):
             parts: list[Chunk] = []
             for chunk in chunks:
@@ -258,9 +259,10 @@ class MongoStorage:
                         "producer": part.producer, "seq": part.seq, "count": part.count,
                         "kind": part.kind, "body": part.body})
                     inserted += part.count
+                    stored.append((number * POSITION_STRIDE, part))
                 except DuplicateKeyError:
                     continue  # another daemon stored the same records meanwhile
-        return Appended(inserted, refused)
+        return Appended(inserted, refused, tuple(stored))
 
     def _uncovered(self, chunk: Chunk) -> list[Chunk]:
         last = chunk.seq + chunk.count - 1
@@ -289,17 +291,21 @@ class MongoStorage:
                 sort=[("seq", -1)])
         return 0 if doc is None else int(doc["seq"] + doc["count"] - 1)
 
-    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
+    def read_records(self, trial_id: str, kinds: Iterable[str],
+                     after: int | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
+        if after is not None:
+            query["chunk"] = {"$gte": after // POSITION_STRIDE}
         with self._t("reading records"):
-            docs = list(self._db.chunks.find(
-                {"trial_id": trial_id, "kind": {"$in": list(kinds)}}).sort("chunk", 1))
-        return [
+            docs = list(self._db.chunks.find(query).sort("chunk", 1))
+        records = [
             {"position": d["chunk"] * POSITION_STRIDE + i, "execution": d["execution"],
              "producer": d["producer"], "seq": d["seq"] + i, "kind": d["kind"],
              "body": pair[1]}
             for d in docs
             for i, pair in enumerate(msgpack.unpackb(d["body"], raw=False))
         ]
+        return records if after is None else [r for r in records if r["position"] > after]
 
     # -- blobs --------------------------------------------------------------------
 

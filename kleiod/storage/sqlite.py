@@ -311,6 +311,7 @@ class SQLiteStorage:
         inserted = 0
         refused: set[tuple[str, int]] = set()
         owners: dict[tuple[str, int], bool] = {}
+        stored: list[tuple[int, Chunk]] = []
         with self._transaction(f"writing {len(chunks)} chunks of records") as db:
             for chunk in chunks:
                 key = (chunk.trial_id, chunk.execution)
@@ -320,14 +321,15 @@ class SQLiteStorage:
                     refused.add(key)
                     continue
                 for part in self._uncovered(db, chunk):
-                    db.execute(
+                    cursor = db.execute(
                         "INSERT INTO chunks (trial_id, execution, producer, seq, count, kind, "
                         "body) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (part.trial_id, part.execution, part.producer, part.seq, part.count,
                          part.kind, part.body),
                     )
                     inserted += part.count
-        return Appended(inserted, refused)
+                    stored.append((int(cursor.lastrowid or 0) * POSITION_STRIDE, part))
+        return Appended(inserted, refused, tuple(stored))
 
     @staticmethod
     def _owns(db: sqlite3.Connection, trial_id: str, execution: int) -> bool:
@@ -366,21 +368,24 @@ class SQLiteStorage:
                 "AND producer = ?", (trial_id, execution, producer)).fetchone()
         return int(row[0] or 0)
 
-    def read_records(self, trial_id: str, kinds: Iterable[str]) -> list[dict[str, Any]]:
+    def read_records(self, trial_id: str, kinds: Iterable[str],
+                     after: int | None = None) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
+        first_chunk = -1 if after is None else after // POSITION_STRIDE
         with _translated("reading records"):
             rows = self._db.execute(
                 "SELECT chunk, execution, producer, seq, kind, body FROM chunks "
-                f"WHERE trial_id = ? AND kind IN ({marks}) ORDER BY chunk",
-                (trial_id, *kinds),
+                f"WHERE trial_id = ? AND kind IN ({marks}) AND chunk >= ? ORDER BY chunk",
+                (trial_id, *kinds, first_chunk),
             ).fetchall()
-        return [
+        records = [
             {"position": chunk * POSITION_STRIDE + i, "execution": e, "producer": pr,
              "seq": seq + i, "kind": k, "body": pair[1]}
             for chunk, e, pr, seq, k, b in rows
             for i, pair in enumerate(msgpack.unpackb(b, raw=False))
         ]
+        return records if after is None else [r for r in records if r["position"] > after]
 
     # -- blobs ----------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -279,3 +281,28 @@ def test_a_later_branch_of_an_imported_trial_imports_onto_it(kleio, script, mach
     imported = _kleio(kleio, lab, "import", str(second))
     assert "imported 1 trials" in imported.stderr and "1 already here" in imported.stderr
     assert _journal(kleio, lab)[child] == _journal(kleio, local)[child]
+
+
+def test_tail_follows_a_trial_running_on_another_machine(kleio, script, machines):
+    """Machine b's daemon never sees a's live chunks: it follows a's trial by reading the
+    shared database, with the same lines as `cat` and an end when the trial ends."""
+    name = script("""
+import sys, time
+for i in range(300):
+    print(f"line {i}", flush=True)
+    if i % 3 == 0:
+        print(f"warn {i}", file=sys.stderr, flush=True)
+    time.sleep(0.005)
+""")
+    run = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=machines["a"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (listed := _kleio(kleio, machines["b"], "ls", "--json")).stdout.strip(" \n[]"):
+        assert time.monotonic() < deadline, listed.stderr
+        time.sleep(0.1)
+    tid = json.loads(listed.stdout)[0]["id"]
+    follow = _kleio(kleio, machines["b"], "tail", "-f", "-n", "all", tid)
+    assert run.wait(timeout=60) == 0
+    assert follow.returncode == 0, follow.stderr
+    assert follow.stdout == "".join(f"line {i}\n" for i in range(300))
+    assert follow.stderr == "".join(f"warn {i}\n" for i in range(0, 300, 3))
