@@ -28,6 +28,7 @@ else:  # pragma: no cover
 APP = "kleio"
 SOCKET_PATH_LIMIT = 107
 DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_HOLD_BYTES = 64 * 1024 * 1024
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -38,6 +39,8 @@ class Config:
     database: str
     lease_seconds: float
     fingerprint: dict[str, list[str]] = field(default_factory=dict)
+    # Records the daemon keeps in memory while the database is away, before spilling to disk.
+    hold_bytes: int = DEFAULT_HOLD_BYTES
 
     @property
     def database_redacted(self) -> str:
@@ -61,7 +64,19 @@ def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None 
         database=_absolute(str(database or f"sqlite:///{data_dir / 'journal.sqlite'}")),
         lease_seconds=lease_seconds,
         fingerprint=_fingerprint_fields(file_settings.get("fingerprint") or {}),
+        hold_bytes=_whole(_pick("hold_bytes", flags, env, file_settings) or DEFAULT_HOLD_BYTES,
+                          "hold_bytes"),
     )
+
+
+def _whole(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0:
+        raise ConfigError(f"{name} must be a whole number of bytes, not {value!r}")
+    return number
 
 
 def _fingerprint_fields(table: Any) -> dict[str, list[str]]:

@@ -26,6 +26,7 @@ from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Ingest
 from kleiod.live import Live
 from kleiod.lock import PidLock
+from kleiod.spill import Spill, spill_directory
 from kleiod.storage import open_storage
 from kleiod.storage.base import Storage
 
@@ -64,7 +65,10 @@ class Daemon:
         ingest_socket = _router(context, endpoints.ingest)
 
         publish.setsockopt(zmq.LINGER, 0)
-        ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart))
+        spill = Spill(spill_directory(self.config))
+        spill.adopt()
+        ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart), spill,
+                        self.config.hold_bytes)
         controller: Controller | None = None
         ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
                             lambda: controller.refused if controller else 0)
@@ -75,7 +79,7 @@ class Daemon:
         try:
             self._loop(ingest, ingest_socket, controller, control_socket, storage)
         finally:
-            _commit_quietly(ingest)
+            ingest.close()
             for sock in (control_socket, ingest_socket, publish):
                 sock.close(0)
             context.term()
@@ -101,7 +105,17 @@ class Daemon:
                 _commit_quietly(ingest)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + sweep_every
-                _expire_leases(storage)
+                if self._leases_trusted(ingest):
+                    _expire_leases(storage)
+
+
+    def _leases_trusted(self, ingest: Ingest) -> bool:
+        """Not while the database is away, nor for a lease period after it is back: the
+        heartbeats it missed meanwhile do not make a trial lost."""
+        if ingest.database_away():
+            return False
+        back = ingest.back_at
+        return back is None or time.monotonic() - back >= self.config.lease_seconds
 
 
 def _router(context: zmq.Context, endpoint: str) -> zmq.Socket:

@@ -36,19 +36,30 @@ class Handlers:
         self._storage = ctx.storage
 
     def table(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        return {
-            "ping": self.ping,
-            "status": self.status,
-            "stop": self.stop,
+        database_verbs = {
             "reserve": self.reserve,
             "start_execution": self.start_execution,
-            "heartbeat": self.heartbeat,
             "end_execution": self.end_execution,
             **Queries(self._ctx.storage, self._ctx.ingest.commit,
                       self._ctx.ingest.live.published).table(),
             "export": self.export,
             "import": self.import_,
         }
+        return {
+            "ping": self.ping,
+            "status": self.status,
+            "stop": self.stop,
+            "heartbeat": self.heartbeat,
+            **{name: self._when_database(verb) for name, verb in database_verbs.items()},
+        }
+
+    def _when_database(self, verb: Callable[[dict[str, Any]], Any]
+                       ) -> Callable[[dict[str, Any]], Any]:
+        def guarded(args: dict[str, Any]) -> Any:
+            self._ctx.ingest.ensure_database()
+            return verb(args)
+
+        return guarded
 
     # -- the daemon -----------------------------------------------------------
 
@@ -70,6 +81,8 @@ class Handlers:
             "duplicates_ignored": counters.duplicates,
             "refused_messages": counters.refused_messages + self._ctx.refused(),
             "refused_records": counters.refused_records,
+            "records_held": counters.held,
+            "records_spilled": self._ctx.ingest.spill.records,
         }
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +126,8 @@ class Handlers:
         self._storage.start_execution(str(args["id"]), int(args["execution"]), int(args["pid"]))
 
     def heartbeat(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._ctx.ingest.database_away():
+            return {"owner": True}  # renewed once it is back; no lease expires meanwhile
         until = time.time() + self._ctx.config.lease_seconds
         owner = self._storage.renew_lease(str(args["id"]), int(args["execution"]), until)
         return {"owner": owner}

@@ -22,7 +22,8 @@ from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.live import Live
 from kleiod.queries import collection_paused
-from kleiod.storage.base import BlobWriter, Chunk, Storage
+from kleiod.spill import Spill
+from kleiod.storage.base import Appended, BlobWriter, Chunk, Storage
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,14 @@ class IngestCounters:
     duplicates: int = 0
     refused_messages: int = 0
     refused_records: int = 0
+    held: int = 0  # records kept in memory while the database is away
 
 
 @dataclass
 class _Batch:
     chunks: list[Chunk] = field(default_factory=list)
     records: int = 0
+    size: int = 0  # bytes of packed records
     acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
     sources: dict[tuple[str, int], set[tuple[bytes, str]]] = field(default_factory=dict)
     started: float = 0.0
@@ -58,10 +61,14 @@ class Ingest:
         storage: Storage,
         socket: zmq.Socket,
         live: Live,
+        spill: Spill,
+        hold_bytes: int,
     ) -> None:
         self._storage = storage
         self._socket = socket
         self.live = live
+        self.spill = spill
+        self._hold_bytes = hold_bytes
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
         # Per producer, the last seq up to which everything was received in order.
@@ -69,6 +76,8 @@ class Ingest:
         self.counters = IngestCounters()
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._away = ""
+        self.back_at: float | None = None  # when the database last came back
 
     # -- receiving --------------------------------------------------------------
 
@@ -81,7 +90,7 @@ class Ingest:
                 raise BadRequest(f"unknown message type {message['t']!r}")
             handler(identity, message)
         except (protocol.ProtocolError, KeyError, TypeError, ValueError, KleiodError) as exc:
-            if isinstance(exc, StorageError):
+            if isinstance(exc, StorageError) and message.get("t") != protocol.QUERY:
                 raise
             self.counters.refused_messages += 1
             log.warning("refused an ingest message: %r", exc)
@@ -111,15 +120,23 @@ class Ingest:
             batch.chunks.append(
                 Chunk(trial, execution, producer, first + start, end - start, kind, body))
         batch.records += len(items)
+        batch.size += len(packed)
         batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
                                                          len(items))
         batch.sources.setdefault((trial, execution), set()).add((identity, producer))
+        if self._retry_at:
+            self.counters.held = batch.records
+            if batch.size > self._hold_bytes:
+                self._spill_batch()
 
     def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
         """Acknowledge only what has no hole before it: a lost message is never acked."""
         key = (trial, execution, producer)
         if key not in self._contiguous:
-            self._contiguous[key] = self._storage.last_seq(trial, execution, producer)
+            try:
+                self._contiguous[key] = self._storage.last_seq(trial, execution, producer)
+            except StorageError:  # the database is away: trust this producer's first message
+                self._contiguous[key] = first - 1
         if first <= self._contiguous[key] + 1:
             self._contiguous[key] = max(self._contiguous[key], first + count - 1)
         else:
@@ -194,41 +211,86 @@ class Ingest:
 
     def due_in(self) -> float | None:
         """Seconds until the batch must be committed; None when it is empty."""
-        if not self._batch.chunks:
+        if not self._batch.chunks and not self.spill.pending:
             return None
         if self._retry_at:  # the database failed: retry with backoff, records kept
             return max(0.0, self._retry_at - time.monotonic())
-        if self._batch.records >= BATCH_RECORDS:
+        if self._batch.records >= BATCH_RECORDS or self.spill.pending:
             return 0.0
         return max(0.0, self._batch.started + BATCH_SECONDS - time.monotonic())
 
+    def database_away(self) -> bool:
+        return bool(self._retry_at)
+
+    def ensure_database(self) -> None:
+        """Fail fast while the database is away, rather than block the daemon's loop."""
+        if self._retry_at and time.monotonic() < self._retry_at:
+            raise StorageError(f"{self._away}; kleiod retries in "
+                               f"{self._retry_at - time.monotonic():.1f} s and keeps every "
+                               "record meanwhile")
+
     def commit(self) -> None:
+        """Write the spill (oldest first) and the batch; on a database error keep both,
+        spilling the batch to disk once it holds more than ``hold_bytes``."""
         batch = self._batch
-        if not batch.chunks and not batch.acks:
+        if not batch.chunks and not batch.acks and not self.spill.pending:
             return
+        self.ensure_database()
         try:
+            replayed = self.spill.replay(self._storage) if self.spill.pending else []
             appended = self._storage.append_chunks(batch.chunks)
         except StorageError as exc:
             self._backoff = min(MAX_BACKOFF, self._backoff * 2 or 0.1)
             self._retry_at = time.monotonic() + self._backoff
+            self._away = str(exc)
+            self.counters.held = batch.records
             log.error("%s; keeping %d records, retrying in %.1f s", exc, batch.records,
                       self._backoff)
+            if batch.size > self._hold_bytes:
+                self._spill_batch()
             raise
         if self._retry_at:
             log.warning("the database is back: %d records written", batch.records)
-        self._retry_at, self._backoff = 0.0, 0.0
+            self.back_at = time.monotonic()
+        self._retry_at, self._backoff, self.counters.held = 0.0, 0.0, 0
         self._batch = _Batch()
+        for earlier in replayed:
+            self._account(earlier, sum(p.count for _, p in earlier.stored), 0)
         refused = sum(c.count for c in batch.chunks if (c.trial_id, c.execution)
                       in appended.refused)
-        self.counters.committed += appended.inserted
-        self.counters.refused_records += refused
-        self.counters.duplicates += batch.records - appended.inserted - refused
+        self._account(appended, batch.records, refused)
         self._refuse(batch, appended.refused)
         # Refused records are acknowledged too: resending them cannot help.
-        for (identity, producer), seq in batch.acks.items():
-            self._send(identity, protocol.ack(producer, seq))
+        self._acknowledge(batch)
+
+    def _account(self, appended: Appended, records: int, refused: int) -> None:
+        self.counters.committed += appended.inserted
+        self.counters.refused_records += refused
+        self.counters.duplicates += records - appended.inserted - refused
         for position, chunk in appended.stored:
             self.live.publish(position, chunk)
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        for (identity, producer), seq in batch.acks.items():
+            self._send(identity, protocol.ack(producer, seq))
+
+    def _spill_batch(self) -> None:
+        """The batch to disk, acknowledged: memory stays bounded while the database is away."""
+        batch, self._batch = self._batch, _Batch()
+        self.spill.add(batch.chunks)
+        self.counters.held = 0
+        self._acknowledge(batch)
+
+    def close(self) -> None:
+        """At the daemon's stop: commit, or leave what cannot be written in the spill."""
+        try:
+            self.commit()
+        except StorageError:
+            if self._batch.chunks:
+                self._spill_batch()
+            log.warning("the database is away: %d records are kept in the spill for the "
+                        "next daemon", self.spill.records)
+        self.spill.close()
 
     def _refuse(self, batch: _Batch, refused: set[tuple[str, int]]) -> None:
         for trial, execution in refused:

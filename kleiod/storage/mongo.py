@@ -48,7 +48,7 @@ from kleiod.storage.base import (
 )
 from kleiod.storage.blobs import Spool
 
-SERVER_TIMEOUT_MS = 5000
+SERVER_TIMEOUT_MS = 2000
 RESUMABLE = sorted(states.RESUMABLE)
 
 

@@ -148,8 +148,11 @@ def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, ma
     assert got.returncode == 0 and (tmp_path / "c3").read_bytes() == b"3"
 
 
+@pytest.mark.parametrize("hold_bytes", [None, "1"], ids=["in-memory", "spilled-to-disk"])
 def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, tmp_path,
-                                                                 monkeypatch):
+                                                                 monkeypatch, hold_bytes):
+    """The daemon keeps what the database cannot take, in memory up to KLEIO_HOLD_BYTES,
+    then in a spill file on disk, and writes all of it, once, when the server is back."""
     import signal
     import socket
     import time
@@ -182,6 +185,8 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
     server = start()
     monkeypatch.setenv("KLEIO_DATABASE", f"mongodb://127.0.0.1:{port}/restarts")
     monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "60")
+    if hold_bytes:
+        monkeypatch.setenv("KLEIO_HOLD_BYTES", hold_bytes)
     name = script("""
         import time
         from kleio_client import kleio_logger
@@ -197,6 +202,11 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         time.sleep(2)  # records keep coming while the database is away
+        status = kleio.json("daemon", "status")
+        if hold_bytes:
+            assert status["records_spilled"] > 0
+        else:
+            assert status["records_held"] > 0 and status["records_spilled"] == 0
         server = start()
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err

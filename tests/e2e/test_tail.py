@@ -36,7 +36,16 @@ def _running_id(kleio) -> str:
 
 
 def test_tail_shows_the_last_lines_of_a_finished_trial(kleio, script):
-    name = script(NOISY.format(count=50, every=1000))
+    # Lines count across both streams, in journal order: stderr first, then stdout.
+    name = script("""
+        import sys, time
+        for i in range(0, 50, 5):
+            print(f"err {i}", file=sys.stderr, flush=True)
+        time.sleep(0.3)
+        for i in range(50):
+            print(f"out {i}")
+        print("end")
+    """)
     tid = trial_id(kleio.ok("python", name).stderr)
     assert kleio.ok("tail", "-n", "3", tid).stdout == "out 48\nout 49\nend\n"
     assert kleio.ok("tail", "-n", "1", tid[:6]).stdout == "end\n"
