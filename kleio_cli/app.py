@@ -56,39 +56,43 @@ ALLOW_ENV = typer.Option(False, "--allow-env-change",
                          help="On a changed environment, branch the trial and run the branch.")
 ALLOW_ANY = typer.Option(False, "--allow-any-change",
                          help="On any change, branch the trial and run the branch.")
-RUN_OPTIONS = frozenset({"--allow-code-change", "--allow-env-change", "--allow-any-change"})
+DETACH = typer.Option(False, "--detach", "-d",
+                      help="Let the daemon run it: print the trial's id and return at once.")
+RUN_OPTIONS = frozenset({"--allow-code-change", "--allow-env-change", "--allow-any-change",
+                         "--detach", "-d"})
 
 
-def _run_options(code: bool, env: bool, any_change: bool) -> Any:
+def _run_options(code: bool, env: bool, any_change: bool, detach: bool) -> Any:
     from kleio_cli.run import RunOptions
 
-    return RunOptions(allow_code_change=code or any_change, allow_env_change=env or any_change)
+    return RunOptions(allow_code_change=code or any_change, allow_env_change=env or any_change,
+                      detach=detach)
 
 
 @app.command(context_settings=_PASS_THROUGH)
 def run(command: list[str] = typer.Argument(..., help="The command to run as a trial, or a "
                                              "trial id to resume."),
         allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-        allow_any_change: bool = ALLOW_ANY) -> None:
+        allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
     """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
     from kleio_cli.run import run_command
 
     with reported():
         code = run_command(command, _run_options(allow_code_change, allow_env_change,
-                                                 allow_any_change))
+                                                 allow_any_change, detach))
     raise typer.Exit(code)
 
 
 @app.command("exec")
 def exec_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
           allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-          allow_any_change: bool = ALLOW_ANY) -> None:
+          allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
     """Resume a trial (or a branch) by id, checking its code and environment first."""
     from kleio_cli.run import exec_trial
 
     with reported():
         code = exec_trial(trial, _run_options(allow_code_change, allow_env_change,
-                                              allow_any_change))
+                                              allow_any_change, detach))
     raise typer.Exit(code)
 
 
@@ -171,7 +175,7 @@ def branch(ctx: typer.Context,
                None, "--timestamp", help="KEY=VALUE: branch after the last record where KEY "
                "is VALUE (else the greatest value below); default: the end of the history."),
            allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-           allow_any_change: bool = ALLOW_ANY) -> None:
+           allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
     """Branch a trial at a point of its history and run the child with changed OPTIONS.
 
     Example: kleio branch 3f2a --timestamp epoch=10 --lr 0.01
@@ -181,7 +185,7 @@ def branch(ctx: typer.Context,
     with reported():
         code = branch_command(trial, timestamp, list(ctx.args),
                               _run_options(allow_code_change, allow_env_change,
-                                           allow_any_change))
+                                           allow_any_change, detach))
     raise typer.Exit(code)
 
 

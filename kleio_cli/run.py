@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,8 +24,8 @@ from kleio_cli.errors import (
     CliError,
 )
 from kleio_client import protocol, resource
-from kleio_client.errors import RequestRefused
-from kleiod.config import resolve
+from kleio_client.errors import KleioError, RequestRefused
+from kleiod.config import Config, resolve
 from kleiod.supervisor import Supervisor, SupervisorSpec
 
 
@@ -35,6 +35,7 @@ class RunOptions:
 
     allow_code_change: bool = False
     allow_env_change: bool = False
+    detach: bool = False  # the daemon runs it; return once it is reserved
 
 
 def run_command(argv: list[str], options: RunOptions) -> int:
@@ -89,12 +90,24 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
         runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
     )
     try:
+        if options.detach:
+            return detach(config, spec)
         return supervise(spec)
-    except OSError as exc:  # no supervisor: give the reservation back at once
+    except (OSError, KleioError) as exc:  # no supervisor: give the reservation back at once
         with connect(config) as client:
             client.call("end_execution", id=spec.trial_id, execution=spec.execution,
                         exit_code=EX_SOFTWARE, signals=[])
         raise CliError(f"kleio: could not start the supervisor: {exc}") from None
+
+
+def detach(config: Config, spec: SupervisorSpec) -> int:
+    """Have the daemon start the supervisor, with this environment; print the trial's id."""
+    with connect(config) as client:
+        client.call("spawn", spec=asdict(spec), env=dict(os.environ))
+    print(spec.trial_id)
+    print(f"kleio: trial {spec.trial_id[:12]} runs detached; follow it with "
+          f"`kleio tail -f {spec.trial_id[:8]}`", file=sys.stderr)
+    return 0
 
 
 def _resource_hashes(paths: list[str]) -> dict[str, str | None]:

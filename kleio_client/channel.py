@@ -35,6 +35,7 @@ MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
+RESEND_AFTER = 10.0
 
 Command = Callable[[zmq.Socket], None]
 
@@ -65,6 +66,10 @@ class Channel:
         self.append: Callable[[tuple[str, Any]], None] = self._records.append
         self._commands: deque[Command] = deque()
         self._backlog: deque[bytes] = deque()
+        # Sent and not yet acknowledged: (last seq, frame), resent to a restarted daemon.
+        self._unacked: deque[tuple[int, bytes]] = deque()
+        self._queries: dict[int, bytes] = {}  # asked and not yet answered
+        self._progress_at = time.monotonic()
         self._sent_seq = 0
         self._acked_seq = 0
         self._requests = itertools.count(1)
@@ -117,7 +122,11 @@ class Channel:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100_000)
+        monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         sock.connect(self._endpoint)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         try:
             while True:
                 stopping = self._stopping
@@ -126,12 +135,37 @@ class Channel:
                     self._commands.popleft()(sock)
                 self._drain_backlog(sock)
                 self._receive(sock)
+                self._watch(monitor, sock)
                 if stopping:
                     return
-                sock.poll(int(FLUSH_INTERVAL * 1000), zmq.POLLIN)
+                poller.poll(int(FLUSH_INTERVAL * 1000))
         finally:
+            sock.disable_monitor()
+            monitor.close(0)
             sock.close(0)
             context.term()
+
+    def _watch(self, monitor: zmq.Socket, sock: zmq.Socket) -> None:
+        """On every (re)connection to a daemon, and after ``RESEND_AFTER`` seconds without
+        an acknowledgement, send again what was not acknowledged: a daemon that restarted
+        or crashed lost what it had not committed; storage ignores what it already has."""
+        connected = False
+        while monitor.poll(0):
+            monitor.recv_multipart()
+            connected = True
+        stalled = bool(self._unacked) and time.monotonic() - self._progress_at > RESEND_AFTER
+        if connected or stalled:
+            self._resend(sock)
+
+    def _resend(self, sock: zmq.Socket) -> None:
+        self._progress_at = time.monotonic()
+        for _, frame in self._unacked:
+            self._send(sock, frame)
+        for frame in self._queries.values():
+            self._send(sock, frame)
+        if self._sent_seq:
+            self._send(sock, protocol.pack(
+                protocol.sync(self._trial, self._execution, self._producer, self._sent_seq)))
 
     def _send_records(self, sock: zmq.Socket) -> None:
         records = self._records
@@ -155,8 +189,10 @@ class Channel:
             return
         first = self._sent_seq + 1
         self._sent_seq += len(items)
-        message = protocol.records(self._trial, self._execution, self._producer, first, packed)
-        self._send(sock, protocol.pack(message))
+        frame = protocol.pack(
+            protocol.records(self._trial, self._execution, self._producer, first, packed))
+        self._unacked.append((self._sent_seq, frame))
+        self._send(sock, frame)
 
     def _send(self, sock: zmq.Socket, frame: bytes) -> None:
         if not self._backlog:
@@ -189,10 +225,16 @@ class Channel:
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["t"]
         if kind == protocol.ACK:
-            self._acked_seq = max(self._acked_seq, int(message["seq"]))
+            acked = int(message["seq"])
+            if acked > self._acked_seq:
+                self._acked_seq = acked
+                self._progress_at = time.monotonic()
+            while self._unacked and self._unacked[0][0] <= acked:
+                self._unacked.popleft()
         elif kind == protocol.BLOB_ACK:
             self._blob_acks[message["upload"]] = message
         elif kind in (protocol.REPLY, protocol.REFUSED) and message.get("req") is not None:
+            self._queries.pop(int(message["req"]), None)
             self._replies[int(message["req"])] = message
         elif kind == protocol.REFUSED and not self._said_refused:
             self._said_refused = True
@@ -214,6 +256,10 @@ class Channel:
 
     def _command(self, command: Command) -> None:
         self._commands.append(command)
+
+    def _ask(self, sock: zmq.Socket, req: int, frame: bytes) -> None:
+        self._queries[req] = frame
+        self._send(sock, frame)
 
     def _send_later(self, frame: bytes) -> None:
         self._commands.append(lambda sock: self._send(sock, frame))
@@ -263,7 +309,7 @@ class Channel:
         frame = protocol.pack(message)
         # Records appended before this call are sent first: the I/O thread sends
         # records before it runs commands.
-        self._send_later(frame)
+        self._command(lambda sock: self._ask(sock, req, frame))
         self._wait(lambda: req in self._replies, flush_bound(), f"answering {name}")
         answer = self._replies.pop(req)
         if answer["t"] == protocol.REFUSED:

@@ -26,6 +26,7 @@ from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Ingest
 from kleiod.live import Live
 from kleiod.lock import PidLock
+from kleiod.spawner import Spawner
 from kleiod.spill import Spill, spill_directory
 from kleiod.storage import open_storage
 from kleiod.storage.base import Storage
@@ -40,6 +41,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._stopping = False
+        self.spawner = Spawner()
 
     def stop(self) -> None:
         self._stopping = True
@@ -71,7 +73,7 @@ class Daemon:
                         self.config.hold_bytes)
         controller: Controller | None = None
         ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
-                            lambda: controller.refused if controller else 0)
+                            lambda: controller.refused if controller else 0, self.spawner)
         controller = Controller(Handlers(ctx).table())
         control_socket = _router(context, endpoints.control)
         log.info("kleiod %s serving %s on %s (pid %s)", __version__,
@@ -105,6 +107,7 @@ class Daemon:
                 _commit_quietly(ingest)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + sweep_every
+                self.spawner.reap()
                 if self._leases_trusted(ingest):
                     _expire_leases(storage)
 

@@ -10,6 +10,7 @@
     │   ├── TrialCompleted          E_COMPLETED
     │   └── ChangeRefused           E_CHANGED       code or environment changed, not allowed
     ├── StorageError                E_STORAGE       the database failed (translated at the seam)
+    ├── SpawnFailed                 E_INTERNAL      a detached trial's supervisor did not start
     └── DaemonAlreadyRunning        E_INTERNAL      another kleiod holds the lock
 
 The controller turns these into error replies in one place.
@@ -58,6 +59,10 @@ class ChangeRefused(ReservationRefused):
 
 class StorageError(KleiodError):
     code = protocol.E_STORAGE
+
+
+class SpawnFailed(KleiodError):
+    code = protocol.E_INTERNAL
 
 
 class DaemonAlreadyRunning(KleiodError):

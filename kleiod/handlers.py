@@ -17,7 +17,9 @@ from kleiod.config import Config
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
 from kleiod.queries import Queries
+from kleiod.spawner import Spawner
 from kleiod.storage.base import Claim, ExecutionEnd, Storage, TrialSpec
+from kleiod.supervisor import SupervisorSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class DaemonContext:
     started: float
     stop: Callable[[], None]
     refused: Callable[[], int]
+    spawner: Spawner
 
 
 class Handlers:
@@ -50,6 +53,7 @@ class Handlers:
             "status": self.status,
             "stop": self.stop,
             "heartbeat": self.heartbeat,
+            "spawn": self.spawn,
             **{name: self._when_database(verb) for name, verb in database_verbs.items()},
         }
 
@@ -124,6 +128,11 @@ class Handlers:
 
     def start_execution(self, args: dict[str, Any]) -> None:
         self._storage.start_execution(str(args["id"]), int(args["execution"]), int(args["pid"]))
+
+    def spawn(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Start a detached trial's supervisor (the trial is reserved already)."""
+        spec = SupervisorSpec(**{**args["spec"], "detached": True})
+        return {"pid": self._ctx.spawner.spawn(spec, dict(args["env"]))}
 
     def heartbeat(self, args: dict[str, Any]) -> dict[str, Any]:
         if self._ctx.ingest.database_away():

@@ -41,6 +41,7 @@ class IngestCounters:
     refused_messages: int = 0
     refused_records: int = 0
     held: int = 0  # records kept in memory while the database is away
+    out_of_order: int = 0  # messages past a hole, dropped until they are sent again
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Ingest:
         producer, first = str(message["producer"]), int(message["seq"])
         packed = message["records"]
         items = _checked_items(packed)
+        if not self._in_order(trial, execution, producer, first):
+            return
         batch = self._batch
         if not batch.chunks:
             batch.started = time.monotonic()
@@ -129,8 +132,11 @@ class Ingest:
             if batch.size > self._hold_bytes:
                 self._spill_batch()
 
-    def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
-        """Acknowledge only what has no hole before it: a lost message is never acked."""
+    def _in_order(self, trial: str, execution: int, producer: str, first: int) -> bool:
+        """Whether a message continues what its producer sent.  One past a hole (messages
+        lost with a daemon that stopped or crashed) is dropped unacknowledged: the
+        producer sends everything unacknowledged again, in order, when it reconnects,
+        and the journal keeps each producer's records in the order they were logged."""
         key = (trial, execution, producer)
         if key not in self._contiguous:
             try:
@@ -138,10 +144,19 @@ class Ingest:
             except StorageError:  # the database is away: trust this producer's first message
                 self._contiguous[key] = first - 1
         if first <= self._contiguous[key] + 1:
+            return True
+        self.counters.out_of_order += 1
+        log.info("producer %s of trial %s: records %d to %d are missing; waiting for them "
+                 "to be sent again", producer, trial[:12], self._contiguous[key] + 1, first - 1)
+        return False
+
+    def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
+        """Acknowledge only what has no hole before it: a lost message is never acked."""
+        key = (trial, execution, producer)
+        if key not in self._contiguous:
+            self._in_order(trial, execution, producer, first)
+        if first <= self._contiguous[key] + 1:
             self._contiguous[key] = max(self._contiguous[key], first + count - 1)
-        else:
-            log.warning("producer %s of trial %s: records %d to %d never arrived", producer,
-                        trial, self._contiguous[key] + 1, first - 1)
         return self._contiguous[key]
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ class SupervisorSpec:
     cwd: str
     runtime_dir: str
     lease_seconds: float
+    detached: bool = False  # started by the daemon: output to the journal only
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -67,6 +68,7 @@ class Supervisor:
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._given_up = False
+        self._front = os.getppid()
 
     # -- running ------------------------------------------------------------------
 
@@ -136,11 +138,17 @@ class Supervisor:
                     open_pipes -= 1
                     continue
                 name, echo = streams[source]
-                _write(echo, data)
+                if self._echoing():
+                    _write(echo, data)
                 channel.append((protocol.OUTPUT, {"stream": name, "data": data}))
         selector.close()
         for pipe in streams:
             pipe.close()
+
+    def _echoing(self) -> bool:
+        """Echo while the `kleio` in front (the parent) lives: once it is gone (killed, its
+        terminal hung up) the trial runs on, followed with `kleio tail -f` if at all."""
+        return not self.spec.detached and os.getppid() == self._front
 
     def _trial_exited(self) -> bool:
         return self._process is not None and self._process.poll() is not None

@@ -1,0 +1,137 @@
+"""A trial outlives its terminal and its daemon: nothing it logs or prints is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import trial_id, wait_for_line
+
+STEPS = 3000
+
+STEADY = f"""
+import sys, time
+from kleio_client import kleio_logger
+print("started", flush=True)
+for step in range({STEPS}):
+    kleio_logger.log_statistic(step=step, loss=1.0 / (step + 1))
+    print(f"step {{step}}", flush=True)
+    time.sleep(0.001)
+print("done", flush=True)
+"""
+
+
+def _expected_output() -> str:
+    return "started\n" + "".join(f"step {s}\n" for s in range(STEPS)) + "done\n"
+
+
+def _wait_until_ended(kleio, tid: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = kleio.json("info", tid)
+        if info["status"] != "running":
+            return info
+        assert time.monotonic() < deadline, "the trial did not end"
+        time.sleep(0.2)
+
+
+def _assert_complete_journal(kleio, tid: str) -> None:
+    assert [r["step"] for r in kleio.json("stats", tid)] == list(range(STEPS))
+    assert kleio.ok("cat", tid).stdout == _expected_output()
+    status = kleio.json("daemon", "status")
+    assert status["refused_records"] == 0
+
+
+@pytest.mark.parametrize("how", ["kleio daemon stop", "SIGTERM", "SIGKILL"])
+def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
+    """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
+    the trial runs on, the new daemon takes its output, statistics and exit code, and
+    every record is in the journal once."""
+    from kleiod import lock
+
+    name = script(STEADY)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "step 500")
+    pid = lock.holder_pid(isolated.kleio_runtime)
+    if how == "kleio daemon stop":
+        kleio.ok("daemon", "stop")
+    else:
+        os.kill(pid, getattr(signal, how))
+        deadline = time.monotonic() + 10
+        while lock.is_held(isolated.kleio_runtime):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    time.sleep(0.5)  # the trial goes on logging with no daemon
+    kleio.ok("daemon", "start")
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    assert out.decode().endswith("done\n")
+    tid = trial_id(err.decode())
+    info = _wait_until_ended(kleio, tid)
+    assert info["status"] == "completed"
+    assert info["executions"][-1]["exit_code"] == 0
+    _assert_complete_journal(kleio, tid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_the_trial_outlives_the_kleio_process_in_front_of_it(kleio, script, signum):
+    """The foreground `kleio` killed (or its terminal hung up): the trial keeps running, is
+    followed again with `kleio tail -f`, and ends completed with all its output."""
+    name = script(STEADY)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "step 300")
+    run.send_signal(signum)
+    run.wait(timeout=10)
+    tid = kleio.json("ls")[0]["id"]
+    assert kleio.json("info", tid)["status"] == "running"
+    follow = kleio("tail", "-f", "-n", "all", tid, timeout=90)
+    assert follow.returncode == 0, follow.stderr
+    assert follow.stdout == _expected_output()
+    info = _wait_until_ended(kleio, tid)
+    assert info["status"] == "completed"
+    _assert_complete_journal(kleio, tid)
+
+
+def test_ctrl_c_still_interrupts_and_a_second_one_kills(kleio, script):
+    name = script("""
+        import signal, time
+        signal.signal(signal.SIGINT, lambda *a: print("ignoring", flush=True))
+        print("up", flush=True)
+        while True:
+            time.sleep(0.1)
+    """)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "up")
+    run.send_signal(signal.SIGINT)
+    wait_for_line(run.stdout, "ignoring")
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 128 + signal.SIGKILL
+    info = kleio.json("info", trial_id(err.decode()))
+    assert info["status"] == "interrupted"
+    assert info["executions"][-1]["signals"] == ["SIGINT", "SIGINT"]
+
+
+def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, tmp_path):
+    """Once the `kleio` in front is gone, the supervisor writes nothing more where it was."""
+    name = script(STEADY)
+    out = tmp_path / "terminal"
+    with open(out, "wb") as terminal:
+        run = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, stdout=terminal,
+                               stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while b"step 100" not in out.read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        run.kill()
+        run.wait()
+    time.sleep(0.5)
+    size = out.stat().st_size
+    tid = kleio.json("ls")[0]["id"]
+    _wait_until_ended(kleio, tid)
+    assert out.stat().st_size == size
+    assert b"done" not in out.read_bytes()
