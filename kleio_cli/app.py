@@ -122,12 +122,14 @@ class Stream(str, Enum):
 
 @app.command()
 def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-        stream: Optional[Stream] = typer.Option(None, help="Only this stream.")) -> None:
+        stream: Optional[Stream] = typer.Option(None, help="Only this stream."),
+        raw: bool = typer.Option(False, "--raw", help="The bytes as written, progress-bar "
+                                 "rewrites (carriage returns) included.")) -> None:
     """Print the captured output of every execution of a trial, in order."""
     from kleio_cli import journal
 
     with reported():
-        journal.cat(trial, None if stream is None else stream.value)
+        journal.cat(trial, None if stream is None else stream.value, raw)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import Any
 
 from kleio_cli import render
 from kleio_cli.capture.configuration import typed
+from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
 from kleiod.config import resolve
@@ -225,11 +226,16 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def cat(trial: str, stream: str | None) -> None:
+def cat(trial: str, stream: str | None, raw: bool = False) -> None:
+    """The output in journal order; rewrites after carriage returns collapsed unless raw."""
     out = sys.stdout.buffer
+    collapsers = {name: Collapser() for name in ("stdout", "stderr")}
     for chunk in _call("cat", id=trial):
         if stream is None or chunk["stream"] == stream:
-            out.write(chunk["data"])
+            data = chunk["data"]
+            out.write(data if raw else collapsers[chunk["stream"]].feed(data))
+    for collapser in collapsers.values():
+        out.write(collapser.finish())
     out.flush()
 
 

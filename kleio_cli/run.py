@@ -206,7 +206,8 @@ def supervise(spec: SupervisorSpec) -> int:
         # SIGSTOP, not SIGTSTP: the kernel discards SIGTSTP in an orphaned process group.
         os.kill(os.getpid(), signal.SIGSTOP)  # stops here until SIGCONT
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT,
+                   signal.SIGWINCH):
         signal.signal(signum, forward)
     signal.signal(signal.SIGTSTP, suspend)
     _, status = os.waitpid(pid, 0)

@@ -24,17 +24,19 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import Any
 
 from kleio_client import protocol
 from kleio_client.channel import Channel, flush_bound
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
+from kleiod import terminal
 
 KILL_WINDOW = 3.0
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
+             signal.SIGWINCH)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
 READ_BYTES = 65536
 EXIT_NOT_FOUND = 127
@@ -69,6 +71,7 @@ class Supervisor:
         self._channel: Channel | None = None
         self._given_up = False
         self._front = os.getppid()
+        self._outputs: list[terminal.Output] = []
 
     # -- running ------------------------------------------------------------------
 
@@ -85,10 +88,11 @@ class Supervisor:
         return exit_code if exit_code >= 0 else 128 - exit_code
 
     def _start_and_pump(self, control: ControlClient, channel: Channel) -> int:
+        outputs = self._outputs = terminal.open_outputs(foreground=not self.spec.detached)
         try:
             self._process = subprocess.Popen(
                 self.spec.argv, cwd=self.spec.cwd, env=self._trial_environment(),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                stdout=outputs[0].theirs, stderr=outputs[1].theirs, start_new_session=True,
             )
         except FileNotFoundError:
             return self._cannot_start(channel, f"command not found: {self.spec.argv[0]}",
@@ -96,17 +100,18 @@ class Supervisor:
         except PermissionError:
             return self._cannot_start(channel, f"permission denied: {self.spec.argv[0]}",
                                       EXIT_NOT_EXECUTABLE)
+        finally:
+            for output in outputs:
+                os.close(output.theirs)
         self._call_quietly(control, "start_execution", pid=self._process.pid)
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()
-        assert self._process.stdout is not None and self._process.stderr is not None
-        self._pump(channel, {self._process.stdout: ("stdout", sys.stdout.buffer),
-                             self._process.stderr: ("stderr", sys.stderr.buffer)})
+        self._pump(channel, outputs)
         return self._process.wait()
 
     def _cannot_start(self, channel: Channel, message: str, code: int) -> int:
         text = f"kleio: {message}\n".encode()
-        _write(sys.stderr.buffer, text)
+        _write(2, text)
         channel.append((protocol.OUTPUT, {"stream": "stderr", "data": text}))
         return code
 
@@ -119,31 +124,30 @@ class Supervisor:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def _pump(self, channel: Channel, streams: dict[IO[bytes], tuple[str, IO[bytes]]]) -> None:
+    def _pump(self, channel: Channel, outputs: list[terminal.Output]) -> None:
         selector = selectors.DefaultSelector()
-        for pipe in streams:
-            selector.register(pipe, selectors.EVENT_READ)
-        open_pipes = len(streams)
+        for output in outputs:
+            selector.register(output.ours, selectors.EVENT_READ, output)
+        open_outputs = len(outputs)
         deadline: float | None = None
-        while open_pipes:
+        while open_outputs:
             if deadline is None and self._trial_exited():
                 deadline = time.monotonic() + ORPHAN_GRACE
             if deadline is not None and time.monotonic() >= deadline:
                 break
             for key, _ in selector.select(0.1):
-                source: Any = key.fileobj
-                data = os.read(source.fileno(), READ_BYTES)
+                output = key.data
+                data = terminal.read(output.ours, READ_BYTES)
                 if not data:
-                    selector.unregister(source)
-                    open_pipes -= 1
+                    selector.unregister(output.ours)
+                    open_outputs -= 1
                     continue
-                name, echo = streams[source]
                 if self._echoing():
-                    _write(echo, data)
-                channel.append((protocol.OUTPUT, {"stream": name, "data": data}))
+                    _write(output.caller, data)
+                channel.append((protocol.OUTPUT, {"stream": output.name, "data": data}))
         selector.close()
-        for pipe in streams:
-            pipe.close()
+        for output in outputs:
+            os.close(output.ours)
 
     def _echoing(self) -> bool:
         """Echo while the `kleio` in front (the parent) lives: once it is gone (killed, its
@@ -167,7 +171,7 @@ class Supervisor:
                 continue  # a lost heartbeat is recovered by the next one
             if not owner and not warned:
                 warned = True
-                _write(sys.stderr.buffer, (
+                _write(2, (
                     f"kleio: trial {self.spec.trial_id[:12]} was taken over by another "
                     "execution after this one's lease expired; what this one logs from now "
                     "on is refused\n").encode())
@@ -206,11 +210,17 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         process = self._process
         if process is not None and process.returncode is not None:
+            if signum not in RECORDED:
+                return
             # The trial has ended: a Ctrl-C now only stops waiting for an absent daemon.
             self._given_up = True
             if self._channel is not None:
                 self._channel.abort()
             return
+        if signum == signal.SIGWINCH:  # the caller's terminal was resized
+            for output in self._outputs:
+                if output.terminal:
+                    terminal.copy_window_size(output.caller, output.ours)
         if signum in RECORDED:
             self.signals.append(signal.Signals(signum).name)
         now = time.monotonic()
@@ -229,11 +239,11 @@ class Supervisor:
             pass
 
 
-def _write(stream: IO[bytes], data: bytes) -> None:
+def _write(fd: int, data: bytes) -> None:
     """Echo to the caller's terminal; a terminal that went away loses nothing stored."""
     try:
-        stream.write(data)
-        stream.flush()
+        while data:
+            data = data[os.write(fd, data):]
     except OSError:
         pass
 
