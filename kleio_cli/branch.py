@@ -23,9 +23,6 @@ ID_LENGTH = 32
 
 def branch_command(trial: str, timestamp: str | None, overrides: list[str],
                    options: RunOptions) -> int:
-    if "--detach" in overrides or "-d" in overrides:
-        raise CliError("kleio: --detach is not available yet: branches run in the foreground",
-                       EXIT_USAGE)
     key, value = _timestamp(timestamp)
     with connect(resolve()) as client:
         parent = client.call("trial", id=trial)

@@ -13,6 +13,7 @@ from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
 from kleiod.config import resolve
+from kleiod.storage.base import SCRATCH
 
 
 def _call(cmd: str, **args: Any) -> Any:
@@ -21,7 +22,7 @@ def _call(cmd: str, **args: Any) -> Any:
 
 
 def ls(as_json: bool) -> None:
-    trials = _call("ls")
+    trials = [t for t in _call("ls") if t.get("branch_kind") != SCRATCH]
     if as_json:
         render.print_json([
             {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),

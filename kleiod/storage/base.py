@@ -34,7 +34,8 @@ class TrialSpec:
     user: str
     parent: str | None = None
     root: str | None = None  # the id of the command's own trial, for its branches
-    branch_kind: str | None = None  # "change" (--allow-*-change) or "branch" (kleio branch)
+    # "change" (--allow-*-change), "branch" (kleio branch) or "scratch" (kleio pdb)
+    branch_kind: str | None = None
     branch_point: int | None = None  # a position in the parent's effective history
 
 
@@ -54,6 +55,8 @@ class Reservation:
     execution: int
     previous_status: str | None
 
+
+SCRATCH = "scratch"  # the branch kind of a `kleio pdb` session: hidden, never resumed
 
 POSITION_STRIDE = 1 << 16  # more than protocol.MAX_RECORDS_PER_MESSAGE - 1
 

@@ -372,7 +372,8 @@ class MongoStorage:
             docs = list(self._db.trials.find().sort("created", 1))
         return [{"id": d["_id"], "status": d["status"], "command": d["command"],
                  "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
-                 "host": d.get("owner_host"), "executions": d["executions"]} for d in docs]
+                 "host": d.get("owner_host"), "executions": d["executions"],
+                 "branch_kind": d.get("branch_kind")} for d in docs]
 
     def get_trial(self, trial_id: str) -> dict[str, Any]:
         with self._t("reading a trial"):

@@ -442,13 +442,13 @@ class SQLiteStorage:
     def list_trials(self) -> list[dict[str, Any]]:
         with _translated("listing trials"):
             rows = self._db.execute(
-                "SELECT id, status, command, created, updated, parent, owner_host, executions "
-                "FROM trials ORDER BY created"
+                "SELECT id, status, command, created, updated, parent, owner_host, executions, "
+                "branch_kind FROM trials ORDER BY created"
             ).fetchall()
         return [
             {"id": i, "status": s, "command": json.loads(c), "created": cr, "updated": u,
-             "parent": p, "host": h, "executions": n}
-            for i, s, c, cr, u, p, h, n in rows
+             "parent": p, "host": h, "executions": n, "branch_kind": k}
+            for i, s, c, cr, u, p, h, n, k in rows
         ]
 
     def get_trial(self, trial_id: str) -> dict[str, Any]:

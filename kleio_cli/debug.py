@@ -1,0 +1,51 @@
+"""``kleio pdb``: a trial's command in the foreground under the Python debugger.
+
+The debugged run is a *scratch* trial: a child of the trial at the end of
+its history, so ``load_artifact`` finds the trial's checkpoints, while what
+the run logs stays out of the trial's history (and out of ``kleio ls``).
+Each session is a new scratch trial; code and environment may differ from
+the trial's (that is what debugging is for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import uuid
+
+from kleio_cli.capture.configuration import parse_command
+from kleio_cli.connection import connect
+from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_cli.run import RunOptions, run_spec, working_directory
+from kleiod.config import resolve
+from kleiod.storage.base import SCRATCH
+
+ID_LENGTH = 32
+
+
+def pdb_command(trial: str) -> int:
+    with connect(resolve()) as client:
+        parent = client.call("trial", id=trial)
+        point = client.call("branch_point", id=parent["id"], key=None, value=None)
+    argv = debugged(parent["command"])
+    text = json.dumps([SCRATCH, parent["id"], uuid.uuid4().hex])
+    scratch_id = hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+    scratch = {"id": scratch_id, "root": scratch_id, "parent": parent["id"],
+               "branch_kind": SCRATCH, "branch_point": point["branch_point"]}
+    print(f"kleio: debugging trial {parent['id'][:12]} in scratch trial {scratch_id[:12]}: "
+          "what it logs stays out of the trial's history", file=sys.stderr)
+    return run_spec(argv, working_directory(parent), RunOptions(allow_code_change=True,
+                                                                allow_env_change=True), scratch)
+
+
+def debugged(argv: list[str]) -> list[str]:
+    """``python [options] script|-m module args`` run under ``-m pdb``."""
+    command = parse_command(argv)
+    if command.interpreter != "python" or command.code is not None or (
+            command.script is None and command.module is None):
+        raise CliError(f"kleio: `kleio pdb` debugs Python scripts and modules; "
+                       f"`{' '.join(argv)}` is not one", EXIT_USAGE)
+    head = [argv[0], *command.interpreter_options, "-m", "pdb"]
+    target = ["-m", command.module] if command.module is not None else [str(command.script)]
+    return head + target + command.args
