@@ -192,6 +192,20 @@ def branch(ctx: typer.Context,
 
 
 @app.command()
+def pdb(trial: str = typer.Argument(..., help="Trial id or unique prefix.")) -> None:
+    """Run a trial's command under the Python debugger, in the foreground.
+
+    It stops at the first line and enters post-mortem on an uncaught exception. What the
+    debugged run logs goes to a scratch trial, never into the trial's history.
+    """
+    from kleio_cli.debug import pdb_command
+
+    with reported():
+        code = pdb_command(trial)
+    raise typer.Exit(code)
+
+
+@app.command()
 def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
          b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
          as_json: bool = JSON) -> None:
@@ -271,6 +285,17 @@ def daemon_status(as_json: bool = JSON) -> None:
 
     with reported():
         daemon.status(as_json)
+
+
+@daemon_app.command("install-service")
+def daemon_install_service(
+        force: bool = typer.Option(False, "--force", help="Replace a different unit file."),
+) -> None:
+    """Write kleiod's systemd user unit and print how to enable it (runs no systemctl)."""
+    from kleio_cli import service
+
+    with reported():
+        service.install(force)
 
 
 def command_names() -> set[str]:

@@ -1,4 +1,5 @@
-"""Reaching the daemon: find it, start it in the background when absent, wait until it answers."""
+"""Reaching the daemon: find it, start it when absent (through systemd when its unit is
+installed, else in the background), wait until it answers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from kleio_cli import service
 from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
 from kleio_client.version import __version__
-from kleiod import lock
+from kleiod import lock, notify
 from kleiod.config import Config, ensure_private_dir
 
 START_TIMEOUT = 15.0
@@ -36,7 +38,8 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
         if not start:
             raise CliError("kleiod is not running; start it with `kleio daemon start`",
                            EXIT_UNAVAILABLE)
-        start_daemon(config)
+        if not _started_by_systemd(config):
+            start_daemon(config)
     client = control_client(config, timeout)
     info = wait_until_answering(client, config)
     if info.get("version") != __version__:
@@ -54,6 +57,19 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
     return client
 
 
+def _started_by_systemd(config: Config) -> bool:
+    """With the unit installed, systemd starts the one daemon; on failure, say so and let
+    the caller start it."""
+    if not service.can_start():
+        return False
+    failure = service.start(timeout=START_TIMEOUT)
+    if failure is None and lock.is_held(config.runtime_dir):
+        return True
+    why = failure or f"{service.UNIT} does not serve {config.runtime_dir}"
+    print(f"kleio: {why}; starting kleiod directly", file=sys.stderr)
+    return False
+
+
 def start_daemon(config: Config) -> subprocess.Popen[bytes]:
     """Start kleiod in the background, in a session of its own, logging beside its sockets."""
     runtime = ensure_private_dir(config.runtime_dir)
@@ -68,8 +84,10 @@ def start_daemon(config: Config) -> subprocess.Popen[bytes]:
 
 def _daemon_environment(config: Config) -> dict[str, str]:
     """The caller's environment, with the database this command resolved (never on argv,
-    where other users could read credentials)."""
-    env = {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
+    where other users could read credentials), and without a service's NOTIFY_SOCKET: this
+    daemon is not that service."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in protocol.TRIAL_ENVIRONMENT and k != notify.ENVIRONMENT_VARIABLE}
     env["KLEIO_DATABASE"] = config.database
     return env
 

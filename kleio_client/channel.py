@@ -36,8 +36,13 @@ BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
 RESEND_AFTER = 10.0
+UPLOAD_TRIES = 3
 
 Command = Callable[[zmq.Socket], None]
+
+
+class _UploadLost(Exception):
+    """The daemon lost an upload in progress (it restarted): it must start again."""
 
 
 def flush_bound() -> float:
@@ -70,6 +75,8 @@ class Channel:
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._queries: dict[int, bytes] = {}  # asked and not yet answered
         self._progress_at = time.monotonic()
+        self._ever_connected = False
+        self._reconnections = 0
         self._sent_seq = 0
         self._acked_seq = 0
         self._requests = itertools.count(1)
@@ -153,6 +160,9 @@ class Channel:
         while monitor.poll(0):
             monitor.recv_multipart()
             connected = True
+            if self._ever_connected:
+                self._reconnections += 1
+            self._ever_connected = True
         stalled = bool(self._unacked) and time.monotonic() - self._progress_at > RESEND_AFTER
         if connected or stalled:
             self._resend(sock)
@@ -267,8 +277,24 @@ class Channel:
     # -- artifacts and queries --------------------------------------------------------
 
     def upload(self, fileobj: BinaryIO) -> tuple[str, int]:
-        """Stream ``fileobj`` to the daemon; return its sha256 and size once stored."""
+        """Stream ``fileobj`` to the daemon; return its sha256 and size once stored.
+
+        A daemon that restarts mid-upload loses it: a seekable file is sent again from
+        its start (up to ``UPLOAD_TRIES`` times), anything else fails clearly."""
+        start = fileobj.tell() if fileobj.seekable() else None
+        for attempt in range(1, UPLOAD_TRIES + 1):
+            try:
+                return self._upload_once(fileobj)
+            except _UploadLost as exc:
+                if start is None or attempt == UPLOAD_TRIES:
+                    raise DaemonUnavailable(
+                        f"kleio: the artifact could not be stored: {exc}; log it again") from None
+                fileobj.seek(start)
+        raise AssertionError("unreachable")
+
+    def _upload_once(self, fileobj: BinaryIO) -> tuple[str, int]:
         upload = uuid.uuid4().hex
+        reconnections = self._reconnections
         digest = hashlib.sha256()
         offset = 0
         chunks = 0
@@ -284,7 +310,7 @@ class Channel:
             offset += len(data)
             chunks += 1
             if last or chunks % BLOB_WINDOW == 0:
-                self._wait_blob(upload, offset, last)
+                self._wait_blob(upload, offset, last, reconnections)
             if last:
                 break
         stored = self._blob_acks.pop(upload)["sha256"]
@@ -292,9 +318,14 @@ class Channel:
             raise DaemonUnavailable("kleio: the daemon stored different bytes than were sent")
         return stored, offset
 
-    def _wait_blob(self, upload: str, offset: int, last: bool) -> None:
+    def _wait_blob(self, upload: str, offset: int, last: bool, reconnections: int) -> None:
         def acked() -> bool:
+            if self._reconnections != reconnections:
+                raise _UploadLost("the daemon restarted during the upload")
             ack = self._blob_acks.get(upload)
+            if ack is not None and ack.get("error"):
+                self._blob_acks.pop(upload)
+                raise _UploadLost(str(ack["error"]))
             # The last chunk may be empty (a size that is a multiple of the chunk): wait for
             # the ack that closes the upload, not one for the same offset before it.
             return ack is not None and int(ack["offset"]) >= offset and (

@@ -177,9 +177,12 @@ def ack(producer: str, seq: int) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "t": ACK, "producer": producer, "seq": seq}
 
 
-def blob_ack(upload: str, offset: int, sha256: str | None) -> dict[str, Any]:
+def blob_ack(upload: str, offset: int, sha256: str | None,
+             error: str | None = None) -> dict[str, Any]:
+    """Bytes of ``upload`` stored up to ``offset`` (all of them, when ``sha256`` is set);
+    with ``error``, the upload is lost and must start again."""
     return {"v": PROTOCOL_VERSION, "t": BLOB_ACK, "upload": upload, "offset": offset,
-            "sha256": sha256}
+            "sha256": sha256, "error": error}
 
 
 def answer(req: int, result: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import zmq
 
 from kleio_client import protocol
 from kleio_client.version import __version__
+from kleiod import notify
 from kleiod.config import Config, ensure_private_dir, resolve
 from kleiod.controller import Controller
 from kleiod.errors import KleiodError, StorageError
@@ -78,9 +79,11 @@ class Daemon:
         control_socket = _router(context, endpoints.control)
         log.info("kleiod %s serving %s on %s (pid %s)", __version__,
                  self.config.database_redacted, self.config.runtime_dir, os.getpid())
+        notify.ready(f"serving {self.config.database_redacted} on {self.config.runtime_dir}")
         try:
             self._loop(ingest, ingest_socket, controller, control_socket, storage)
         finally:
+            notify.stopping()
             ingest.close()
             for sock in (control_socket, ingest_socket, publish):
                 sock.close(0)

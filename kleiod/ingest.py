@@ -169,13 +169,21 @@ class Ingest:
         self._send(identity, protocol.ack(producer, seq))
 
     def _blob(self, identity: bytes, message: dict[str, Any]) -> None:
-        upload = str(message["upload"])
+        upload, offset, data = str(message["upload"]), int(message["offset"]), message["data"]
         writer = self._uploads.get(upload)
+        if writer is None and offset != 0:
+            self._send(identity, protocol.blob_ack(
+                upload, offset, None, "this daemon never saw the upload's start (it restarted)"))
+            return
         if writer is None:
             writer = self._uploads[upload] = self._storage.begin_blob(upload)
-        data = message["data"]
-        writer.write(int(message["offset"]), data)
-        end = int(message["offset"]) + len(data)
+        try:
+            writer.write(offset, data)
+        except BadRequest as exc:
+            self._uploads.pop(upload).abort()
+            self._send(identity, protocol.blob_ack(upload, offset, None, str(exc)))
+            return
+        end = offset + len(data)
         sha256 = None
         if message["last"]:
             sha256 = self._uploads.pop(upload).finish()

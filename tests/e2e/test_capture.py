@@ -258,7 +258,6 @@ def test_a_branch_checks_its_code_against_its_parent(kleio, repo):
     assert refused.returncode == 7 and "not branching it" in refused.stderr
     allowed = kleio("branch", parent, "--tag", "x", "--allow-code-change")
     assert allowed.returncode == 0, allowed.stderr
-    assert "--detach is not available yet" in kleio("branch", parent, "--detach").stderr
 
 
 def test_the_same_branch_asked_with_other_spellings_is_one_branch(kleio, repo):

@@ -135,3 +135,32 @@ def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, t
     _wait_until_ended(kleio, tid)
     assert out.stat().st_size == size
     assert b"done" not in out.read_bytes()
+
+
+def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, script,
+                                                                     isolated):
+    """Uploads run back to back while the daemon is killed: the upload in flight starts
+    again with the next daemon, and every artifact is stored whole."""
+    import hashlib
+
+    from kleiod import lock
+
+    name = script("""
+        import io
+        from kleio_client import kleio_logger
+        for i in range(12):
+            blob = bytes([i]) * (6 * 1024 * 1024 + i)
+            kleio_logger.log_artifact("blob.bin", io.BytesIO(blob), index=i)
+            print(f"stored {i}", flush=True)
+    """)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "stored 2")
+    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
+    time.sleep(0.2)
+    kleio.ok("daemon", "start")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    tid = trial_id(err.decode())
+    stored = {a["metadata"]["index"]: a["sha256"] for a in kleio.json("artifacts", tid)}
+    assert stored == {i: hashlib.sha256(bytes([i]) * (6 * 1024 * 1024 + i)).hexdigest()
+                      for i in range(12)}
