@@ -3,23 +3,20 @@ installed, else in the background), wait until it answers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from kleio_cli import service
 from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
 from kleio_client.version import __version__
-from kleiod import lock, notify
-from kleiod.config import Config, ensure_private_dir
+from kleiod import launcher, lock
+from kleiod.config import Config
 
 START_TIMEOUT = 15.0
-LOG_FILE = "kleiod.log"
+LOG_FILE = launcher.LOG_FILE
 
 
 def control_client(config: Config, timeout: float = 60.0) -> ControlClient:
@@ -38,8 +35,7 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
         if not start:
             raise CliError("kleiod is not running; start it with `kleio daemon start`",
                            EXIT_UNAVAILABLE)
-        if not _started_by_systemd(config):
-            start_daemon(config)
+        start_daemon(config)
     client = control_client(config, timeout)
     info = wait_until_answering(client, config)
     if info.get("version") != __version__:
@@ -57,39 +53,11 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
     return client
 
 
-def _started_by_systemd(config: Config) -> bool:
-    """With the unit installed, systemd starts the one daemon; on failure, say so and let
-    the caller start it."""
-    if not service.can_start():
-        return False
-    failure = service.start(timeout=START_TIMEOUT)
-    if failure is None and lock.is_held(config.runtime_dir):
-        return True
-    why = failure or f"{service.UNIT} does not serve {config.runtime_dir}"
-    print(f"kleio: {why}; starting kleiod directly", file=sys.stderr)
-    return False
-
-
-def start_daemon(config: Config) -> subprocess.Popen[bytes]:
-    """Start kleiod in the background, in a session of its own, logging beside its sockets."""
-    runtime = ensure_private_dir(config.runtime_dir)
-    log_path = runtime / LOG_FILE
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kleiod", "--runtime-dir", str(runtime)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env=_daemon_environment(config),
-        )
-
-
-def _daemon_environment(config: Config) -> dict[str, str]:
-    """The caller's environment, with the database this command resolved (never on argv,
-    where other users could read credentials), and without a service's NOTIFY_SOCKET: this
-    daemon is not that service."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in protocol.TRIAL_ENVIRONMENT and k != notify.ENVIRONMENT_VARIABLE}
-    env["KLEIO_DATABASE"] = config.database
-    return env
+def start_daemon(config: Config) -> None:
+    """Start kleiod (through systemd when its unit is installed); say so if systemd failed."""
+    note = launcher.start(config, START_TIMEOUT)
+    if note:
+        print(f"kleio: {note}", file=sys.stderr)
 
 
 def wait_until_answering(client: ControlClient, config: Config) -> dict[str, object]:

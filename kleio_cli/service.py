@@ -1,21 +1,18 @@
-"""kleiod as a systemd user service: ``kleio daemon install-service``, and starting the
-installed unit through ``systemctl --user`` so that the CLI never starts a second daemon."""
+"""kleiod as a systemd user service: ``kleio daemon install-service``.  Starting the
+installed unit (so that the CLI never starts a second daemon) is kleiod.launcher's."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from kleio_cli.errors import CliError
 from kleiod import lock
 from kleiod.config import resolve
+from kleiod.launcher import unit_path
 
-UNIT = "kleiod.service"
 ENABLE_COMMAND = "systemctl --user daemon-reload && systemctl --user enable --now kleiod"
-START_COMMAND = ["systemctl", "--user", "start", "kleiod"]
 
 # The same unit as systemd/kleiod.service in the source tree, which a test compares.
 UNIT_TEMPLATE = """\
@@ -41,12 +38,6 @@ KillMode=process
 [Install]
 WantedBy=default.target
 """
-
-
-def unit_path() -> Path:
-    """Where the user's systemd manager looks for this unit."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "systemd" / "user" / UNIT
 
 
 def exec_start() -> list[str]:
@@ -83,28 +74,6 @@ def install(force: bool) -> None:
         print("  kleio daemon stop   # first: the kleiod running now holds the lock "
               "(trials are not touched)")
     print(f"  {ENABLE_COMMAND}")
-
-
-def can_start() -> bool:
-    """Whether the unit is in the user's systemd directory and systemctl is there to start it."""
-    return unit_path().is_file() and shutil.which(START_COMMAND[0]) is not None
-
-
-def start(timeout: float) -> str | None:
-    """Start the installed unit and wait until it serves (Type=notify); None once
-    started, else why not, in one line."""
-    shown = " ".join(START_COMMAND)
-    try:
-        done = subprocess.run(START_COMMAND, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"`{shown}` did not return within {timeout:.0f} s"
-    except OSError as exc:
-        return f"`{shown}` failed: {exc}"
-    if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
-        return f"`{shown}` failed: {why}"
-    return None
 
 
 def _read(path: Path) -> str | None:

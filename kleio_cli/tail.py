@@ -23,10 +23,12 @@ import zmq
 from kleio_cli import render
 from kleio_cli.connection import connect
 from kleio_client import protocol
-from kleio_client.control import ControlClient
+from kleio_client.errors import DaemonUnavailable
 from kleiod.config import Config, resolve
 
 POLL = 0.5
+REQUEST_TIMEOUT = 5.0
+RECONNECT_FOR = 60.0  # how long a follower waits for a daemon to answer again
 ACTIVE = frozenset({"running"})
 COLUMN = 12
 
@@ -49,18 +51,40 @@ def tail(options: TailOptions) -> None:
         trial_id = str(client.call("resolve", id=options.trial))
         show = StatisticsTable().show if options.statistics else show_output
         if not options.follow:
-            show(_page(client, trial_id, options.kind, last=options.lines)["records"])
+            show(dict(client.call("tail", id=trial_id, kind=options.kind,
+                                  last=options.lines))["records"])
             return
-        follower = Follower(config, trial_id, options.kind)
-        try:
-            _follow(client, follower, trial_id, options, show)
-        finally:
-            follower.close()
+    follower = Follower(config, trial_id, options.kind)
+    try:
+        _follow(Journal(config, trial_id, options.kind), follower, options, show)
+    finally:
+        follower.close()
 
 
-def _follow(client: ControlClient, follower: Follower, trial_id: str, options: TailOptions,
-            show: Any) -> None:
-    page = _page(client, trial_id, options.kind, last=options.lines)
+class Journal:
+    """Pages of the trial's journal, read through whichever daemon answers: a follower
+    outlives a daemon restart."""
+
+    def __init__(self, config: Config, trial_id: str, kind: str) -> None:
+        self._config = config
+        self._trial_id = trial_id
+        self._kind = kind
+
+    def page(self, **args: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + RECONNECT_FOR
+        while True:
+            try:
+                with connect(self._config, timeout=REQUEST_TIMEOUT) as client:
+                    return dict(client.call("tail", id=self._trial_id, kind=self._kind,
+                                            **args))
+            except DaemonUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL)
+
+
+def _follow(journal: Journal, follower: Follower, options: TailOptions, show: Any) -> None:
+    page = journal.page(last=options.lines)
     while True:
         show(page["records"])
         position, expected = page["end"], page["published"] + 1
@@ -78,11 +102,7 @@ def _follow(client: ControlClient, follower: Follower, trial_id: str, options: T
             records = _records(message)
             show(records)
             position, expected = records[-1]["position"], expected + 1
-        page = _page(client, trial_id, options.kind, after=position)
-
-
-def _page(client: ControlClient, trial_id: str, kind: str, **args: Any) -> dict[str, Any]:
-    return dict(client.call("tail", id=trial_id, kind=kind, **args))
+        page = journal.page(after=position)
 
 
 def _records(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ Run as ``python -m kleiod.supervisor SPEC_JSON``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import selectors
@@ -24,15 +25,19 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from kleio_client import protocol
 from kleio_client.channel import Channel, flush_bound
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
-from kleiod import terminal
+from kleiod import launcher, lock, terminal
+from kleiod.config import resolve
+from kleiod.errors import KleiodError
 
 KILL_WINDOW = 3.0
+DAEMON_GRACE = 3.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
@@ -71,6 +76,8 @@ class Supervisor:
         self._channel: Channel | None = None
         self._given_up = False
         self._front = os.getppid()
+        self._daemon_absent_since: float | None = None
+        self._next_launch = 0.0
         self._outputs: list[terminal.Output] = []
 
     # -- running ------------------------------------------------------------------
@@ -168,6 +175,7 @@ class Supervisor:
                 owner = control.call("heartbeat", id=self.spec.trial_id,
                                      execution=self.spec.execution)["owner"]
             except KleioError:
+                self._revive_daemon()
                 continue  # a lost heartbeat is recovered by the next one
             if not owner and not warned:
                 warned = True
@@ -190,9 +198,31 @@ class Supervisor:
                 print(f"kleio: the daemon refused the end of the trial: {exc}", file=sys.stderr)
                 return
             except DaemonUnavailable:
+                self._revive_daemon()
                 continue
         print(f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
               "will show as lost once its lease expires", file=sys.stderr)
+
+    def _revive_daemon(self) -> None:
+        """No daemon for ``DAEMON_GRACE`` seconds (it crashed, or was stopped and nothing
+        started another): start one, so that the trial's records and end are kept."""
+        runtime = Path(self.spec.runtime_dir)
+        if lock.is_held(runtime):
+            self._daemon_absent_since = None
+            return
+        now = time.monotonic()
+        if self._daemon_absent_since is None:
+            self._daemon_absent_since = now
+        if now - self._daemon_absent_since < DAEMON_GRACE or now < self._next_launch:
+            return
+        self._next_launch = now + DAEMON_GRACE
+        try:
+            config = dataclasses.replace(resolve(), runtime_dir=runtime)
+            note = launcher.start(config, timeout=DAEMON_GRACE)
+        except (KleiodError, OSError) as exc:
+            note = f"could not start kleiod: {exc}"
+        if note:
+            _write(2, f"kleio: {note}\n".encode())
 
     def _call_quietly(self, control: ControlClient, cmd: str, **args: Any) -> None:
         try:

@@ -164,3 +164,40 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
     stored = {a["metadata"]["index"]: a["sha256"] for a in kleio.json("artifacts", tid)}
     assert stored == {i: hashlib.sha256(bytes([i]) * (6 * 1024 * 1024 + i)).hexdigest()
                       for i in range(12)}
+
+
+def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isolated,
+                                                             monkeypatch):
+    """The daemon is killed and nobody starts another: the trial's supervisor does, and
+    the trial's records and end reach the journal."""
+    from kleiod import lock
+
+    monkeypatch.setenv("KLEIO_LEASE_SECONDS", "4")  # heartbeats every second
+    name = script(STEADY)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "step 500")
+    killed = lock.holder_pid(isolated.kleio_runtime)
+    os.kill(killed, signal.SIGKILL)
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    assert lock.is_held(isolated.kleio_runtime)
+    assert lock.holder_pid(isolated.kleio_runtime) != killed
+    tid = trial_id(err.decode())
+    assert _wait_until_ended(kleio, tid)["status"] == "completed"
+    _assert_complete_journal(kleio, tid)
+
+
+def test_tail_follows_on_across_a_daemon_restart(kleio, script):
+    name = script(STEADY)
+    run = kleio.popen("python", name)
+    wait_for_line(run.stdout, "step 100")
+    tid = kleio.json("ls")[0]["id"]
+    follow = kleio.popen("tail", "-f", "-n", "all", tid)
+    seen = wait_for_line(follow.stdout, "step 500")
+    kleio.ok("daemon", "stop")
+    time.sleep(0.3)
+    kleio.ok("daemon", "start")
+    run.communicate(timeout=90)
+    out, err = follow.communicate(timeout=90)
+    assert follow.returncode == 0, err
+    assert seen + out.decode() == _expected_output()  # no line missed, none twice
