@@ -26,8 +26,9 @@ from typing import Any, BinaryIO
 import msgpack
 import zmq
 
-from kleio_client import protocol
+from kleio_client import protocol, spill
 from kleio_client.errors import DaemonUnavailable, RequestRefused
+from kleio_client.spill import SpillFile
 
 FLUSH_INTERVAL = 0.01
 BATCH_RECORDS = 4096
@@ -37,6 +38,7 @@ DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
 RESEND_AFTER = 10.0
 UPLOAD_TRIES = 3
+CLOSE_JOIN = 5.0  # time for the I/O thread to leave a spill at exit
 
 Command = Callable[[zmq.Socket], None]
 
@@ -58,6 +60,8 @@ class Channel:
 
     def __init__(self, endpoint: str, trial: str, execution: int) -> None:
         self._endpoint = endpoint
+        self._spill_directory = spill.directory_for(endpoint)
+        self._buffer_bound = spill.buffer_bound()
         self._trial = trial
         self._execution = execution
         self._reset()
@@ -73,6 +77,9 @@ class Channel:
         self._backlog: deque[bytes] = deque()
         # Sent and not yet acknowledged: (last seq, frame), resent to a restarted daemon.
         self._unacked: deque[tuple[int, bytes]] = deque()
+        self._unacked_bytes = 0
+        self._spill: SpillFile | None = None  # the oldest unacknowledged, past the bound
+        self.left_in_spill: str | None = None  # where unacknowledged records were left
         self._queries: dict[int, bytes] = {}  # asked and not yet answered
         self._progress_at = time.monotonic()
         self._ever_connected = False
@@ -129,6 +136,9 @@ class Channel:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100_000)
+        # Queue only towards a daemon that is there: while none is, messages wait in
+        # this process's bounded buffer (then its spill), not in an unbounded zmq pipe.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         sock.connect(self._endpoint)
         poller = zmq.Poller()
@@ -147,6 +157,7 @@ class Channel:
                     return
                 poller.poll(int(FLUSH_INTERVAL * 1000))
         finally:
+            self._leave_unacknowledged()
             sock.disable_monitor()
             monitor.close(0)
             sock.close(0)
@@ -169,6 +180,12 @@ class Channel:
 
     def _resend(self, sock: zmq.Socket) -> None:
         self._progress_at = time.monotonic()
+        unacked = {id(frame) for _, frame in self._unacked}
+        self._backlog = deque(f for f in self._backlog if id(f) not in unacked)
+        if self._spill is not None:  # the oldest first: the daemon reads the file
+            self._spill.flush()
+            self._send(sock, protocol.pack(protocol.spilled(
+                self._trial, self._execution, self._producer, str(self._spill.path))))
         for _, frame in self._unacked:
             self._send(sock, frame)
         for frame in self._queries.values():
@@ -202,7 +219,37 @@ class Channel:
         frame = protocol.pack(
             protocol.records(self._trial, self._execution, self._producer, first, packed))
         self._unacked.append((self._sent_seq, frame))
+        self._unacked_bytes += len(frame)
         self._send(sock, frame)
+        if self._unacked_bytes > self._buffer_bound:
+            self._spill_oldest(self._buffer_bound // 2)
+
+    def _spill_oldest(self, keep: int) -> None:
+        """Move the oldest unacknowledged messages to the spill file until ``keep`` bytes
+        are left in memory: no daemon takes them now, and memory stays bounded."""
+        if self._spill is None:
+            self._spill = SpillFile(self._spill_directory, self._producer)
+        moved: set[int] = set()
+        while self._unacked and self._unacked_bytes > keep:
+            seq, frame = self._unacked.popleft()
+            self._unacked_bytes -= len(frame)
+            self._spill.add(seq, frame)
+            moved.add(id(frame))
+        self._backlog = deque(f for f in self._backlog if id(f) not in moved)
+        self._spill.flush()
+
+    def _leave_unacknowledged(self) -> None:
+        """At the end, what no daemon acknowledged goes to the spill, for the daemon."""
+        if not self._unacked and self._spill is None:
+            return
+        try:
+            self._spill_oldest(0)
+            assert self._spill is not None
+            self._spill.leave()
+            self.left_in_spill = str(self._spill.path)
+        except OSError as exc:
+            print(f"kleio: could not keep unacknowledged records on disk: {exc}",
+                  file=sys.stderr)
 
     def _send(self, sock: zmq.Socket, frame: bytes) -> None:
         if not self._backlog:
@@ -240,7 +287,10 @@ class Channel:
                 self._acked_seq = acked
                 self._progress_at = time.monotonic()
             while self._unacked and self._unacked[0][0] <= acked:
-                self._unacked.popleft()
+                self._unacked_bytes -= len(self._unacked.popleft()[1])
+            if self._spill is not None and self._spill.last_seq <= acked:
+                self._spill.remove()  # the daemon has everything it held
+                self._spill = None
         elif kind == protocol.BLOB_ACK:
             self._blob_acks[message["upload"]] = message
         elif kind in (protocol.REPLY, protocol.REFUSED) and message.get("req") is not None:
@@ -351,6 +401,13 @@ class Channel:
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything, and wait within a bound for the last record's acknowledgement."""
+        missing, bound = self._flush(timeout)
+        if missing:
+            print(f"kleio: {missing} records were not acknowledged by the daemon within "
+                  f"{bound:.0f} s yet; check `kleio daemon status`", file=sys.stderr)
+
+    def _flush(self, timeout: float | None) -> tuple[int, float]:
+        """How many records were not acknowledged within the bound, and the bound."""
         target: list[int] = []
 
         def sync(sock: zmq.Socket) -> None:
@@ -366,26 +423,32 @@ class Channel:
             self._wait(lambda: bool(target) and self._acked_seq >= target[0], bound,
                        "flushing the last records")
         except DaemonUnavailable:
-            missing = (target[0] if target else self._sent_seq + len(self._records)) \
-                - self._acked_seq
-            print(
-                f"kleio: {missing} records were not acknowledged by the daemon within "
-                f"{bound:.0f} s and may be lost; check `kleio daemon status`",
-                file=sys.stderr,
-            )
+            return (target[0] if target else self._sent_seq + len(self._records)) \
+                - self._acked_seq, bound
+        return 0, bound
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the I/O thread; later records are flushed one by one."""
+        """Flush, then stop the I/O thread, which leaves what no daemon acknowledged in the
+        spill; later records are flushed one by one."""
         if self._closed:
             return
+        missing, bound = 0, 0.0
         try:
-            self.flush(timeout)
+            missing, bound = self._flush(timeout)
         finally:
             self._closed = True
             self.append = self._append_after_close
             self._stopping = True
             if self._thread is not None:
-                self._thread.join(timeout=1.0)
+                self._thread.join(timeout=CLOSE_JOIN)
+        if missing and self.left_in_spill:
+            print(f"kleio: {missing} records were not acknowledged within {bound:.0f} s; they "
+                  f"are kept in {self.left_in_spill}, which kleiod stores when it runs",
+                  file=sys.stderr)
+        elif missing:
+            print(f"kleio: {missing} records were not acknowledged by the daemon within "
+                  f"{bound:.0f} s and may be lost; check `kleio daemon status`",
+                  file=sys.stderr)
 
     def abort(self) -> None:
         """Stop waiting for the daemon now (the user gave up: a Ctrl-C after the end)."""

@@ -41,6 +41,7 @@ TRIAL_ENVIRONMENT = (ENV_TRIAL, ENV_EXECUTION, ENV_INGEST)
 RECORDS = "records"
 BLOB = "blob"
 SYNC = "sync"
+SPILLED = "spilled"
 QUERY = "query"
 ACK = "ack"
 BLOB_ACK = "blob_ack"
@@ -138,6 +139,13 @@ def records(
         "seq": first_seq,
         "records": items,
     }
+
+
+def spilled(trial: str, execution: int, producer: str, path: str) -> dict[str, Any]:
+    """The producer's oldest unacknowledged messages are in the spill file at ``path``:
+    read them before what follows."""
+    return {"v": PROTOCOL_VERSION, "t": SPILLED, "trial": trial, "execution": execution,
+            "producer": producer, "path": path}
 
 
 def sync(trial: str, execution: int, producer: str, seq: int) -> dict[str, Any]:

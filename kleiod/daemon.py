@@ -13,18 +13,20 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from kleio_client import protocol
+from kleio_client import spill as producer_spill
 from kleio_client.version import __version__
 from kleiod import notify
 from kleiod.config import Config, ensure_private_dir, resolve
 from kleiod.controller import Controller
 from kleiod.errors import KleiodError, StorageError
 from kleiod.handlers import DaemonContext, Handlers
-from kleiod.ingest import Ingest
+from kleiod.ingest import Buffering, Ingest
 from kleiod.live import Live
 from kleiod.lock import PidLock
 from kleiod.spawner import Spawner
@@ -70,8 +72,10 @@ class Daemon:
         publish.setsockopt(zmq.LINGER, 0)
         spill = Spill(spill_directory(self.config))
         spill.adopt()
-        ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart), spill,
-                        self.config.hold_bytes)
+        producer_spills = Path(self.config.runtime_dir) / producer_spill.DIRECTORY
+        buffering = Buffering(spill, self.config.hold_bytes, producer_spills)
+        ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart), buffering)
+        ingest.adopt_orphans()
         controller: Controller | None = None
         ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
                             lambda: controller.refused if controller else 0, self.spawner)
@@ -111,6 +115,7 @@ class Daemon:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + sweep_every
                 self.spawner.reap()
+                ingest.adopt_orphans()
                 if self._leases_trusted(ingest):
                     _expire_leases(storage)
 

@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
 
-from kleio_client import protocol
+from kleio_client import protocol, spill
 from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.live import Live
@@ -54,6 +55,15 @@ class _Batch:
     started: float = 0.0
 
 
+@dataclass(frozen=True)
+class Buffering:
+    """Where records wait when they cannot be written or sent."""
+
+    spill: Spill  # the daemon's own, while the database is away
+    hold_bytes: int  # held in memory before that spill
+    producer_spills: Path  # producers' files, while no daemon answered them
+
+
 class Ingest:
     """Owns the ingest socket's traffic: batching, acknowledgement, uploads."""
 
@@ -62,14 +72,14 @@ class Ingest:
         storage: Storage,
         socket: zmq.Socket,
         live: Live,
-        spill: Spill,
-        hold_bytes: int,
+        buffering: Buffering,
     ) -> None:
         self._storage = storage
         self._socket = socket
         self.live = live
-        self.spill = spill
-        self._hold_bytes = hold_bytes
+        self.spill = buffering.spill
+        self._hold_bytes = buffering.hold_bytes
+        self._producer_spills = buffering.producer_spills
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
         # Per producer, the last seq up to which everything was received in order.
@@ -103,6 +113,7 @@ class Ingest:
         return {
             protocol.RECORDS: self._records,
             protocol.SYNC: self._sync,
+            protocol.SPILLED: self._spilled,
             protocol.BLOB: self._blob,
             protocol.QUERY: self._query,
         }
@@ -158,6 +169,32 @@ class Ingest:
         if first <= self._contiguous[key] + 1:
             self._contiguous[key] = max(self._contiguous[key], first + count - 1)
         return self._contiguous[key]
+
+    def _spilled(self, identity: bytes, message: dict[str, Any]) -> None:
+        """A producer's oldest messages wait in its spill file: take them in, in order."""
+        path = Path(str(message["path"]))
+        if path.parent != self._producer_spills or not path.name.endswith(spill.SUFFIX):
+            raise BadRequest(f"{path} is not a spill file of {self._producer_spills}")
+        producer = str(message["producer"])
+        for frame in spill.frames(path) if path.exists() else ():
+            records = protocol.unpack(frame)
+            if records.get("t") != protocol.RECORDS or records.get("producer") != producer:
+                raise BadRequest(f"{path} holds another producer's messages")
+            self._records(identity, records)
+
+    def adopt_orphans(self) -> None:
+        """Take in the spill files that producers left when they exited with no daemon."""
+        for path, handle in spill.orphans(self._producer_spills):
+            try:
+                log.warning("taking in %s, left by a producer that ended with no daemon", path)
+                for frame in spill.frames(path):
+                    self.accept(b"", frame)
+                self.commit()
+                path.unlink()
+            except StorageError as exc:
+                log.error("%s; %s is kept for later", exc, path)
+            finally:
+                handle.close()
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
         if self._retry_at:

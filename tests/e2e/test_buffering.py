@@ -1,0 +1,87 @@
+"""No daemon for a while: the training loop never waits, memory stays bounded, and every
+record reaches the journal once a daemon is back (or after the script has ended)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from tests.conftest import trial_id, wait_for_line
+
+FLOOD = """
+import sys, time
+from kleio_client import kleio_logger
+print("ready", flush=True)
+sys.stdin.readline()
+worst = 0.0
+for block in range({blocks}):
+    started = time.perf_counter()
+    for i in range(1000):
+        kleio_logger.log_statistic(step=block * 1000 + i, loss=0.5)
+    worst = max(worst, time.perf_counter() - started)
+    time.sleep({pause})
+print("worst block", worst, flush=True)
+"""
+
+
+def _kill_daemon(isolated) -> None:
+    from kleiod import lock
+
+    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while lock.is_held(isolated.kleio_runtime):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _spills(isolated) -> list[str]:
+    directory = isolated.kleio_runtime / "spill"
+    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+
+
+def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(kleio, script, isolated,
+                                                               monkeypatch):
+    monkeypatch.setenv("KLEIO_BUFFER_BYTES", str(256 * 1024))
+    name = script(FLOOD.format(blocks=300, pause=0.01))
+    run = kleio.popen("python", name, stdin=subprocess.PIPE)
+    wait_for_line(run.stdout, "ready")
+    _kill_daemon(isolated)
+    run.stdin.write(b"go\n")
+    run.stdin.flush()
+    deadline = time.monotonic() + 20
+    while not any(n.endswith(".frames") for n in _spills(isolated)):
+        assert time.monotonic() < deadline, "the producer never spilled"
+        time.sleep(0.05)
+    time.sleep(1.0)  # more records go to the spill while no daemon runs
+    kleio.ok("daemon", "start")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    worst = float(out.decode().split("worst block")[1])
+    assert worst < 0.5  # 1000 calls; a stall on the missing daemon would take seconds
+    tid = trial_id(err.decode())
+    steps = [r["step"] for r in kleio.json("stats", tid)]
+    assert steps == list(range(300_000))
+    assert not [n for n in _spills(isolated) if n.endswith(".frames")]  # taken in, removed
+
+
+def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
+        kleio, script, isolated, monkeypatch):
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "1")
+    name = script(FLOOD.format(blocks=50, pause=0))
+    run = kleio.popen("python", name, stdin=subprocess.PIPE)
+    wait_for_line(run.stdout, "ready")
+    _kill_daemon(isolated)
+    _, err = run.communicate(b"go\n", timeout=60)
+    text = err.decode()
+    assert "50000 records were not acknowledged within 1 s; they are kept in" in text
+    assert "which kleiod stores when it runs" in text
+    assert any(n.endswith(".frames") for n in _spills(isolated))
+    kleio.ok("daemon", "start")
+    tid = trial_id(text)
+    deadline = time.monotonic() + 30
+    while len(steps := [r["step"] for r in kleio.json("stats", tid)]) < 50_000:
+        assert time.monotonic() < deadline, f"{len(steps)} records"
+        time.sleep(0.2)
+    assert steps == list(range(50_000))
