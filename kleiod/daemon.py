@@ -104,6 +104,7 @@ class Daemon:
         while not self._stopping:
             due = ingest.due_in()
             timeout = IDLE_POLL_MS if due is None else int(due * 1000)
+            poller.modify(ingest_socket, zmq.POLLIN if ingest.accepting() else 0)
             events = dict(poller.poll(timeout))
             if ingest_socket in events:
                 _drain(ingest_socket, INGEST_BURST, lambda frames: _accept(ingest, frames))

@@ -85,6 +85,7 @@ class Handlers:
             "duplicates_ignored": counters.duplicates,
             "refused_messages": counters.refused_messages + self._ctx.refused(),
             "refused_records": counters.refused_records,
+            "database_error": self._ctx.ingest.database_error,
             "records_held": counters.held,
             "records_spilled": self._ctx.ingest.spill.records,
         }
@@ -135,11 +136,12 @@ class Handlers:
         return {"pid": self._ctx.spawner.spawn(spec, dict(args["env"]))}
 
     def heartbeat(self, args: dict[str, Any]) -> dict[str, Any]:
-        if self._ctx.ingest.database_away():
-            return {"owner": True}  # renewed once it is back; no lease expires meanwhile
+        error = self._ctx.ingest.database_error
+        if error is not None:  # renewed once it is back; no lease expires meanwhile
+            return {"owner": True, "database_error": error}
         until = time.time() + self._ctx.config.lease_seconds
         owner = self._storage.renew_lease(str(args["id"]), int(args["execution"]), until)
-        return {"owner": owner}
+        return {"owner": owner, "database_error": None}
 
     def end_execution(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id, execution = str(args["id"]), int(args["execution"])

@@ -88,6 +88,7 @@ class Ingest:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._away = ""
+        self._spill_failed = False
         self.back_at: float | None = None  # when the database last came back
 
     # -- receiving --------------------------------------------------------------
@@ -335,11 +336,30 @@ class Ingest:
             self._send(identity, protocol.ack(producer, seq))
 
     def _spill_batch(self) -> None:
-        """The batch to disk, acknowledged: memory stays bounded while the database is away."""
+        """The batch to disk, acknowledged: memory stays bounded while the database is away.
+        A spill that cannot be written (the same full disk) keeps the batch in memory, and
+        the daemon stops reading producers until it shrinks: they buffer on their side."""
+        try:
+            self.spill.add(self._batch.chunks)
+        except OSError as exc:
+            if not self._spill_failed:
+                log.error("cannot spill records to disk (%s); keeping them in memory and "
+                          "pausing producers", exc)
+            self._spill_failed = True
+            return
+        self._spill_failed = False
         batch, self._batch = self._batch, _Batch()
-        self.spill.add(batch.chunks)
         self.counters.held = 0
         self._acknowledge(batch)
+
+    def accepting(self) -> bool:
+        """Whether to read producers now: not while memory holds twice the bound."""
+        return not self._retry_at or self._batch.size <= 2 * self._hold_bytes
+
+    @property
+    def database_error(self) -> str | None:
+        """Why the database takes no writes now, or None."""
+        return self._away if self._retry_at else None
 
     def close(self) -> None:
         """At the daemon's stop: commit, or leave what cannot be written in the spill."""

@@ -37,6 +37,7 @@ from kleiod.config import resolve
 from kleiod.errors import KleiodError
 
 KILL_WINDOW = 3.0
+HEARTBEAT_WAIT = 5.0
 DAEMON_GRACE = 3.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
@@ -77,6 +78,7 @@ class Supervisor:
         self._given_up = False
         self._front = os.getppid()
         self._daemon_absent_since: float | None = None
+        self._told_trouble: str | None = None
         self._next_launch = 0.0
         self._outputs: list[terminal.Output] = []
 
@@ -166,17 +168,20 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         interval = max(0.5, self.spec.lease_seconds / 4)
-        control = ControlClient(self.endpoints.control, timeout=interval)
+        # A daemon retrying a locked database may take seconds to answer: wait for it.
+        control = ControlClient(self.endpoints.control, timeout=max(interval, HEARTBEAT_WAIT))
         process = self._process
         warned = False
         while process is not None and process.poll() is None:
             time.sleep(interval)
             try:
-                owner = control.call("heartbeat", id=self.spec.trial_id,
-                                     execution=self.spec.execution)["owner"]
+                reply = control.call("heartbeat", id=self.spec.trial_id,
+                                     execution=self.spec.execution)
             except KleioError:
                 self._revive_daemon()
                 continue  # a lost heartbeat is recovered by the next one
+            owner = reply["owner"]
+            self._database_trouble(reply.get("database_error"))
             if not owner and not warned:
                 warned = True
                 _write(2, (
@@ -202,6 +207,22 @@ class Supervisor:
                 continue
         print(f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
               "will show as lost once its lease expires", file=sys.stderr)
+
+    def _database_trouble(self, error: str | None) -> None:
+        """Say in the trial's output when the journal cannot be written, and when it can
+        again: the user sees it where they look, and the journal keeps it."""
+        if (error is None) == (self._told_trouble is None):
+            return
+        if error is not None:
+            text = (f"kleio: kleiod cannot write the journal now ({error}); it keeps every "
+                    "record and retries\n")
+        else:
+            text = "kleio: the journal is writable again; no record was lost\n"
+        self._told_trouble = error
+        if self._echoing():
+            _write(2, text.encode())
+        if self._channel is not None:
+            self._channel.append((protocol.OUTPUT, {"stream": "stderr", "data": text.encode()}))
 
     def _revive_daemon(self) -> None:
         """No daemon for ``DAEMON_GRACE`` seconds (it crashed, or was stopped and nothing

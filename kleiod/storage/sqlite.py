@@ -130,6 +130,9 @@ def _filesystem_of(path: Path) -> str:
     return fstype
 
 
+BUSY_TIMEOUT_MS = 2000
+
+
 class SQLiteStorage:
     """The Storage interface over one SQLite file."""
 
@@ -146,7 +149,9 @@ class SQLiteStorage:
         self.blobs = FileBlobStore(path.parent / "artifacts")
         with _translated(f"opening {path}"):
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout=10000")
+            # Short: another daemon holds the lock for a batch at most; a lock held for long
+            # (another program) is a database error, retried with the records kept.
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._set_up()
 
     def _set_up(self) -> None:
