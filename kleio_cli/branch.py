@@ -15,6 +15,7 @@ from kleio_cli.capture.configuration import parse_command, tokens, typed
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.identity import canonical_args
+from kleio_cli.redaction import check_runnable
 from kleio_cli.run import RunOptions, run_spec, working_directory
 from kleiod.config import resolve
 
@@ -27,6 +28,7 @@ def branch_command(trial: str, timestamp: str | None, overrides: list[str],
     with connect(resolve()) as client:
         parent = client.call("trial", id=trial)
         point = client.call("branch_point", id=parent["id"], key=key, value=value)
+    check_runnable(parent["command"], parent["id"])
     argv = override(parent["command"], overrides)
     child = {
         "id": branch_id(parent["id"], point["branch_point"], normalized(overrides)),

@@ -17,6 +17,7 @@ import uuid
 from kleio_cli.capture.configuration import parse_command
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_cli.redaction import check_runnable
 from kleio_cli.run import RunOptions, run_spec, working_directory
 from kleiod.config import resolve
 from kleiod.storage.base import SCRATCH
@@ -28,6 +29,7 @@ def pdb_command(trial: str) -> int:
     with connect(resolve()) as client:
         parent = client.call("trial", id=trial)
         point = client.call("branch_point", id=parent["id"], key=None, value=None)
+    check_runnable(parent["command"], parent["id"])
     argv = debugged(parent["command"])
     text = json.dumps([SCRATCH, parent["id"], uuid.uuid4().hex])
     scratch_id = hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]

@@ -23,6 +23,7 @@ from kleio_cli.errors import (
     EXIT_USAGE,
     CliError,
 )
+from kleio_cli.redaction import check_runnable, redacted
 from kleio_client import protocol, resource
 from kleio_client.errors import KleioError, RequestRefused
 from kleiod.config import Config, resolve
@@ -52,6 +53,7 @@ def exec_trial(trial: str, options: RunOptions) -> int:
     """Resume a trial (or one of its branches) by id, checking fingerprints as a run does."""
     with connect(resolve()) as client:
         detail = client.call("trial", id=trial)
+    check_runnable(detail["command"], detail["id"])
     return run_spec(argv=detail["command"], cwd=working_directory(detail), options=options,
                     exact={"id": detail["id"]})
 
@@ -61,16 +63,17 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
     """Capture, reserve and supervise: the command's trial, or with ``exact`` that trial
     (``id``, and for a new branch its ``parent``, ``root``, ``branch_kind``, ``branch_point``)."""
     config = resolve()
-    ident = identity.compute(argv, cwd)
+    shown = redacted(argv)  # what is stored: no secret of the command line
+    ident = identity.compute(shown, cwd)
     trial = (exact or {}).get("id", ident.id)
     with connect(config) as client:
-        captured = capture(argv, cwd)
+        captured = capture(shown, cwd)
         paths = client.call("resources", id=trial, exact=exact is not None)
         captured["resources"] = _resource_hashes(paths)
         try:
             reservation = client.call(
                 "reserve",
-                spec={"id": ident.id, "command": argv, "identity": ident.canonical,
+                spec={"id": ident.id, "command": shown, "identity": ident.canonical,
                       "cwd": cwd, "user": ident.canonical["user"], **(exact or {})},
                 capture=captured,
                 allow={"code": options.allow_code_change, "environment": options.allow_env_change},

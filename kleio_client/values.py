@@ -1,9 +1,10 @@
 """What a statistic's or an artifact's metadata values may be, and their conversion.
 
-Accepted: str, int (64-bit), float (NaN and inf kept), bool, None, and lists,
-tuples and dicts (string keys) of these; numpy scalars and 0-d arrays are
+Accepted: str (up to ``MAX_STRING`` characters), int (64-bit), float (NaN and
+inf kept), bool, None, and lists, tuples and dicts (string keys, any text) of
+these, nested up to ``MAX_DEPTH`` levels; numpy scalars and 0-d arrays are
 converted to the Python value without importing numpy.  Anything else is a
-``TypeError`` at the call, naming the key and the type.
+``TypeError`` (a ``ValueError`` past a limit) at the call, naming the key.
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ from typing import Any
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
-MAX_DEPTH = 32
+MAX_DEPTH = 32  # levels of nested lists and dicts
+MAX_STRING = 1 << 20  # characters in one string (longer text belongs in an artifact)
 
 
 def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
     """Check (and convert in place) the values of one record; return it."""
     for key, value in record.items():
-        if type(value) not in _SCALARS or type(value) is int:
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING:
+                raise _too_long(key, value)
+        elif kind not in _SCALARS or kind is int:
             record[key] = normalize(key, value)
     return record
+
+
+def _too_long(key: str, value: str) -> ValueError:
+    return ValueError(f"cannot log {key}: a string of {len(value)} characters is longer than "
+                      f"{MAX_STRING}; store long text as an artifact (log_artifact)")
 
 
 def normalize(key: str, value: Any, depth: int = 0) -> Any:
@@ -33,6 +44,8 @@ def normalize(key: str, value: Any, depth: int = 0) -> Any:
                 f"cannot log {key}={value}: integers must fit in 64 bits; log it as a str or float"
             )
         return value
+    if kind is str and len(value) > MAX_STRING:
+        raise _too_long(key, value)
     if kind in _SCALARS:
         return value
     if depth >= MAX_DEPTH:

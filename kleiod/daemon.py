@@ -157,6 +157,9 @@ def _accept(ingest: Ingest, frames: list[bytes]) -> None:
         ingest.accept(frames[0], frames[1])
     except StorageError as exc:
         log.error("%s", exc)
+    except Exception:  # the one logged catch-all of the ingest loop: no message stops it
+        ingest.counters.refused_messages += 1
+        log.exception("refused an ingest message that its handler could not take")
 
 
 def _answer(controller: Controller, sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir}))
         os.chdir("/")  # hold no directory of the user's
+        os.umask(0o077)  # sockets, journal, spills: the user's alone
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop())
         signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -201,3 +201,43 @@ def test_tail_follows_on_across_a_daemon_restart(kleio, script):
     out, err = follow.communicate(timeout=90)
     assert follow.returncode == 0, err
     assert seen + out.decode() == _expected_output()  # no line missed, none twice
+
+
+FLOOD = """
+import sys, time
+from kleio_client import kleio_logger
+for block in range(300):
+    for i in range(1000):
+        kleio_logger.log_statistic(step=block * 1000 + i, loss=1.0 / (i + 1))
+    print(f"block {block}", flush=True)
+    print(f"err {block}", file=sys.stderr, flush=True)
+    time.sleep(0.005)
+"""
+
+
+def test_the_daemon_killed_twice_in_a_flood_loses_and_doubles_nothing(kleio, script,
+                                                                      isolated):
+    """kill -9 of the daemon at two points of a flood of 300,000 records: every record
+    and every line is journaled exactly once, and the journal passes integrity_check."""
+    import sqlite3
+
+    from kleiod import lock
+
+    name = script(FLOOD)
+    run = kleio.popen("python", name)
+    for mark in ("block 40", "block 150"):
+        wait_for_line(run.stdout, mark)
+        os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
+        time.sleep(0.1)
+        kleio.ok("daemon", "start")
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    tid = trial_id(err.decode())
+    _wait_until_ended(kleio, tid)
+    assert [r["step"] for r in kleio.json("stats", tid)] == list(range(300_000))
+    out = kleio.ok("cat", tid, "--stream", "stdout").stdout
+    assert out == "".join(f"block {b}\n" for b in range(300))
+    errors = kleio.ok("cat", tid, "--stream", "stderr").stdout
+    assert errors == "".join(f"err {b}\n" for b in range(300))
+    with sqlite3.connect(isolated.journal) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
