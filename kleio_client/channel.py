@@ -31,7 +31,7 @@ from kleio_client.errors import DaemonUnavailable, RequestRefused
 from kleio_client.spill import SpillFile
 
 FLUSH_INTERVAL = 0.01
-BATCH_RECORDS = 4096
+BATCH_RECORDS = 4096  # at most 65535: the batch is a msgpack array16
 MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
@@ -41,6 +41,13 @@ UPLOAD_TRIES = 3
 CLOSE_JOIN = 5.0  # time for the I/O thread to leave a spill at exit
 
 Command = Callable[[zmq.Socket], None]
+
+
+_ARRAY16 = b"\xdc"
+# A packed record is [kind, body]: a fixed 2-array header and the packed kind, then the body.
+PREFIXES = {kind: b"\x92" + msgpack.packb(kind) for kind in (
+    protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE)}
+MAX_RECORD_BYTES = MAX_BATCH_BYTES - 64
 
 
 class _UploadLost(Exception):
@@ -70,9 +77,12 @@ class Channel:
 
     def _reset(self) -> None:
         """A new producer: fresh numbering and queues; its I/O thread starts on first use."""
+        self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
         self._producer = uuid.uuid4().hex[:16]
-        self._records: deque[tuple[str, Any]] = deque()
-        self.append: Callable[[tuple[str, Any]], None] = self._records.append
+        # Records packed at the call ([kind, body] each): bytes, which the cyclic garbage
+        # collector never scans (a deque of a million dicts would make it crawl).
+        self._records: deque[bytes] = deque()
+        self.append: Callable[[bytes], None] = self._records.append
         self._commands: deque[Command] = deque()
         self._backlog: deque[bytes] = deque()
         # Sent and not yet acknowledged: (last seq, frame), resent to a restarted daemon.
@@ -95,6 +105,14 @@ class Channel:
         self._closed = False
         self._thread: threading.Thread | None = None
 
+    def record(self, kind: str, body: Any) -> None:
+        """Queue one record (checked by the caller); refused here when over the size limit."""
+        packed = self.pack(body)
+        if len(packed) > MAX_RECORD_BYTES:
+            raise ValueError(f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
+                             f"{MAX_RECORD_BYTES}; store large data as an artifact")
+        self.append(PREFIXES[kind] + packed)
+
     def _ensure_running(self) -> None:
         """Start the I/O thread, and flush at a multiprocessing child's exit (past atexit)."""
         if self._thread is not None and self._thread.is_alive():
@@ -116,12 +134,12 @@ class Channel:
         self._reset()
         self.append = self._first_append
 
-    def _first_append(self, item: tuple[str, Any]) -> None:
+    def _first_append(self, item: bytes) -> None:
         self.append = self._records.append
         self._ensure_running()
         self.append(item)
 
-    def _append_after_close(self, item: tuple[str, Any]) -> None:
+    def _append_after_close(self, item: bytes) -> None:
         """A record logged after the exit flush (a late atexit handler, a __del__): sent
         and acknowledged at once, since no later flush will come."""
         self._records.append(item)
@@ -200,20 +218,15 @@ class Channel:
             count = min(len(records), BATCH_RECORDS)
             self._send_batch(sock, [records.popleft() for _ in range(count)])
 
-    def _send_batch(self, sock: zmq.Socket, items: list[tuple[str, Any]]) -> None:
-        """One message, or halves of it while it is over the size the daemon accepts."""
-        packed = msgpack.packb(items, use_bin_type=True)
-        if len(packed) > MAX_BATCH_BYTES and len(items) > 1:
+    def _send_batch(self, sock: zmq.Socket, items: list[bytes]) -> None:
+        """One message of packed records, or halves of it while it is over the size the
+        daemon accepts (one record is never over it: refused at the call)."""
+        if len(items) > 1 and sum(map(len, items)) > MAX_BATCH_BYTES:
             half = len(items) // 2
             self._send_batch(sock, items[:half])
             self._send_batch(sock, items[half:])
             return
-        if len(packed) > MAX_BATCH_BYTES:
-            kind, body = items[0]
-            keys = ", ".join(list(body)[:5]) if isinstance(body, dict) else kind
-            print(f"kleio: a {kind} record ({keys}) of {len(packed)} bytes is over the "
-                  f"{MAX_BATCH_BYTES} byte limit and was not stored", file=sys.stderr)
-            return
+        packed = _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(items)
         first = self._sent_seq + 1
         self._sent_seq += len(items)
         frame = protocol.pack(

@@ -19,10 +19,21 @@ from typing import IO, Any, BinaryIO, cast
 
 from kleio_client import protocol, resource
 from kleio_client.artifact import Artifact
-from kleio_client.channel import Channel
-from kleio_client.values import normalize_record
+from kleio_client.channel import PREFIXES, Channel
+from kleio_client.values import MAX_STRING, normalize_record
 
 __all__ = ["Logger", "kleio_logger"]
+
+_all_plain = frozenset({float, int, str, bool, type(None)}).issuperset
+_STATISTIC = PREFIXES[protocol.STATISTIC]
+
+
+def _misuse(args: tuple[Any, ...]) -> TypeError:
+    if args:
+        return TypeError("log_statistic takes keyword arguments only, e.g. "
+                         "log_statistic(epoch=3, loss=0.25): each name becomes a key of the "
+                         "record")
+    return TypeError("log_statistic needs at least one key=value")
 
 
 class Logger:
@@ -45,20 +56,29 @@ class Logger:
     # -- statistics -------------------------------------------------------------
 
     def log_statistic(self, *args: Any, **record: Any) -> None:
-        """Store one record of statistics, e.g. ``log_statistic(epoch=3, loss=0.25)``."""
-        if args:
-            raise TypeError(
-                "log_statistic takes keyword arguments only, e.g. "
-                "log_statistic(epoch=3, loss=0.25): each name becomes a key of the record"
-            )
-        if not record:
-            raise TypeError("log_statistic needs at least one key=value")
-        normalize_record(record)
+        """Store one record of statistics, e.g. ``log_statistic(epoch=3, loss=0.25)``.
+
+        The hot path: plain scalars are packed here (a reused packer) and queued as bytes;
+        anything else is checked and converted first, and refused here when it cannot be
+        stored."""
+        if args or not record:
+            raise _misuse(args)
+        if not _all_plain(map(type, record.values())):
+            normalize_record(record)
         channel = self._channel or self._start()
         if channel is None:
             print("[kleio] " + " ".join(f"{k}={v}" for k, v in record.items()), file=sys.stderr)
             return
-        channel.append((protocol.STATISTIC, record))
+        try:
+            body = channel.pack(record)
+        except OverflowError:  # an int beyond 64 bits: the clear error
+            normalize_record(record)
+            raise
+        if len(body) > MAX_STRING:  # a long string, perhaps too long
+            normalize_record(record)
+            channel.record(protocol.STATISTIC, record)
+            return
+        channel.append(_STATISTIC + body)
 
     # -- artifacts ----------------------------------------------------------------
 
@@ -78,7 +98,7 @@ class Logger:
             fileobj = io.BytesIO(bytes(fileobj))
         sha256, size = channel.upload(cast(BinaryIO, fileobj))
         body = {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
-        channel.append((protocol.ARTIFACT, body))
+        channel.record(protocol.ARTIFACT, body)
 
     def load_artifact(self, filename: str, **metadata: Any) -> Artifact | None:
         """The latest artifact named ``filename`` whose metadata match, or None.
@@ -113,7 +133,7 @@ class Logger:
         channel = self._channel or self._start()
         if channel is None:
             return
-        channel.append((protocol.RESOURCE, {**resource.describe(path), "metadata": metadata}))
+        channel.record(protocol.RESOURCE, {**resource.describe(path), "metadata": metadata})
 
     def statistics(self, **where: Any) -> list[dict[str, Any]]:
         """The effective history's statistics matching ``where``, oldest first."""

@@ -121,7 +121,7 @@ class Supervisor:
     def _cannot_start(self, channel: Channel, message: str, code: int) -> int:
         text = f"kleio: {message}\n".encode()
         _write(2, text)
-        channel.append((protocol.OUTPUT, {"stream": "stderr", "data": text}))
+        channel.record(protocol.OUTPUT, {"stream": "stderr", "data": text})
         return code
 
     def _trial_environment(self) -> dict[str, str]:
@@ -153,7 +153,7 @@ class Supervisor:
                     continue
                 if self._echoing():
                     _write(output.caller, data)
-                channel.append((protocol.OUTPUT, {"stream": output.name, "data": data}))
+                channel.record(protocol.OUTPUT, {"stream": output.name, "data": data})
         selector.close()
         for output in outputs:
             os.close(output.ours)
@@ -222,7 +222,7 @@ class Supervisor:
         if self._echoing():
             _write(2, text.encode())
         if self._channel is not None:
-            self._channel.append((protocol.OUTPUT, {"stream": "stderr", "data": text.encode()}))
+            self._channel.record(protocol.OUTPUT, {"stream": "stderr", "data": text.encode()})
 
     def _revive_daemon(self) -> None:
         """No daemon for ``DAEMON_GRACE`` seconds (it crashed, or was stopped and nothing

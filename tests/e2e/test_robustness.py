@@ -29,18 +29,25 @@ def test_subprocesses_forked_after_logging_never_trip_over_the_client(kleio, scr
     assert kleio.json("stats", trial_id(done.stderr)) == [{"started": True}, {"failures": 0}]
 
 
-def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_loudly(kleio, script):
+def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(kleio,
+                                                                               script):
     name = script("""
         from kleio_client import kleio_logger
         blob = "x" * 20_000
         for i in range(5000):
             kleio_logger.log_statistic(i=i, blob=blob)
-        kleio_logger.log_statistic(huge="y" * 40_000_000)
+        for huge in ({"huge": "y" * 40_000_000}, {"many": ["z" * 1_000_000] * 20}):
+            try:
+                kleio_logger.log_statistic(**huge)
+            except ValueError as exc:
+                print("refused:", exc)
         kleio_logger.log_statistic(after=True)
     """)
     done = kleio("python", name, timeout=180)
     assert done.returncode == 0, done.stderr
-    assert "over the" in done.stderr and "huge" in done.stderr
+    refusals = done.stdout.splitlines()
+    assert "cannot log huge: a string of 40000000 characters" in refusals[0]
+    assert "the limit is" in refusals[1] and "as an artifact" in refusals[1]
     tid = trial_id(done.stderr)
     records = kleio.json("stats", tid)
     assert [r["i"] for r in records[:-1]] == list(range(5000))
