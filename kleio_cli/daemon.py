@@ -53,7 +53,8 @@ def status(as_json: bool) -> None:
         return
     rows = [[key, info[key]] for key in
             ("pid", "version", "database", "runtime_dir", "uptime", "records_committed",
-             "duplicates_ignored", "refused_messages", "refused_records", "database_error",
+             "duplicates_ignored", "refused_messages", "refused_records",
+             "out_of_order_dropped", "database_error",
              "records_held", "records_spilled")]
     rows[4][1] = f"{info['uptime']:.0f} s"
     print(render.table(["", ""], rows).split("\n", 1)[1])

@@ -37,8 +37,9 @@ def pdb_command(trial: str) -> int:
                "branch_kind": SCRATCH, "branch_point": point["branch_point"]}
     print(f"kleio: debugging trial {parent['id'][:12]} in scratch trial {scratch_id[:12]}: "
           "what it logs stays out of the trial's history", file=sys.stderr)
-    return run_spec(argv, working_directory(parent), RunOptions(allow_code_change=True,
-                                                                allow_env_change=True), scratch)
+    # Ctrl-C belongs to the debugger: a second one never kills the session.
+    options = RunOptions(allow_code_change=True, allow_env_change=True, escalate=False)
+    return run_spec(argv, working_directory(parent), options, scratch)
 
 
 def debugged(argv: list[str]) -> list[str]:

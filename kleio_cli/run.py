@@ -9,7 +9,10 @@ import shutil
 import signal
 import socket
 import sys
+import termios
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +40,7 @@ class RunOptions:
     allow_code_change: bool = False
     allow_env_change: bool = False
     detach: bool = False  # the daemon runs it; return once it is reserved
+    escalate: bool = True  # a second Ctrl-C kills the trial (not under a debugger)
 
 
 def run_command(argv: list[str], options: RunOptions) -> int:
@@ -91,6 +95,7 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
     spec = SupervisorSpec(
         trial_id=reservation["id"], execution=reservation["execution"], argv=argv, cwd=cwd,
         runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
+        escalate=options.escalate,
     )
     try:
         if options.detach:
@@ -190,6 +195,25 @@ def supervise(spec: SupervisorSpec) -> int:
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    with terminal_settings_kept():
+        return _fork_supervisor(spec)
+
+
+@contextmanager
+def terminal_settings_kept() -> Iterator[None]:
+    """The caller's terminal as it was, whatever the trial did to it (a debugger's line
+    editing, a killed full-screen program)."""
+    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+    saved = termios.tcgetattr(fd) if fd is not None else None
+    try:
+        yield
+    finally:
+        if fd is not None and saved is not None:
+            with suppress(termios.error, OSError):
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _fork_supervisor(spec: SupervisorSpec) -> int:
     pid = os.fork()
     if pid == 0:
         _become_supervisor(spec)

@@ -22,6 +22,7 @@ import zmq
 
 from kleio_cli import render
 from kleio_cli.connection import connect
+from kleio_cli.errors import CliError
 from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable
 from kleiod.config import Config, resolve
@@ -73,11 +74,11 @@ class Journal:
     def page(self, **args: Any) -> dict[str, Any]:
         deadline = time.monotonic() + RECONNECT_FOR
         while True:
-            try:
-                with connect(self._config, timeout=REQUEST_TIMEOUT) as client:
+            try:  # never starts a daemon: one stopped on purpose stays stopped
+                with connect(self._config, start=False, timeout=REQUEST_TIMEOUT) as client:
                     return dict(client.call("tail", id=self._trial_id, kind=self._kind,
                                             **args))
-            except DaemonUnavailable:
+            except (DaemonUnavailable, CliError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(POLL)
@@ -97,8 +98,8 @@ def _follow(journal: Journal, follower: Follower, options: TailOptions, show: An
                 break
             if position is not None and message["position"] <= position:
                 continue  # read with the journal already
-            if message["n"] != expected:
-                break  # a chunk was missed: read the journal again
+            if message["n"] != expected or message.get("boot") != page["boot"]:
+                break  # a chunk was missed (or another daemon numbers them): read again
             records = _records(message)
             show(records)
             position, expected = records[-1]["position"], expected + 1

@@ -29,6 +29,7 @@ import zmq
 from kleio_client import protocol, spill
 from kleio_client.errors import DaemonUnavailable, RequestRefused
 from kleio_client.spill import SpillFile
+from kleio_client.values import not_text
 
 FLUSH_INTERVAL = 0.01
 BATCH_RECORDS = 4096  # at most 65535: the batch is a msgpack array16
@@ -107,7 +108,10 @@ class Channel:
 
     def record(self, kind: str, body: Any) -> None:
         """Queue one record (checked by the caller); refused here when over the size limit."""
-        packed = self.pack(body)
+        try:
+            packed = self.pack(body)
+        except UnicodeEncodeError as exc:
+            raise not_text(body, exc) from None
         if len(packed) > MAX_RECORD_BYTES:
             raise ValueError(f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
                              f"{MAX_RECORD_BYTES}; store large data as an artifact")

@@ -20,7 +20,7 @@ from typing import IO, Any, BinaryIO, cast
 from kleio_client import protocol, resource
 from kleio_client.artifact import Artifact
 from kleio_client.channel import PREFIXES, Channel
-from kleio_client.values import MAX_STRING, normalize_record
+from kleio_client.values import MAX_STRING, normalize_record, not_text
 
 __all__ = ["Logger", "kleio_logger"]
 
@@ -74,6 +74,8 @@ class Logger:
         except OverflowError:  # an int beyond 64 bits: the clear error
             normalize_record(record)
             raise
+        except UnicodeEncodeError as exc:  # lone surrogates, from a mis-decoded file name
+            raise not_text(record, exc) from None
         if len(body) > MAX_STRING:  # a long string, perhaps too long
             normalize_record(record)
             channel.record(protocol.STATISTIC, record)

@@ -220,8 +220,9 @@ def live_topic(trial_id: str, kind: str) -> bytes:
     return f"trial.{trial_id}.{kind}".encode()
 
 
-def live(number: int, position: int, execution: int, records: bytes) -> dict[str, Any]:
-    """Chunk ``number`` of its topic, its first record at ``position``; ``records`` packs
-    its [kind, body] pairs."""
-    return {"v": PROTOCOL_VERSION, "t": LIVE, "n": number, "position": position,
-            "execution": execution, "records": records}
+def live(boot: str, number: int, position: int, execution: int,
+         records: bytes) -> dict[str, Any]:
+    """Chunk ``number`` of its topic as numbered by the daemon started as ``boot``, its
+    first record at ``position``; ``records`` packs its [kind, body] pairs."""
+    return {"v": PROTOCOL_VERSION, "t": LIVE, "boot": boot, "n": number,
+            "position": position, "execution": execution, "records": records}

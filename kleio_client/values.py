@@ -30,6 +30,23 @@ def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def not_text(record: dict[str, Any], exc: UnicodeEncodeError) -> ValueError:
+    """The error for a record holding a str that is not text (lone surrogates)."""
+    key = next((k for k, v in record.items() if _unencodable(v)), "?")
+    return ValueError(f"cannot log {key}: it holds {exc.object[exc.start:exc.end]!r}, which "
+                      f"is not valid unicode text ({exc.reason})")
+
+
+def _unencodable(value: Any) -> bool:
+    try:
+        __import__("msgpack").packb(value, use_bin_type=True)
+    except UnicodeEncodeError:
+        return True
+    except Exception:  # other failures are reported by their own checks
+        return False
+    return False
+
+
 def _too_long(key: str, value: str) -> ValueError:
     return ValueError(f"cannot log {key}: a string of {len(value)} characters is longer than "
                       f"{MAX_STRING}; store long text as an artifact (log_artifact)")

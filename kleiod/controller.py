@@ -43,7 +43,9 @@ class Controller:
             if isinstance(exc, BadRequest):
                 self.refused += 1
             return protocol.pack(protocol.error_reply(req_id, exc.code, str(exc)))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: a number the request carries does not fit (int(inf), or past
+            # what the database stores).
             self.refused += 1
             return protocol.pack(
                 protocol.error_reply(req_id, protocol.E_BAD_REQUEST, f"malformed request: {exc!r}")

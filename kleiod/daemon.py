@@ -21,7 +21,7 @@ import zmq
 from kleio_client import protocol
 from kleio_client import spill as producer_spill
 from kleio_client.version import __version__
-from kleiod import notify
+from kleiod import launcher, notify
 from kleiod.config import Config, ensure_private_dir, resolve
 from kleiod.controller import Controller
 from kleiod.errors import KleiodError, StorageError
@@ -53,12 +53,15 @@ class Daemon:
         runtime = ensure_private_dir(self.config.runtime_dir)
         lock = PidLock(runtime)
         lock.acquire()
+        launcher.clear_stopped(runtime)
         try:
             storage = open_storage(self.config.database, self.config.data_dir / "artifact-cache")
             try:
                 self._serve_with(storage)
             finally:
                 storage.close()
+            if self._stopping:  # asked to stop (kleio daemon stop, SIGTERM, systemctl stop):
+                launcher.mark_stopped(runtime)  # supervisors do not start another
         finally:
             lock.release()
 

@@ -14,6 +14,7 @@ from kleio_client import protocol
 from kleio_client.version import __version__
 from kleiod import reservation, states, transfer
 from kleiod.config import Config
+from kleiod.errors import BadRequest
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
 from kleiod.queries import Queries
@@ -44,7 +45,7 @@ class Handlers:
             "start_execution": self.start_execution,
             "end_execution": self.end_execution,
             **Queries(self._ctx.storage, self._ctx.ingest.commit,
-                      self._ctx.ingest.live.published).table(),
+                      self._ctx.ingest.live).table(),
             "export": self.export,
             "import": self.import_,
         }
@@ -85,6 +86,7 @@ class Handlers:
             "duplicates_ignored": counters.duplicates,
             "refused_messages": counters.refused_messages + self._ctx.refused(),
             "refused_records": counters.refused_records,
+            "out_of_order_dropped": counters.out_of_order,
             "database_error": self._ctx.ingest.database_error,
             "records_held": counters.held,
             "records_spilled": self._ctx.ingest.spill.records,
@@ -98,6 +100,9 @@ class Handlers:
 
     def reserve(self, args: dict[str, Any]) -> dict[str, Any]:
         allow = args.get("allow") or {}
+        for name in ("allow", "fields"):
+            if not isinstance(args.get(name) or {}, dict):
+                raise BadRequest(f"reserve: {name} must be a map")
         request = reservation.Request(
             spec=TrialSpec(**args["spec"]),
             capture=dict(args.get("capture") or {}),

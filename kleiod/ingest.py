@@ -9,6 +9,7 @@ acknowledge all of it.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,8 +121,8 @@ class Ingest:
         }
 
     def _records(self, identity: bytes, message: dict[str, Any]) -> None:
-        trial, execution = str(message["trial"]), int(message["execution"])
-        producer, first = str(message["producer"]), int(message["seq"])
+        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
+        producer, first = str(message["producer"]), _counter(message["seq"], "seq")
         packed = message["records"]
         items = _checked_items(packed)
         if not self._in_order(trial, execution, producer, first):
@@ -148,19 +149,28 @@ class Ingest:
         """Whether a message continues what its producer sent.  One past a hole (messages
         lost with a daemon that stopped or crashed) is dropped unacknowledged: the
         producer sends everything unacknowledged again, in order, when it reconnects,
-        and the journal keeps each producer's records in the order they were logged."""
+        and the journal keeps each producer's records in the order they were logged.
+        What the producer sent before is what storage has, or the spill holds."""
         key = (trial, execution, producer)
         if key not in self._contiguous:
-            try:
-                self._contiguous[key] = self._storage.last_seq(trial, execution, producer)
-            except StorageError:  # the database is away: trust this producer's first message
-                self._contiguous[key] = first - 1
+            self._contiguous[key] = self._known_last(key, first)
+        if first > self._contiguous[key] + 1:  # another daemon may have stored more since
+            self._contiguous[key] = max(self._contiguous[key], self._known_last(key, 1))
         if first <= self._contiguous[key] + 1:
             return True
         self.counters.out_of_order += 1
         log.info("producer %s of trial %s: records %d to %d are missing; waiting for them "
                  "to be sent again", producer, trial[:12], self._contiguous[key] + 1, first - 1)
         return False
+
+    def _known_last(self, key: tuple[str, int, str], first: int) -> int:
+        """The producer's last seq stored or spilled; with the database away, this
+        message's (trusted to continue what came before)."""
+        try:
+            stored = self._storage.last_seq(*key)
+        except StorageError:
+            stored = first - 1
+        return max(stored, self.spill.last_seq(*key))
 
     def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
         """Acknowledge only what has no hole before it: a lost message is never acked."""
@@ -201,13 +211,29 @@ class Ingest:
         if self._retry_at:
             return  # the database is away: the acknowledgement follows the commit
         self.commit()
-        trial, execution = str(message["trial"]), int(message["execution"])
+        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
         producer = str(message["producer"])
         seq = self._advance(trial, execution, producer, 1, 0)
         self._send(identity, protocol.ack(producer, seq))
 
     def _blob(self, identity: bytes, message: dict[str, Any]) -> None:
-        upload, offset, data = str(message["upload"]), int(message["offset"]), message["data"]
+        upload = str(message["upload"])
+        try:
+            self._blob_chunk(identity, upload, message)
+        except Exception:
+            writer = self._uploads.pop(upload, None)
+            if writer is not None:  # a refused chunk ends its upload: no spool left open
+                writer.abort()
+            raise
+
+    def _blob_chunk(self, identity: bytes, upload: str, message: dict[str, Any]) -> None:
+        if not _UPLOAD_NAME.fullmatch(upload):
+            raise BadRequest(f"an upload is named by 1 to 64 letters, digits, - or _; "
+                             f"not {upload[:80]!r}")
+        offset, data = _counter(message["offset"], "offset", low=0), message["data"]
+        if not isinstance(data, bytes):
+            raise BadRequest("blob data must be bytes")
+        last = bool(message["last"])
         writer = self._uploads.get(upload)
         if writer is None and offset != 0:
             self._send(identity, protocol.blob_ack(
@@ -223,15 +249,15 @@ class Ingest:
             return
         end = offset + len(data)
         sha256 = None
-        if message["last"]:
+        if last:
             sha256 = self._uploads.pop(upload).finish()
         self._send(identity, protocol.blob_ack(upload, end, sha256))
 
     def _query(self, identity: bytes, message: dict[str, Any]) -> None:
         """A script asks about its trial: answered from the effective history it sees."""
         self.commit()
-        req = int(message["req"])
-        trial, execution = str(message["trial"]), int(message["execution"])
+        req = _counter(message["req"], "req")
+        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
         args = dict(message["args"])
         name = message["name"]
         loading = execution if name == "load_artifact" else None
@@ -388,6 +414,18 @@ class Ingest:
             self._socket.send_multipart([identity, protocol.pack(message)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("could not answer a producer: %s", exc)
+
+
+_UPLOAD_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_COUNTER_LIMIT = 1 << 62  # seqs, executions, offsets: well inside SQLite's 64 bits
+
+
+def _counter(value: Any, name: str, low: int = 1) -> int:
+    """A message's counter, or BadRequest: a value the database cannot store never reaches
+    a batch, where it would fail every later commit."""
+    if type(value) is not int or not low <= value < _COUNTER_LIMIT:
+        raise BadRequest(f"{name} must be an integer from {low} to 2**62; got {value!r:.40}")
+    return value
 
 
 def _checked_items(packed: Any) -> list[Any]:

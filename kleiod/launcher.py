@@ -20,6 +20,7 @@ from kleiod import lock, notify
 from kleiod.config import Config, ensure_private_dir
 
 LOG_FILE = "kleiod.log"
+STOPPED_MARKER = "stopped"  # `kleio daemon stop` was asked: supervisors start none
 UNIT = "kleiod.service"
 START_COMMAND = ["systemctl", "--user", "start", "kleiod"]
 
@@ -84,3 +85,16 @@ def _environment(config: Config) -> dict[str, str]:
            if k not in protocol.TRIAL_ENVIRONMENT and k != notify.ENVIRONMENT_VARIABLE}
     env["KLEIO_DATABASE"] = config.database
     return env
+
+
+def mark_stopped(runtime_dir: Path) -> None:
+    """The user stopped the daemon on purpose: supervisors leave it stopped."""
+    (Path(runtime_dir) / STOPPED_MARKER).touch()
+
+
+def clear_stopped(runtime_dir: Path) -> None:
+    (Path(runtime_dir) / STOPPED_MARKER).unlink(missing_ok=True)
+
+
+def stopped_by_user(runtime_dir: Path) -> bool:
+    return (Path(runtime_dir) / STOPPED_MARKER).exists()

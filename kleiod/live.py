@@ -11,6 +11,7 @@ restarted) and reads the journal again from its last position.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from kleio_client import protocol
@@ -23,6 +24,8 @@ class Live:
     def __init__(self, send: Callable[[list[bytes]], object]) -> None:
         """``send`` puts frames on the PUB socket (``socket.send_multipart``)."""
         self._send = send
+        # Numbers are this daemon's: a follower that sees another boot has missed chunks.
+        self.boot = uuid.uuid4().hex[:12]
         self._published: dict[tuple[str, str], int] = {}
 
     def publish(self, position: int, chunk: Chunk) -> None:
@@ -32,8 +35,8 @@ class Live:
         key = (chunk.trial_id, chunk.kind)
         number = self._published.get(key, 0) + 1
         self._published[key] = number
-        self._send([protocol.live_topic(chunk.trial_id, chunk.kind),
-                    protocol.pack(protocol.live(number, position, chunk.execution, chunk.body))])
+        message = protocol.live(self.boot, number, position, chunk.execution, chunk.body)
+        self._send([protocol.live_topic(chunk.trial_id, chunk.kind), protocol.pack(message)])
 
     def published(self, trial_id: str, kind: str) -> int:
         """How many chunks of that kind were published for the trial so far."""

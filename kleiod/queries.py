@@ -12,7 +12,7 @@ from kleio_client import protocol
 from kleiod import history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
-from kleiod.live import FOLLOWED_KINDS
+from kleiod.live import FOLLOWED_KINDS, Live
 from kleiod.storage.base import Storage
 
 
@@ -32,11 +32,10 @@ def collection_paused() -> Iterator[None]:
 class Queries:
     """Read-only verbs; each first commits what ingest holds, so a reader sees it."""
 
-    def __init__(self, storage: Storage, commit: Callable[[], None],
-                 published: Callable[[str, str], int]) -> None:
+    def __init__(self, storage: Storage, commit: Callable[[], None], live: Live) -> None:
         self._storage = storage
         self._commit = commit
-        self._published = published
+        self._live = live
 
     def table(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         verbs = {
@@ -176,7 +175,8 @@ class Queries:
         return {"id": trial_id, "status": self._storage.get_trial(trial_id)["status"],
                 "records": [{"position": r["position"], "execution": r["execution"],
                              "body": r["body"]} for r in records],
-                "end": end, "published": self._published(trial_id, kind)}
+                "end": end, "published": self._live.published(trial_id, kind),
+                "boot": self._live.boot}
 
 
 def _last_lines(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ class Spill:
         self._own: IO[bytes] | None = None
         self._adopted: list[IO[bytes]] = []
         self.records = 0  # records waiting in the spill files
+        self._last: dict[tuple[str, int, str], int] = {}  # per producer, its last seq here
 
     # -- writing ------------------------------------------------------------------
 
@@ -54,6 +55,7 @@ class Spill:
                 [chunk.trial_id, chunk.execution, chunk.producer, chunk.seq, chunk.count,
                  chunk.kind, chunk.body], use_bin_type=True))
             self.records += chunk.count
+            self._note(chunk)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -79,11 +81,22 @@ class Spill:
             except BlockingIOError:
                 handle.close()  # a live daemon's
                 continue
-            count = sum(chunk.count for chunk in _chunks(handle))
+            count = 0
+            for chunk in _chunks(handle):
+                count += chunk.count
+                self._note(chunk)
             handle.seek(0)
             log.warning("adopting %d records a previous daemon spilled to %s", count, path)
             self._adopted.append(handle)
             self.records += count
+
+    def _note(self, chunk: Chunk) -> None:
+        key = (chunk.trial_id, chunk.execution, chunk.producer)
+        self._last[key] = max(self._last.get(key, 0), chunk.seq + chunk.count - 1)
+
+    def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
+        """The greatest seq of a producer waiting here (0 when none)."""
+        return self._last.get((trial_id, execution, producer), 0)
 
     @property
     def pending(self) -> bool:
@@ -108,6 +121,7 @@ class Spill:
                     results.append(storage.append_chunks(group))
             self._discard(handle)
         self.records = 0
+        self._last.clear()
         return results
 
     def _discard(self, handle: IO[bytes]) -> None:

@@ -38,7 +38,8 @@ from kleiod.errors import KleiodError
 
 KILL_WINDOW = 3.0
 HEARTBEAT_WAIT = 5.0
-DAEMON_GRACE = 3.0  # how long no daemon may hold the lock before the supervisor starts one
+DAEMON_GRACE = 3.0
+WATCH_INTERVAL = 1.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
@@ -58,6 +59,7 @@ class SupervisorSpec:
     runtime_dir: str
     lease_seconds: float
     detached: bool = False  # started by the daemon: output to the journal only
+    escalate: bool = True  # a second Ctrl-C within KILL_WINDOW kills (not under a debugger)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,12 +91,23 @@ class Supervisor:
         control = ControlClient(self.endpoints.control)
         channel = self._channel = Channel(self.endpoints.ingest, self.spec.trial_id,
                                           self.spec.execution)
+        done = threading.Event()
+        watchdog = threading.Thread(target=self._watch_daemon, args=(done,), daemon=True)
+        watchdog.start()
         try:
-            exit_code = self._start_and_pump(control, channel)
+            try:
+                exit_code = self._start_and_pump(control, channel)
+            finally:
+                channel.close()
+            self._report_end(control, exit_code)
         finally:
-            channel.close()
-        self._report_end(control, exit_code)
+            done.set()
         return exit_code if exit_code >= 0 else 128 - exit_code
+
+    def _watch_daemon(self, done: threading.Event) -> None:
+        """Every second until the end is recorded: is a daemon there to take the records?"""
+        while not done.wait(WATCH_INTERVAL):
+            self._revive_daemon()
 
     def _start_and_pump(self, control: ControlClient, channel: Channel) -> int:
         outputs = self._outputs = terminal.open_outputs(foreground=not self.spec.detached)
@@ -103,12 +116,8 @@ class Supervisor:
                 self.spec.argv, cwd=self.spec.cwd, env=self._trial_environment(),
                 stdout=outputs[0].theirs, stderr=outputs[1].theirs, start_new_session=True,
             )
-        except FileNotFoundError:
-            return self._cannot_start(channel, f"command not found: {self.spec.argv[0]}",
-                                      EXIT_NOT_FOUND)
-        except PermissionError:
-            return self._cannot_start(channel, f"permission denied: {self.spec.argv[0]}",
-                                      EXIT_NOT_EXECUTABLE)
+        except OSError as exc:
+            return self._cannot_start(channel, *self._why_not_started(exc))
         finally:
             for output in outputs:
                 os.close(output.theirs)
@@ -117,6 +126,16 @@ class Supervisor:
         heartbeat.start()
         self._pump(channel, outputs)
         return self._process.wait()
+
+    def _why_not_started(self, exc: OSError) -> tuple[str, int]:
+        program = self.spec.argv[0]
+        if not os.path.isdir(self.spec.cwd):
+            return f"the working directory {self.spec.cwd} does not exist", EXIT_NOT_FOUND
+        if isinstance(exc, FileNotFoundError):
+            return f"command not found: {program}", EXIT_NOT_FOUND
+        if isinstance(exc, PermissionError):
+            return f"permission denied: {program}", EXIT_NOT_EXECUTABLE
+        return f"cannot run {program}: {exc.strerror or exc}", EXIT_NOT_EXECUTABLE
 
     def _cannot_start(self, channel: Channel, message: str, code: int) -> int:
         text = f"kleio: {message}\n".encode()
@@ -178,7 +197,6 @@ class Supervisor:
                 reply = control.call("heartbeat", id=self.spec.trial_id,
                                      execution=self.spec.execution)
             except KleioError:
-                self._revive_daemon()
                 continue  # a lost heartbeat is recovered by the next one
             owner = reply["owner"]
             self._database_trouble(reply.get("database_error"))
@@ -200,10 +218,12 @@ class Supervisor:
                              signals=self.signals, timeout=REPORT_RETRY)
                 return
             except RequestRefused as exc:
+                if exc.code == protocol.E_STORAGE:  # the journal is away for now: again
+                    time.sleep(REPORT_RETRY)
+                    continue
                 print(f"kleio: the daemon refused the end of the trial: {exc}", file=sys.stderr)
                 return
             except DaemonUnavailable:
-                self._revive_daemon()
                 continue
         print(f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
               "will show as lost once its lease expires", file=sys.stderr)
@@ -228,7 +248,7 @@ class Supervisor:
         """No daemon for ``DAEMON_GRACE`` seconds (it crashed, or was stopped and nothing
         started another): start one, so that the trial's records and end are kept."""
         runtime = Path(self.spec.runtime_dir)
-        if lock.is_held(runtime):
+        if lock.is_held(runtime) or launcher.stopped_by_user(runtime):
             self._daemon_absent_since = None
             return
         now = time.monotonic()
@@ -256,7 +276,8 @@ class Supervisor:
     def _install_signal_handlers(self) -> None:
         for signum in FORWARDED:
             signal.signal(signum, self._on_signal)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # A handler, not SIG_IGN: an ignored SIGHUP would be inherited by the trial.
+        signal.signal(signal.SIGHUP, _ignore)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         process = self._process
@@ -275,7 +296,8 @@ class Supervisor:
         if signum in RECORDED:
             self.signals.append(signal.Signals(signum).name)
         now = time.monotonic()
-        kill = signum == signal.SIGINT and now - self._last_interrupt < KILL_WINDOW
+        kill = (self.spec.escalate and signum == signal.SIGINT
+                and now - self._last_interrupt < KILL_WINDOW)
         if signum == signal.SIGINT:
             self._last_interrupt = now
         if process is None:
@@ -288,6 +310,10 @@ class Supervisor:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+def _ignore(_signum: int, _frame: Any) -> None:
+    """The terminal hung up: the trial runs on."""
 
 
 def _write(fd: int, data: bytes) -> None:
