@@ -20,6 +20,8 @@ for epoch in range(start, 3):
     kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
 secret = 40 + start
 if start > 0:
+    kleio_logger.log_statistic(debugged=True)  # a scratch record: not in the trial's history
+    print("debug output", flush=True)
     raise RuntimeError("boom")
 """
 
@@ -77,6 +79,7 @@ def test_pdb_debugs_the_trial_without_touching_its_history(kleio, script):
     terminal.type("quit")
     assert terminal.close() == 0
     assert kleio.json("stats", tid) == before
+    assert "debug output" not in kleio.ok("cat", tid).stdout
     info = kleio.json("info", tid)
     assert len(info["executions"]) == 1 and info["status"] == "completed"
     assert [t["id"] for t in kleio.json("ls")] == [tid]  # scratch trials are not listed

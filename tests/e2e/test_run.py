@@ -283,3 +283,15 @@ def test_output_larger_than_a_wire_message_is_kept_whole(kleio, script):
                          cwd=kleio.cwd, capture_output=True, timeout=180)
     assert cat.returncode == 0, cat.stderr[-2000:]
     assert len(cat.stdout) == 70 * 1024 * 1024
+
+
+def test_a_command_the_system_cannot_execute_is_one_line_and_a_broken_trial(kleio, workdir):
+    program = workdir / "noshebang"
+    program.write_text("echo this file has no interpreter line\n")
+    program.chmod(0o755)
+    done = kleio("./noshebang")
+    assert done.returncode == 126
+    assert "kleio: cannot run ./noshebang: Exec format error" in done.stderr
+    assert "Traceback" not in done.stderr
+    info = kleio.json("info", trial_id(done.stderr))
+    assert info["status"] == "broken"

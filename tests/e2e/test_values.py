@@ -36,7 +36,8 @@ for record in records:
     kleio_logger.log_statistic(**record)
 refusals = []
 for bad in ({"long": "x" * (MAX_STRING + 1)}, {"deep": {}}, {"big": 2**64},
-            {"obj": object()}, {"bytes": b"raw"}, {"d": {1: "int key"}}):
+            {"obj": object()}, {"bytes": b"raw"}, {"d": {1: "int key"}},
+            {"name": "bad\udcff"}):
     if "deep" in bad:
         nested = {}
         for _ in range(40):
@@ -61,6 +62,7 @@ def test_keys_and_values_round_trip_or_are_refused_at_the_call(kleio, script, ba
     assert "64 bits" in refusals[2]
     assert "not supported" in refusals[3] and "not supported" in refusals[4]
     assert "dict keys must be str" in refusals[5]
+    assert "cannot log name" in refusals[6] and "not valid unicode" in refusals[6]
 
     stored = kleio.json("stats", tid)
     assert len(stored) == 5
