@@ -21,6 +21,30 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def columns(headers: Sequence[str], values: Sequence[Sequence[Any]]) -> str:
+    """An aligned table given column by column, each column formatted at once: the fast
+    way to print a million rows."""
+    texts = [[str(h), *_column_texts(column)] for h, column in zip(headers, values,
+                                                                    strict=True)]
+    padded = []
+    for index, column in enumerate(texts):
+        if index == len(texts) - 1:
+            padded.append(column)
+            continue
+        width = max(map(len, column))
+        padded.append([text.ljust(width) for text in column])
+    return "\n".join(map("  ".join, zip(*padded, strict=True))) + "\n"
+
+
+def _column_texts(column: Sequence[Any]) -> list[str]:
+    kinds = set(map(type, column))
+    if kinds == {float} and all(map(math.isfinite, column)):
+        return list(map("{:.6g}".format, column))
+    if kinds <= {int, str}:
+        return list(map(str, column))
+    return list(map(_cell, column))
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

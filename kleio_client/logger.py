@@ -17,6 +17,8 @@ import sys
 import threading
 from typing import IO, Any, BinaryIO, cast
 
+import msgpack
+
 from kleio_client import protocol, resource
 from kleio_client.artifact import Artifact
 from kleio_client.channel import PREFIXES, Channel
@@ -143,7 +145,12 @@ class Logger:
         channel = self._channel or self._start()
         if channel is None:
             return []
-        return list(channel.query("statistics", {"where": where}))
+        segments = channel.query("statistics", {"where": where})["segments"]
+        records = [pair[1] for segment in segments for pair in msgpack.unpackb(
+            segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
+        if not where:
+            return records
+        return [r for r in records if all(r.get(k) == v for k, v in where.items())]
 
     # -- lifetime -------------------------------------------------------------------
 

@@ -89,11 +89,6 @@ def resume_point(records: list[dict[str, Any]]) -> int | None:
     return max(loaded) if loaded else None
 
 
-def statistics(history: list[dict[str, Any]], where: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in history if r["kind"] == protocol.STATISTIC
-            and all(r["body"].get(k) == v for k, v in where.items())]
-
-
 def artifacts(history: list[dict[str, Any]], filename: str | None,
               metadata: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in history if r["kind"] == protocol.ARTIFACT
@@ -134,3 +129,46 @@ def _comparable(a: Any, b: Any) -> bool:
     numbers = (int, float)
     return (isinstance(a, numbers) and isinstance(b, numbers)) or type(a) is type(b)
 
+
+
+def statistic_segments(storage: Storage, trial_id: str,
+                       upto: int | None = None) -> list[dict[str, Any]]:
+    """The effective history's statistics as segments of stored chunks: ``body`` (packed
+    [kind, record] pairs) with the records ``start`` to ``end`` of it, the first at
+    ``position``.  The same rules as :func:`walk`, at the chunk level: a million
+    statistics are read and sent without a dict per record."""
+    trial = storage.get_trial(trial_id)
+    history: list[dict[str, Any]] = []
+    if trial["parent"] and trial["branch_point"] is not None:
+        history = statistic_segments(storage, trial["parent"], upto=trial["branch_point"])
+    own: dict[int, list[dict[str, Any]]] = {}
+    for chunk in storage.read_chunks(trial_id, [protocol.STATISTIC], upto):
+        segment = {"trial": trial_id, "execution": chunk["execution"],
+                   "position": chunk["position"], "start": 0, "end": chunk["count"],
+                   "body": chunk["body"]}
+        own.setdefault(chunk["execution"], []).append(_cut(segment, upto))
+    for view in walk(storage, trial_id, upto=upto, statistics=False)[1]:
+        logged = own.get(view.number, [])
+        if view.resume_point is not None:
+            history = [_cut(s, view.resume_point) for s in history] + logged
+        elif view.restarted:
+            history = logged
+        else:
+            history = history + logged
+    return [s for s in history if s["end"] > s["start"]]
+
+
+def _cut(segment: dict[str, Any], upto: int | None) -> dict[str, Any]:
+    """The segment's records at or before position ``upto``."""
+    if upto is None or segment["position"] + segment["end"] - 1 <= upto:
+        return segment
+    return {**segment, "end": max(segment["start"], min(segment["end"],
+                                                        upto - segment["position"] + 1))}
+
+
+def end_of(storage: Storage, trial_id: str) -> int | None:
+    """The position of the effective history's last record (statistic or artifact), read
+    at the chunk level: branching at the end costs the same for any history's length."""
+    ends = [s["position"] + s["end"] - 1 for s in statistic_segments(storage, trial_id)[-1:]]
+    ends += [r["position"] for r in effective(storage, trial_id, statistics=False)[-1:]]
+    return max(ends) if ends else None

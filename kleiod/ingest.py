@@ -260,10 +260,14 @@ class Ingest:
         trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
         args = dict(message["args"])
         name = message["name"]
+        if name == "statistics":  # stored chunks: the script unpacks and filters them
+            with collection_paused():
+                segments = history.statistic_segments(self._storage, trial)
+            self._send(identity, protocol.answer(req, {"segments": segments}))
+            return
         loading = execution if name == "load_artifact" else None
         with collection_paused():
-            seen = history.effective(self._storage, trial, loading=loading,
-                                     statistics=name == "statistics")
+            seen = history.effective(self._storage, trial, loading=loading, statistics=False)
         if name == "load_artifact":
             found = history.artifacts(seen, str(args["filename"]), dict(args["metadata"]))
             result: Any = None
@@ -274,8 +278,6 @@ class Ingest:
             filename = args.get("filename")
             result = [self._artifact(r) for r in history.artifacts(
                 seen, None if filename is None else str(filename), dict(args["metadata"]))]
-        elif name == "statistics":
-            result = [r["body"] for r in history.statistics(seen, dict(args["where"]))]
         else:
             raise BadRequest(f"unknown query {name!r}")
         self._send(identity, protocol.answer(req, result))

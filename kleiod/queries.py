@@ -83,8 +83,11 @@ class Queries:
             trial[part] = capture.get(part)
         return trial
 
-    def stats(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        """The effective history's statistics; with ``all_executions``, superseded ones too."""
+    def stats(self, args: dict[str, Any]) -> Any:
+        """The effective history's statistics; with ``all_executions``, superseded ones too.
+        With ``segments``, the records as stored chunks for the caller to unpack (fast)."""
+        if args.get("segments") and not args.get("all_executions"):
+            return history.statistic_segments(self._storage, self._id(args))
         trial_id = self._id(args)
         walked = history.effective(self._storage, trial_id)
         records = [r for r in walked if r["kind"] == protocol.STATISTIC]
@@ -126,9 +129,12 @@ class Queries:
 
     def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id = self._id(args)
-        walked = history.effective(self._storage, trial_id)
         key = args.get("key")
-        point = history.branch_point(walked, None if key is None else str(key), args.get("value"))
+        if key is None:  # the end of the history: found without reading the records
+            point = history.end_of(self._storage, trial_id)
+        else:
+            walked = history.effective(self._storage, trial_id)
+            point = history.branch_point(walked, str(key), args.get("value"))
         if point is None:
             point = self._storage.get_trial(trial_id)["branch_point"]
         return {"id": trial_id, "branch_point": point}

@@ -11,16 +11,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from tests.benchmarks import journal, peers, resources
+from tests.benchmarks.harness import Figure, isolated_env, kleio_argv, table, timed
 
 LOGGING_SCRIPT = """
 import sys, time
@@ -64,44 +63,6 @@ print(f"{loop / n * 1e6} {dropped}")
 """
 
 
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    unit: str
-    runs: list[float]
-    target: str
-    baseline: list[float] | None = None
-
-    def row(self) -> list[str]:
-        med = statistics.median(self.runs)
-        base = statistics.median(self.baseline) if self.baseline else None
-        ratio = f"{med / base:.2f}" if base else "-"
-        return [self.name, f"{med:.3g} {self.unit}", f"{min(self.runs):.3g}",
-                f"{max(self.runs):.3g}", self.target,
-                f"{base:.3g} {self.unit}" if base else "-", ratio]
-
-
-def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KLEIO_")}
-    (root / "run").mkdir(parents=True, exist_ok=True)
-    env.update(XDG_RUNTIME_DIR=str(root / "run"), XDG_DATA_HOME=str(root / "data"),
-               XDG_CONFIG_HOME=str(root / "config"))
-    return env
-
-
-def _kleio(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kleio_cli", *args]
-
-
-def _timed(run: Callable[[], object], times: int) -> list[float]:
-    out = []
-    for _ in range(times):
-        start = time.perf_counter()
-        run()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def bench_logging(root: Path, env: dict[str, str], runs: int, records: int) -> list[Figure]:
     script = root / "log.py"
     script.write_text(textwrap.dedent(LOGGING_SCRIPT))
@@ -109,7 +70,7 @@ def bench_logging(root: Path, env: dict[str, str], runs: int, records: int) -> l
     raw.write_text(textwrap.dedent(RAW_PUSH_SCRIPT))
     per_call, flush, raw_call, raw_dropped = [], [], [], []
     for _ in range(runs):
-        done = subprocess.run(_kleio("python", str(script), str(records), uuid.uuid4().hex),
+        done = subprocess.run(kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
                               env=env, capture_output=True, text=True, check=True, cwd=root)
         call, wait = (float(x) for x in done.stdout.split())
         per_call.append(call)
@@ -128,13 +89,17 @@ def bench_logging(root: Path, env: dict[str, str], runs: int, records: int) -> l
 
 
 def bench_start(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
-    subprocess.run(_kleio("daemon", "start"), env=env, capture_output=True, check=True)
-    kleio_runs = _timed(lambda: subprocess.run(
-        ["kleio", "python", "-c", "pass", uuid.uuid4().hex], env=env, capture_output=True,
-        check=True, cwd=root), runs)
-    python_runs = _timed(lambda: subprocess.run(
-        [sys.executable, "-c", "pass"], capture_output=True, check=True), runs)
-    help_runs = _timed(lambda: subprocess.run(["kleio", "--help"], env=env,
+    """In a repository of 1,000 files (one edited) with 300 more distributions installed."""
+    repo, site = _big_repository(root, 1000, 300)
+    big = {**env, "PYTHONPATH": str(site)}
+    subprocess.run(kleio_argv("daemon", "start"), env=env, capture_output=True, check=True)
+    kleio_runs = timed(lambda: subprocess.run(
+        ["kleio", "python", "-c", "pass", uuid.uuid4().hex], env=big, capture_output=True,
+        check=True, cwd=repo), runs)
+    python_runs = timed(lambda: subprocess.run(
+        [sys.executable, "-c", "pass"], env=big, capture_output=True, check=True, cwd=repo),
+        runs)
+    help_runs = timed(lambda: subprocess.run(["kleio", "--help"], env=env,
                                               capture_output=True, check=True), runs)
     return [
         Figure("kleio python -c pass (new trial)", "s", kleio_runs,
@@ -156,7 +121,9 @@ print(elapsed)
 
 def _big_repository(root: Path, files: int, distributions: int) -> tuple[Path, Path]:
     """A git repository of ``files`` files (one edited) and a site dir of fake distributions."""
-    repo = root / "bigrepo"
+    repo, site = root / "bigrepo", root / "site"
+    if repo.exists():
+        return repo, site
     for index in range(files):
         package = repo / f"pkg{index // 100}"
         package.mkdir(parents=True, exist_ok=True)
@@ -167,7 +134,6 @@ def _big_repository(root: Path, files: int, distributions: int) -> tuple[Path, P
     subprocess.run(git + ["add", "."], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", "files"], cwd=repo, check=True)
     (repo / "pkg0" / "module0.py").write_text("VALUE = -1\n")
-    site = root / "site"
     for index in range(distributions):
         info = site / f"dist{index}-1.{index}.0.dist-info"
         info.mkdir(parents=True)
@@ -188,28 +154,38 @@ def bench_capture(root: Path, runs: int) -> list[Figure]:
     return [Figure("capture: 1,000 files, 300+ distributions", "s", times, "<= 0.3 s")]
 
 
-def table(figures: list[Figure]) -> str:
-    rows = [["figure", "median", "min", "max", "target", "baseline", "ratio"]]
-    rows += [f.row() for f in figures]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure the peers that are installed (not part of CI)")
+    parser.add_argument("--only", help="only the benchmarks whose function name has this")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))
-    env = _env(root)
+    env = isolated_env(root)
     try:
-        figures = bench_logging(root, env, args.runs, args.records)
-        figures += bench_start(root, env, args.runs)
-        figures += bench_capture(root, args.runs)
+        benches = [
+            lambda: bench_logging(root, env, args.runs, args.records),
+            lambda: resources.bench_latency(root, env),
+            lambda: resources.bench_flood(root, env, args.runs, args.records),
+            lambda: bench_start(root, env, args.runs),
+            lambda: bench_capture(root, args.runs),
+            lambda: journal.bench_ls(root, env, args.runs),
+            lambda: journal.bench_stats(root, env, args.runs),
+            lambda: journal.bench_branch(root, env, args.runs),
+        ]
+        names = ["logging", "latency", "flood", "start", "capture", "ls", "stats", "branch"]
+        figures = []
+        for name, bench in zip(names, benches, strict=True):
+            if args.only is None or args.only in name:
+                figures += bench()
+        if args.peers:
+            logged = [f for f in figures if f.name.startswith("log_statistic")]
+            figures += peers.bench_peers(root, args.runs, logged[0].runs if logged else [])
     finally:
-        subprocess.run(_kleio("daemon", "stop"), env=env, capture_output=True)
+        subprocess.run(kleio_argv("daemon", "stop"), env=env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps([f.__dict__ for f in figures], indent=2))

@@ -1,0 +1,109 @@
+"""Reading the journal at scale: `kleio ls` over 10,000 trials, `kleio stats` of a trial of
+1,000,000 records (sorted by a key, as a table and as JSON), the same through the Python
+API, and branch creation at 1,000 and 1,000,000 parent records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.benchmarks.harness import Figure, kleio_argv, timed
+
+GENERATE = """
+import random, sys, time
+from kleio_client import kleio_logger
+count = int(sys.argv[1])
+if "--read" in sys.argv and sys.argv[sys.argv.index("--read") + 1] == "1":
+    start = time.perf_counter()
+    records = kleio_logger.statistics()
+    print(f"read {len(records)} {time.perf_counter() - start}")
+    sys.exit(0)
+if "--read" in sys.argv and sys.argv[sys.argv.index("--read") + 1] == "2":
+    sys.exit(0)
+random.seed(1)
+for step in range(count):
+    kleio_logger.log_statistic(step=step, loss=random.random(), acc=0.5)
+"""
+
+MAKE_TRIALS = """
+import sys, time
+from pathlib import Path
+from kleiod.storage.sqlite import SQLiteStorage
+from kleiod.storage.base import Claim, TrialSpec
+storage = SQLiteStorage(Path(sys.argv[1]))
+now = time.time()
+for index in range(int(sys.argv[2])):
+    spec = TrialSpec(id=f"{index:032x}", command=["python", "train.py", "--lr", str(index)],
+                     identity={}, cwd="/tmp", user="bench")
+    storage.reserve(spec, Claim("host", 1, now, now + 60))
+storage.close()
+"""
+
+
+def _trial(root: Path, env: dict[str, str], count: int) -> str:
+    script = root / "generate.py"
+    script.write_text(textwrap.dedent(GENERATE))
+    done = subprocess.run(kleio_argv("python", str(script), str(count), "--read", "0"),
+                          env=env, cwd=root, capture_output=True, text=True, check=True)
+    return done.stderr.split("trial reserved with id: ")[1].split()[0]
+
+
+def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    trial = _trial(root, env, 1_000_000)
+
+    def stats(*args: str) -> None:
+        subprocess.run(kleio_argv("stats", trial, *args), env=env, cwd=root, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    table = timed(lambda: stats("--sort", "loss"), runs)
+    as_json = timed(lambda: stats("--sort", "loss", "--json"), runs)
+    api = []
+    for _ in range(runs):  # a child trial reads its parent's 1,000,000 records
+        done = subprocess.run(kleio_argv("branch", trial, "--read", "1"), env=env, cwd=root,
+                              capture_output=True, text=True, check=True)
+        count, seconds = done.stdout.split()[1:3]
+        assert int(count) == 1_000_000, count
+        api.append(float(seconds))
+    return [
+        Figure("kleio stats, 1M records, --sort loss", "s", table, "<= 2 s"),
+        Figure("kleio stats --json, 1M records, --sort", "s", as_json, "<= 2 s"),
+        Figure("kleio_logger.statistics(), 1M records", "s", api, "<= 2 s"),
+    ]
+
+
+def bench_branch(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    """`kleio branch` (a child that exits at once) of a parent of 1,000 and of 1,000,000."""
+    figures = []
+    small, large = _trial(root, env, 1_000), _trial(root, env, 1_000_000)
+    sizes = {}
+    tags = iter(range(10**6))
+    for name, trial in (("1k", small), ("1M", large)):
+        sizes[name] = timed(lambda t=trial: subprocess.run(
+            kleio_argv("branch", t, "--read", "2", "--tag", str(next(tags))), env=env,
+            cwd=root, capture_output=True, check=True), runs)
+    figures.append(Figure("kleio branch, parent of 1M records", "s", sizes["1M"],
+                          "O(1): <= 1x the 1k parent", sizes["1k"]))
+    return figures
+
+
+def bench_ls(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    data = root / "ls-data"
+    journal = data / "kleio" / "journal.sqlite"
+    journal.parent.mkdir(parents=True)
+    maker = root / "make_trials.py"
+    maker.write_text(textwrap.dedent(MAKE_TRIALS))
+    subprocess.run([sys.executable, str(maker), str(journal), "10000"], check=True)
+    ls_env = {**env, "XDG_DATA_HOME": str(data), "XDG_RUNTIME_DIR": str(root / "ls-run")}
+    (root / "ls-run").mkdir()
+    subprocess.run(kleio_argv("daemon", "start"), env=ls_env, check=True, capture_output=True)
+    try:
+        table = timed(lambda: subprocess.run(kleio_argv("ls"), env=ls_env, check=True,
+                                             stdout=subprocess.DEVNULL), runs)
+        as_json = timed(lambda: subprocess.run(kleio_argv("ls", "--json"), env=ls_env,
+                                               check=True, stdout=subprocess.DEVNULL), runs)
+    finally:
+        subprocess.run(kleio_argv("daemon", "stop"), env=ls_env, capture_output=True)
+    return [Figure("kleio ls, 10,000 trials", "s", table, "<= 0.5 s"),
+            Figure("kleio ls --json, 10,000 trials", "s", as_json, "<= 0.5 s")]
