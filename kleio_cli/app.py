@@ -320,4 +320,25 @@ def main() -> None:
     first = next((a for a in argv if a not in RUN_OPTIONS), None)
     if first is not None and not first.startswith("-") and first not in command_names():
         argv = ["run", *argv]  # the prefix form, options of `run` included
-    app(args=argv, prog_name="kleio")
+    try:
+        app(args=argv, prog_name="kleio")
+    except SystemExit as exc:
+        _exit_now(exc.code)
+
+
+def _exit_now(code: object) -> None:
+    """Exit without freeing what the command read (a million records take 0.5 s to free):
+    the output is flushed, and the process holds nothing else that needs closing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a reader that went away (`kleio stats | head`)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    os._exit(status)

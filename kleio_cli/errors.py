@@ -78,6 +78,8 @@ def reported() -> Iterator[None]:
         yield
     except (CliError, KleioError, KleiodError) as exc:
         fail(exc)
+    except BrokenPipeError:  # the reader has all it wanted (`kleio stats ID | head`)
+        raise typer.Exit(0) from None
     except (OSError, zmq.ZMQError) as exc:
         fail(CliError(f"kleio: {exc}"))
     except KeyboardInterrupt:

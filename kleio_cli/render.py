@@ -22,24 +22,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def columns(headers: Sequence[str], values: Sequence[Sequence[Any]]) -> str:
-    """An aligned table given column by column, each column formatted at once: the fast
-    way to print a million rows."""
-    texts = [[str(h), *_column_texts(column)] for h, column in zip(headers, values,
-                                                                    strict=True)]
-    padded = []
-    for index, column in enumerate(texts):
-        if index == len(texts) - 1:
-            padded.append(column)
-            continue
-        width = max(map(len, column))
-        padded.append([text.ljust(width) for text in column])
-    return "\n".join(map("  ".join, zip(*padded, strict=True))) + "\n"
+    """An aligned table given column by column, each column formatted at once and each
+    row by one format call: the fast way to print a million rows."""
+    texts = [_column_texts(column) for column in values]
+    widths = [max(len(str(h)), max(map(len, t), default=0)) for h, t in zip(
+        headers, texts, strict=True)]
+    row = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + ("  " if len(widths) > 1 else "") \
+        + "{}"
+    lines = [row.format(*headers).rstrip(), *map(row.format, *texts)]
+    return "\n".join(lines) + "\n"
 
 
 def _column_texts(column: Sequence[Any]) -> list[str]:
     kinds = set(map(type, column))
     if kinds == {float} and all(map(math.isfinite, column)):
-        return list(map("{:.6g}".format, column))
+        return list(map("%.6g".__mod__, column))
     if kinds <= {int, str}:
         return list(map(str, column))
     return list(map(_cell, column))
@@ -90,6 +87,32 @@ def print_json(value: Any) -> None:
         return
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=_jsonable)
     sys.stdout.write("\n")
+
+
+def print_json_array(values: list[Any]) -> None:
+    """A long list as JSON in one call of the C encoder (one line: a million records in
+    about a second, where one call per element takes four)."""
+    sys.stdout.write(json.dumps(values, ensure_ascii=False, default=_jsonable))
+    sys.stdout.write("\n")
+
+
+def json_rows_fast(columns: Sequence[Sequence[Any]]) -> bool:
+    """Whether rows of these columns can be written by :func:`print_json_rows`: finite
+    numbers only, no missing value."""
+    return bool(columns) and all(set(map(type, column)) <= {int, float}
+                                 and all(map(math.isfinite, column)) for column in columns)
+
+
+def print_json_rows(labels: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
+    """Rows of finite numbers (see :func:`json_rows_fast`) as a JSON array, one object per
+    line, one format call per row: a million rows print in about a second."""
+    keys = [json.dumps(label, ensure_ascii=False).replace("{", "{{").replace("}", "}}")
+            for label in labels]
+    row = "{{" + ", ".join(f"{key}: {{!r}}" for key in keys) + "}}"
+    write = sys.stdout.write
+    write("[\n  ")
+    write(",\n  ".join(map(row.format, *columns)))
+    write("\n]\n")
 
 
 def _jsonable(value: Any) -> Any:

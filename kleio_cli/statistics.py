@@ -27,36 +27,30 @@ def unpacked(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     return records, origins
 
 
-def sorted_by(key: str, records: list[dict[str, Any]], origins: list[int]
-              ) -> tuple[list[dict[str, Any]], list[int]]:
-    """Records sorted by ``key`` (stable): numbers by value, then strings, then NaN, then
-    other values, then records without the key."""
-    if records and not any(key in record for record in records):
-        known = sorted({k for record in records for k in record})
+def order_by(key: str, labels: list[str], columns: list[list[Any]]) -> list[int]:
+    """The rows' order sorted by ``key`` (stable): numbers by value, then strings, then NaN,
+    then other values, then rows without the key."""
+    if key not in labels:
         from kleio_cli.errors import EXIT_USAGE, CliError
 
-        raise CliError(f"kleio: no record has the key {key!r}; keys: {', '.join(known)}",
-                       EXIT_USAGE)
-    order = sorted(range(len(records)), key=_sort_key(key, records))
-    return [records[i] for i in order], [origins[i] for i in order]
-
-
-def _sort_key(key: str, records: list[dict[str, Any]]) -> Callable[[int], Any]:
-    values = [record.get(key, _ABSENT) for record in records]
+        raise CliError(f"kleio: no record has the key {key!r}; keys: "
+                       f"{', '.join(sorted(labels))}", EXIT_USAGE)
+    values = columns[labels.index(key)]
     kinds = set(map(type, values))
-    if kinds <= {int, float} and not any(v != v for v in values):  # the fast, usual case
-        return values.__getitem__
-    if kinds == {str}:
-        return values.__getitem__
-    ranked = [_rank(v) for v in values]
-    return ranked.__getitem__
+    if kinds <= {int, float} and not (float in kinds and any(map(math.isnan, values))):
+        rank: Callable[[int], Any] = values.__getitem__  # the usual case, at C speed
+    elif kinds == {str}:
+        rank = values.__getitem__
+    else:
+        rank = [_rank(v) for v in values].__getitem__
+    return sorted(range(len(values)), key=rank)
 
 
 _ABSENT = object()
 
 
 def _rank(value: Any) -> tuple[int, Any]:
-    if value is _ABSENT:
+    if value is _ABSENT or value is None:
         return (4, 0)
     if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
         return (0, value)
@@ -65,6 +59,19 @@ def _rank(value: Any) -> tuple[int, Any]:
     if isinstance(value, float):
         return (2, 0)
     return (3, repr(value))
+
+
+def columns(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The keys of all records (in order of first appearance) and a column of values for
+    each (None where a record lacks the key)."""
+    keys: dict[str, None] = {}
+    shapes = set(map(tuple, records))
+    for record in records if len(shapes) > 1 else records[:1]:
+        if len(keys) < len(record) or not keys.keys() >= record.keys():
+            keys.update(dict.fromkeys(record))
+    if len(shapes) == 1:
+        return list(keys), [list(map(itemgetter(k), records)) for k in keys]
+    return list(keys), [[record.get(k) for record in records] for k in keys]
 
 
 def origin_labels(segments: list[dict[str, Any]], origins: list[int]) -> list[str]:

@@ -60,9 +60,9 @@ def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     table = timed(lambda: stats("--sort", "loss"), runs)
     as_json = timed(lambda: stats("--sort", "loss", "--json"), runs)
     api = []
-    for _ in range(runs):  # a child trial reads its parent's 1,000,000 records
-        done = subprocess.run(kleio_argv("branch", trial, "--read", "1"), env=env, cwd=root,
-                              capture_output=True, text=True, check=True)
+    for run in range(runs):  # a new child trial reads its parent's 1,000,000 records
+        done = subprocess.run(kleio_argv("branch", trial, "--read", "1", "--tag", str(run)),
+                              env=env, cwd=root, capture_output=True, text=True, check=True)
         count, seconds = done.stdout.split()[1:3]
         assert int(count) == 1_000_000, count
         api.append(float(seconds))
