@@ -131,8 +131,8 @@ def _comparable(a: Any, b: Any) -> bool:
 
 
 
-def statistic_segments(storage: Storage, trial_id: str,
-                       upto: int | None = None) -> list[dict[str, Any]]:
+def statistic_segments(storage: Storage, trial_id: str, upto: int | None = None,
+                       bodies: bool = True) -> list[dict[str, Any]]:
     """The effective history's statistics as segments of stored chunks: ``body`` (packed
     [kind, record] pairs) with the records ``start`` to ``end`` of it, the first at
     ``position``.  The same rules as :func:`walk`, at the chunk level: a million
@@ -140,9 +140,10 @@ def statistic_segments(storage: Storage, trial_id: str,
     trial = storage.get_trial(trial_id)
     history: list[dict[str, Any]] = []
     if trial["parent"] and trial["branch_point"] is not None:
-        history = statistic_segments(storage, trial["parent"], upto=trial["branch_point"])
+        history = statistic_segments(storage, trial["parent"], upto=trial["branch_point"],
+                                     bodies=bodies)
     own: dict[int, list[dict[str, Any]]] = {}
-    for chunk in storage.read_chunks(trial_id, [protocol.STATISTIC], upto):
+    for chunk in storage.read_chunks(trial_id, [protocol.STATISTIC], upto, bodies):
         segment = {"trial": trial_id, "execution": chunk["execution"],
                    "position": chunk["position"], "start": 0, "end": chunk["count"],
                    "body": chunk["body"]}
@@ -169,6 +170,7 @@ def _cut(segment: dict[str, Any], upto: int | None) -> dict[str, Any]:
 def end_of(storage: Storage, trial_id: str) -> int | None:
     """The position of the effective history's last record (statistic or artifact), read
     at the chunk level: branching at the end costs the same for any history's length."""
-    ends = [s["position"] + s["end"] - 1 for s in statistic_segments(storage, trial_id)[-1:]]
+    ends = [s["position"] + s["end"] - 1
+            for s in statistic_segments(storage, trial_id, bodies=False)[-1:]]
     ends += [r["position"] for r in effective(storage, trial_id, statistics=False)[-1:]]
     return max(ends) if ends else None

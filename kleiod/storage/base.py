@@ -200,12 +200,12 @@ class Storage(Protocol):
         """The greatest seq stored for a producer (0 when none)."""
         ...
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str],
-                    upto: int | None = None) -> list[dict[str, Any]]:
+    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
+                    bodies: bool = True) -> list[dict[str, Any]]:
         """The trial's chunks of those kinds as stored (``position`` of the first record,
-        ``execution``, ``count``, packed ``body``), in position order; with ``upto``, those
-        starting at or before it.  Reading a million statistics this way makes no dict
-        per record."""
+        ``execution``, ``count``, packed ``body``, or None without ``bodies``), in position
+        order; with ``upto``, those starting at or before it.  Reading a million statistics
+        this way makes no dict per record."""
         ...
 
     def read_records(self, trial_id: str, kinds: Iterable[str],

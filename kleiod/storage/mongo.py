@@ -291,16 +291,16 @@ class MongoStorage:
                 sort=[("seq", -1)])
         return 0 if doc is None else int(doc["seq"] + doc["count"] - 1)
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str],
-                    upto: int | None = None) -> list[dict[str, Any]]:
+    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
+                    bodies: bool = True) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
         if upto is not None:
             query["chunk"] = {"$lte": upto // POSITION_STRIDE}
+        fields = {"chunk": 1, "execution": 1, "count": 1, **({"body": 1} if bodies else {})}
         with self._t("reading records"):
-            docs = list(self._db.chunks.find(
-                query, {"chunk": 1, "execution": 1, "count": 1, "body": 1}).sort("chunk", 1))
+            docs = list(self._db.chunks.find(query, fields).sort("chunk", 1))
         return [{"position": d["chunk"] * POSITION_STRIDE, "execution": d["execution"],
-                 "count": d["count"], "body": d["body"]} for d in docs]
+                 "count": d["count"], "body": d.get("body")} for d in docs]
 
     def read_records(self, trial_id: str, kinds: Iterable[str],
                      after: int | None = None) -> list[dict[str, Any]]:

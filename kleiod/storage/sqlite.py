@@ -373,14 +373,15 @@ class SQLiteStorage:
                 "AND producer = ?", (trial_id, execution, producer)).fetchone()
         return int(row[0] or 0)
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str],
-                    upto: int | None = None) -> list[dict[str, Any]]:
+    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
+                    bodies: bool = True) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         last_chunk = None if upto is None else upto // POSITION_STRIDE
+        body = "body" if bodies else "NULL"
         with _translated("reading records"):
             rows = self._db.execute(
-                "SELECT chunk, execution, count, body FROM chunks WHERE trial_id = ? AND "
+                f"SELECT chunk, execution, count, {body} FROM chunks WHERE trial_id = ? AND "
                 f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?) ORDER BY chunk",
                 (trial_id, *kinds, last_chunk, last_chunk)).fetchall()
         return [{"position": c * POSITION_STRIDE, "execution": e, "count": n, "body": b}

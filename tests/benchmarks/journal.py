@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 from tests.benchmarks.harness import Figure, kleio_argv, timed
@@ -45,7 +46,8 @@ storage.close()
 def _trial(root: Path, env: dict[str, str], count: int) -> str:
     script = root / "generate.py"
     script.write_text(textwrap.dedent(GENERATE))
-    done = subprocess.run(kleio_argv("python", str(script), str(count), "--read", "0"),
+    done = subprocess.run(kleio_argv("python", str(script), str(count), "--read", "0",
+                                     "--run", uuid.uuid4().hex),
                           env=env, cwd=root, capture_output=True, text=True, check=True)
     return done.stderr.split("trial reserved with id: ")[1].split()[0]
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -54,7 +55,8 @@ def bench_latency(root: Path, env: dict[str, str]) -> list[Figure]:
 
     script = root / "latency.py"
     script.write_text(textwrap.dedent(LATENCY))
-    run = subprocess.Popen(kleio_argv("python", str(script)), env=env, cwd=root,
+    run = subprocess.Popen(kleio_argv("python", str(script), uuid.uuid4().hex), env=env,
+                           cwd=root,
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     assert run.stdout is not None and run.stdin is not None
@@ -95,9 +97,9 @@ def bench_flood(root: Path, env: dict[str, str], runs: int, records: int) -> lis
     idle = [daemon.memory_info().rss / 2**20]
     rates, client, daemon_peak = [], [], []
     for _ in range(runs):
-        run = subprocess.Popen(kleio_argv("python", str(script), str(records)), env=env,
-                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+        run = subprocess.Popen(kleio_argv("python", str(script), str(records),
+                                          uuid.uuid4().hex), env=env, cwd=root,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         peak = 0.0
         while run.poll() is None:
             peak = max(peak, daemon.memory_info().rss / 2**20)
@@ -107,7 +109,8 @@ def bench_flood(root: Path, env: dict[str, str], runs: int, records: int) -> lis
         client.append(memory)
         daemon_peak.append(peak)
     big = 10_000_000
-    run = subprocess.Popen(kleio_argv("python", str(script), str(big)), env=env, cwd=root,
+    run = subprocess.Popen(kleio_argv("python", str(script), str(big), uuid.uuid4().hex),
+                           env=env, cwd=root,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     flood_peak = 0.0
     while run.poll() is None:

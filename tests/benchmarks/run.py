@@ -180,7 +180,9 @@ def main() -> None:
         figures = []
         for name, bench in zip(names, benches, strict=True):
             if args.only is None or args.only in name:
-                figures += bench()
+                done = bench()
+                figures += done
+                print(table(done), file=sys.stderr, flush=True)  # progress, as it comes
         if args.peers:
             logged = [f for f in figures if f.name.startswith("log_statistic")]
             figures += peers.bench_peers(root, args.runs, logged[0].runs if logged else [])

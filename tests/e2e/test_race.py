@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import socket
 
-RACE_ROUNDS = 20
+RACE_ROUNDS = 10
 
 
 def test_two_terminals_start_the_same_command_exactly_one_runs(kleio, script, workdir):
@@ -13,7 +13,7 @@ def test_two_terminals_start_the_same_command_exactly_one_runs(kleio, script, wo
         import sys, time
         with open("ran-" + sys.argv[2], "a") as f:
             f.write("x")
-        time.sleep(1.0)
+        time.sleep(0.8)
     """)
     kleio.ok("daemon", "start")
     for seed in range(RACE_ROUNDS):

@@ -190,3 +190,24 @@ def test_blobs_are_stored_once_by_content(database_url: str, tmp_path):
     path = storage.blob_path(hashlib.sha256(payload).hexdigest())
     with open(path, "rb") as handle:
         assert handle.read() == payload
+
+
+def test_chunks_read_as_stored_and_records_past_a_position(database_url: str):
+    """What followers and fast readers use: chunks as stored (with or without their bodies,
+    up to a position), records past a position, and the stored parts of a write."""
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    first = storage.append_chunks([_stats([1, 2]), _stats([3], seq=3)])
+    assert [part.count for _, part in first.stored] == [2, 1]
+    again = storage.append_chunks([_stats([1, 2, 3, 4])])  # a resend: only 4 is new
+    assert [(part.seq, part.count) for _, part in again.stored] == [(4, 1)]
+    chunks = storage.read_chunks(SPEC.id, [protocol.STATISTIC])
+    assert [c["count"] for c in chunks] == [2, 1, 1]
+    assert [c["position"] for c in chunks] == [p for p, _ in first.stored + again.stored]
+    assert [pair[1]["v"] for c in chunks for pair in msgpack.unpackb(c["body"])] == [1, 2, 3, 4]
+    assert all(c["body"] is None for c in storage.read_chunks(SPEC.id, [protocol.STATISTIC],
+                                                             bodies=False))
+    upto = storage.read_chunks(SPEC.id, [protocol.STATISTIC], upto=chunks[1]["position"])
+    assert [c["count"] for c in upto] == [2, 1]
+    after = storage.read_records(SPEC.id, [protocol.STATISTIC], after=chunks[0]["position"])
+    assert [r["body"]["v"] for r in after] == [2, 3, 4]
