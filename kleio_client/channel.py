@@ -157,7 +157,7 @@ class Channel:
         context = zmq.Context()
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.SNDHWM, 256)  # past it, the bounded buffer (then the spill)
         # Queue only towards a daemon that is there: while none is, messages wait in
         # this process's bounded buffer (then its spill), not in an unbounded zmq pipe.
         sock.setsockopt(zmq.IMMEDIATE, 1)

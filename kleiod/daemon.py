@@ -70,7 +70,7 @@ class Daemon:
         context = zmq.Context()
         publish = context.socket(zmq.PUB)
         publish.bind(endpoints.publish)
-        ingest_socket = _router(context, endpoints.ingest)
+        ingest_socket = _router(context, endpoints.ingest, INGEST_QUEUE)
 
         publish.setsockopt(zmq.LINGER, 0)
         spill = Spill(spill_directory(self.config))
@@ -133,12 +133,17 @@ class Daemon:
         return back is None or time.monotonic() - back >= self.config.lease_seconds
 
 
-def _router(context: zmq.Context, endpoint: str) -> zmq.Socket:
+# Messages queued per producer before zmq stops reading it: the daemon's memory stays
+# bounded under a flood (the producer buffers on its side, then spills).
+INGEST_QUEUE = 256
+
+
+def _router(context: zmq.Context, endpoint: str, queue: int = 10_000) -> zmq.Socket:
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
-    sock.setsockopt(zmq.RCVHWM, 100_000)
-    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, queue)
+    sock.setsockopt(zmq.SNDHWM, 10_000)
     sock.bind(endpoint)
     return sock
 
