@@ -156,9 +156,21 @@ def _count(text: str) -> int | None:
     return int(text)
 
 
+class Form(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
 @app.command()
 def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
           sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
+          where: list[str] = typer.Option(
+              [], "--where", help="KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE or "
+              "KEY>=VALUE (e.g. epoch>=10); repeat for several, all must hold."),
+          keys: Optional[str] = typer.Option(None, "--keys",
+                                             help="Only these keys, in this order: K1,K2."),
+          form: Form = typer.Option(Form.table, "--format", help="table, csv or json."),
           all_executions: bool = typer.Option(
               False, "--all-executions",
               help="Also the records that resumes superseded (marked * in EXEC)."),
@@ -166,8 +178,10 @@ def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
     """Show the statistics of a trial's effective history (inherited ones included)."""
     from kleio_cli import journal
 
+    chosen = tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else ()
     with reported():
-        journal.stats(trial, sort, as_json, all_executions)
+        journal.stats(journal.StatsQuery(trial, sort, tuple(where), chosen,
+                                         "json" if as_json else form.value, all_executions))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -240,57 +241,84 @@ def cat(trial: str, stream: str | None, raw: bool = False) -> None:
     out.flush()
 
 
-def stats(trial: str, sort: str | None, as_json: bool, all_executions: bool = False) -> None:
-    if not all_executions:
-        _effective_stats(trial, sort, as_json)
+@dataclass(frozen=True)
+class StatsQuery:
+    """What `kleio stats` shows: which records, which keys, in what order and form."""
+
+    trial: str
+    sort: str | None = None
+    where: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # all keys when empty
+    form: str = "table"  # table, csv or json
+    all_executions: bool = False
+
+
+def stats(query: StatsQuery) -> None:
+    if not query.all_executions:
+        _effective_stats(query)
         return
-    rows = _call("stats", id=trial, sort=sort, all_executions=all_executions)
-    if as_json:
-        render.print_json([
-            {"trial": row["trial"], "execution": row["execution"],
-             "superseded": row["superseded"], "record": row["record"]} if all_executions
-            else row["record"] for row in rows])
+    where = statistics.conditions(list(query.where))
+    rows = [row for row in _call("stats", id=query.trial, sort=query.sort, all_executions=True)
+            if all(c.holds(row["record"]) for c in where)]
+    if query.form == "json":
+        render.print_json([{"trial": row["trial"], "execution": row["execution"],
+                            "superseded": row["superseded"],
+                            "record": _selected(row["record"], query.keys)} for row in rows])
         return
     if not rows:
         print("no statistics logged", file=sys.stderr)
         return
-    keys: dict[str, None] = {}
-    for row in rows:
-        keys.update(dict.fromkeys(row["record"]))
-    origins = {(row["trial"], row["execution"]) for row in rows}
-    marked = all_executions or len(origins) > 1
-    headers = (["EXEC"] if marked else []) + list(keys)
-    table = [([_origin(row, trial_ids={row["trial"] for row in rows})] if marked else [])
-             + [row["record"].get(k) for k in keys] for row in rows]
+    keys: dict[str, None] = dict.fromkeys(query.keys)
+    if not keys:
+        for row in rows:
+            keys.update(dict.fromkeys(row["record"]))
+    headers = ["EXEC", *keys]
+    trial_ids = {row["trial"] for row in rows}
+    table = [[_origin(row, trial_ids)] + [row["record"].get(k) for k in keys] for row in rows]
+    if query.form == "csv":
+        render.print_csv(headers, list(zip(*table, strict=True)) if table else [])
+        return
     print(render.table(headers, table))
 
 
-def _effective_stats(trial: str, sort: str | None, as_json: bool) -> None:
+def _selected(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: record.get(k) for k in keys} if keys else record
+
+
+def _effective_stats(query: StatsQuery) -> None:
     """The effective history's statistics, from the stored chunks the daemon sends: unpacked
     and cut into columns in storage order, sorted as a permutation, rendered a column at a
     time."""
-    segments = _call("stats", id=trial, segments=True)
+    segments = _call("stats", id=query.trial, segments=True)
     records, origins = statistics.unpacked(segments)
+    records, origins = statistics.matching(records, origins,
+                                           statistics.conditions(list(query.where)))
     labels, columns = statistics.columns(records)
-    numbers_only = as_json and render.json_rows_fast(columns)
-    if sort:
-        order = statistics.order_by(sort, labels, columns)
+    if query.sort:
+        order = statistics.order_by(query.sort, labels, columns)
         columns = [list(map(column.__getitem__, order)) for column in columns]
         origins = list(map(origins.__getitem__, order))
-        if as_json and not numbers_only:
-            records = list(map(records.__getitem__, order))
-    if numbers_only:
-        render.print_json_rows(labels, columns)
-        return
-    if as_json:
-        render.print_json_array(records)
-        return
-    if not records:
-        print("no statistics logged", file=sys.stderr)
+        records = list(map(records.__getitem__, order))
+    if query.keys:
+        known = dict(zip(labels, columns, strict=True))
+        columns = [known.get(k, [None] * len(records)) for k in query.keys]
+        labels = list(query.keys)
+        records = [_selected(record, query.keys) for record in records]
+    if query.form == "json":
+        if render.json_rows_fast(columns):
+            render.print_json_rows(labels, columns)
+        else:
+            render.print_json_array(records)
         return
     if len({(s["trial"], s["execution"]) for s in segments}) > 1:
         columns.insert(0, statistics.origin_labels(segments, origins))
         labels.insert(0, "EXEC")
+    if query.form == "csv":
+        render.print_csv(labels, columns)
+        return
+    if not records:
+        print("no statistics logged", file=sys.stderr)
+        return
     sys.stdout.write(render.columns(labels, columns))
 
 

@@ -89,6 +89,15 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def print_csv(headers: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
+    """Columns as CSV with a header line; a missing value is an empty field."""
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(zip(*columns, strict=True))
+
+
 def print_json_array(values: list[Any]) -> None:
     """A long list as JSON in one call of the C encoder (one line: a million records in
     about a second, where one call per element takes four)."""

@@ -8,11 +8,17 @@ per chunk, not a dict per record on each side of a socket.
 from __future__ import annotations
 
 import math
+import operator
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import msgpack
+
+from kleio_cli.capture.configuration import typed
+from kleio_cli.errors import EXIT_USAGE, CliError
 
 
 def unpacked(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -31,8 +37,6 @@ def order_by(key: str, labels: list[str], columns: list[list[Any]]) -> list[int]
     """The rows' order sorted by ``key`` (stable): numbers by value, then strings, then NaN,
     then other values, then rows without the key."""
     if key not in labels:
-        from kleio_cli.errors import EXIT_USAGE, CliError
-
         raise CliError(f"kleio: no record has the key {key!r}; keys: "
                        f"{', '.join(sorted(labels))}", EXIT_USAGE)
     values = columns[labels.index(key)]
@@ -80,3 +84,47 @@ def origin_labels(segments: list[dict[str, Any]], origins: list[int]) -> list[st
     names = [str(s["execution"]) if s["trial"] == own else f"{s['trial'][:8]}:{s['execution']}"
              for s in segments]
     return [names[i] for i in origins]
+
+
+_CONDITION = re.compile(r"^([^<>=!]+)(<=|>=|!=|==|=|<|>)(.*)$")
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``KEY OP VALUE`` (``epoch>=10``, ``split=val``): a record without the key, or with a
+    value that does not compare, matches only ``!=``."""
+
+    key: str
+    op: str
+    value: Any
+
+    def holds(self, record: dict[str, Any]) -> bool:
+        if self.key not in record:
+            return self.op == "!="
+        try:
+            return bool(_OPERATORS[self.op](record[self.key], self.value))
+        except TypeError:
+            return self.op == "!="
+
+
+def conditions(expressions: list[str]) -> list[Condition]:
+    parsed = []
+    for text in expressions:
+        match = _CONDITION.match(text)
+        if not match or not match.group(1).strip():
+            raise CliError(f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
+                           f"KEY>VALUE or KEY>=VALUE; got {text!r}", EXIT_USAGE)
+        key, op, value = match.groups()
+        parsed.append(Condition(key.strip(), op, typed(value.strip())))
+    return parsed
+
+
+def matching(records: list[dict[str, Any]], origins: list[int], where: list[Condition]
+             ) -> tuple[list[dict[str, Any]], list[int]]:
+    if not where:
+        return records, origins
+    keep = [i for i, record in enumerate(records) if all(c.holds(record) for c in where)]
+    return list(map(records.__getitem__, keep)), list(map(origins.__getitem__, keep))

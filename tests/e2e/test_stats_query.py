@@ -1,0 +1,41 @@
+"""`kleio stats --where/--keys/--format`: the records a question needs, in the form wanted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tests.conftest import trial_id
+
+SCRIPT = """
+from kleio_client import kleio_logger
+for epoch in range(6):
+    kleio_logger.log_statistic(epoch=epoch, split="train", loss=1.0 / (epoch + 1))
+    kleio_logger.log_statistic(epoch=epoch, split="val", loss=1.5 / (epoch + 1), acc=epoch / 10)
+"""
+
+
+def test_where_keys_and_formats(kleio, script):
+    tid = trial_id(kleio.ok("python", script(SCRIPT)).stderr)
+    rows = json.loads(kleio.ok("stats", tid, "--where", "split=val", "--where", "epoch>=3",
+                               "--keys", "epoch,acc", "--format", "json").stdout)
+    assert rows == [{"epoch": 3, "acc": 0.3}, {"epoch": 4, "acc": 0.4},
+                    {"epoch": 5, "acc": 0.5}]
+    best = json.loads(kleio.ok("stats", tid, "--where", "split=val", "--sort", "loss",
+                               "--json").stdout)
+    assert best[0]["epoch"] == 5
+    table = kleio.ok("stats", tid, "--where", "loss<0.3", "--keys", "split,epoch").stdout
+    assert table.splitlines() == ["split  epoch", "train  3", "train  4", "train  5", "val    5"]
+    parsed = list(csv.reader(io.StringIO(kleio.ok("stats", tid, "--where", "acc!=0.1",
+                                                  "--format", "csv").stdout)))
+    assert parsed[0] == ["epoch", "split", "loss", "acc"]
+    assert len(parsed) == 1 + 12 - 1
+    assert parsed[1] == ["0", "train", "1.0", ""]  # a missing value is an empty field
+
+
+def test_a_malformed_condition_is_one_clear_line(kleio, script):
+    tid = trial_id(kleio.ok("python", script(SCRIPT)).stderr)
+    done = kleio("stats", tid, "--where", "epoch~3")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--where takes KEY=VALUE" in done.stderr
