@@ -97,12 +97,21 @@ def exec_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
 
 
 @app.command("ls")
-def ls_(as_json: bool = JSON) -> None:
+def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with this "
+                                          "status; repeat for several."),
+        tree: bool = typer.Option(False, "--tree", help="Draw branch trees: each branch "
+                                  "under its parent."),
+        as_json: bool = JSON) -> None:
     """List the trials."""
     from kleio_cli import journal
+    from kleiod.states import ALL
 
+    unknown = [s for s in status if s not in ALL]
+    if unknown:
+        raise typer.BadParameter(f"{unknown[0]!r} is not a status: {', '.join(ALL)}",
+                                 param_hint="--status")
     with reported():
-        journal.ls(as_json)
+        journal.ls(as_json, tuple(status), tree)
 
 
 @app.command()

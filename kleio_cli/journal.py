@@ -22,8 +22,9 @@ def _call(cmd: str, **args: Any) -> Any:
         return client.call(cmd, **args)
 
 
-def ls(as_json: bool) -> None:
-    trials = [t for t in _call("ls") if t.get("branch_kind") != SCRATCH]
+def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False) -> None:
+    trials = [t for t in _call("ls") if t.get("branch_kind") != SCRATCH
+              and (not statuses or t["status"] in statuses)]
     if as_json:
         render.print_json([
             {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
@@ -33,11 +34,37 @@ def ls(as_json: bool) -> None:
         ])
         return
     if not trials:
-        print("no trials yet; run one with `kleio python train.py`", file=sys.stderr)
+        print("no trials" + (" with that status" if statuses else
+                             " yet; run one with `kleio python train.py`"), file=sys.stderr)
         return
-    rows = [[render.short(t["id"]), t["status"], render.clip(render.command(t["command"])),
-             render.when(t["created"]), t["host"], render.short(t["parent"])] for t in trials]
+    if tree:
+        trials, depths = _as_tree(trials)
+    else:
+        depths = [0] * len(trials)
+    rows = [["  " * depth + ("└─ " if depth else "") + (render.short(t["id"]) or ""),
+             t["status"], render.clip(render.command(t["command"])), render.when(t["created"]),
+             t["host"], render.short(t["parent"])] for t, depth in zip(trials, depths,
+                                                                         strict=True)]
     print(render.table(["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"], rows))
+
+
+def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Trials in branch-tree order (each child under its parent, oldest first) and depths;
+    a trial whose parent is not listed is a root."""
+    listed = {t["id"] for t in trials}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for trial in trials:
+        parent = trial["parent"] if trial["parent"] in listed else None
+        children.setdefault(parent, []).append(trial)
+    ordered: list[dict[str, Any]] = []
+    depths: list[int] = []
+    stack = [(t, 0) for t in reversed(children.get(None, []))]
+    while stack:
+        trial, depth = stack.pop()
+        ordered.append(trial)
+        depths.append(depth)
+        stack += [(c, depth + 1) for c in reversed(children.get(trial["id"], []))]
+    return ordered, depths
 
 
 def info(trial: str, as_json: bool) -> None:

@@ -39,3 +39,23 @@ def test_a_malformed_condition_is_one_clear_line(kleio, script):
     done = kleio("stats", tid, "--where", "epoch~3")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--where takes KEY=VALUE" in done.stderr
+
+
+def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
+    name = script("""
+        import sys
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(step=1)
+        sys.exit(3 if "--fail" in sys.argv else 0)
+    """)
+    root = trial_id(kleio.ok("python", name, "--lr", "0.1").stderr)
+    child = trial_id(kleio.ok("branch", root, "--lr", "0.01").stderr)
+    grandchild = trial_id(kleio.ok("branch", child, "--lr", "0.001").stderr)
+    broken = trial_id(kleio("python", name, "--fail").stderr)
+    lines = kleio.ok("ls", "--tree").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == [root[:8], "└─", "└─", broken[:8]]
+    assert lines[1].split()[1] == child[:8] and lines[2].split()[1] == grandchild[:8]
+    assert lines[2].index("└─") > lines[1].index("└─")  # deeper, further right
+    only = kleio.json("ls", "--status", "broken")
+    assert [t["id"] for t in only] == [broken]
+    assert kleio("ls", "--status", "sleeping").returncode == 2
