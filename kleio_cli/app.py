@@ -193,6 +193,22 @@ def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
                                          "json" if as_json else form.value, all_executions))
 
 
+@app.command()
+def compare(trials: list[str] = typer.Argument(..., help="Two trial ids or more."),
+            keys: Optional[str] = typer.Option(None, "--stats", help="Only these statistics: "
+                                               "K1,K2 (default: all of them)."),
+            best: Optional[str] = typer.Option(None, "--best", help="Show the record where "
+                                               "KEY is lowest (or max:KEY, highest), not the "
+                                               "last one."),
+            as_json: bool = JSON) -> None:
+    """One table of trials: the options that differ, and the last (or best) statistics."""
+    from kleio_cli.compare import compare as compare_trials
+
+    chosen = tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else ()
+    with reported():
+        compare_trials(trials, chosen, best, as_json)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def branch(ctx: typer.Context,
            trial: str = typer.Argument(..., help="The parent trial's id or unique prefix."),

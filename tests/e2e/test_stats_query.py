@@ -59,3 +59,23 @@ def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
     only = kleio.json("ls", "--status", "broken")
     assert [t["id"] for t in only] == [broken]
     assert kleio("ls", "--status", "sleeping").returncode == 2
+
+
+def test_compare_shows_the_options_that_differ_and_the_last_or_best_statistics(kleio,
+                                                                               script):
+    name = script("""
+        import sys
+        from kleio_client import kleio_logger
+        lr = float(sys.argv[sys.argv.index("--lr") + 1])
+        for epoch in range(4):
+            kleio_logger.log_statistic(epoch=epoch, loss=abs(2 - epoch) * lr)
+    """)
+    a = trial_id(kleio.ok("python", name, "--lr", "0.1", "--seed", "1").stderr)
+    b = trial_id(kleio.ok("python", name, "--lr", "0.5", "--seed", "1").stderr)
+    lines = kleio.ok("compare", a, b, "--stats", "epoch,loss").stdout.splitlines()
+    assert lines[0].split() == ["ID", "--lr", "epoch", "loss"]  # --seed is the same: hidden
+    assert lines[1].split() == [a[:8], "0.1", "3", "0.1"]
+    assert lines[2].split() == [b[:8], "0.5", "3", "0.5"]
+    best = kleio.json("compare", a, b, "--best", "loss")
+    assert [row["statistics"] for row in best] == [{"epoch": 2, "loss": 0.0}] * 2
+    assert best[0]["configuration"] == {"--lr": 0.1}
