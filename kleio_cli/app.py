@@ -73,13 +73,18 @@ def _run_options(code: bool, env: bool, any_change: bool, detach: bool) -> Any:
 def run(command: list[str] = typer.Argument(..., help="The command to run as a trial, or a "
                                              "trial id to resume."),
         allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-        allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
+        allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH,
+        tag: list[str] = typer.Option([], "--tag", help="Tag the trial; repeat for several.")
+        ) -> None:
     """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
+    import dataclasses
+
     from kleio_cli.run import run_command
 
+    options = dataclasses.replace(_run_options(allow_code_change, allow_env_change,
+                                               allow_any_change, detach), tags=tuple(tag))
     with reported():
-        code = run_command(command, _run_options(allow_code_change, allow_env_change,
-                                                 allow_any_change, detach))
+        code = run_command(command, options)
     raise typer.Exit(code)
 
 
@@ -101,6 +106,8 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
                                           "status; repeat for several."),
         tree: bool = typer.Option(False, "--tree", help="Draw branch trees: each branch "
                                   "under its parent."),
+        tag: list[str] = typer.Option([], "--tag", help="Only trials with this tag; repeat "
+                                      "for several (all must be there)."),
         as_json: bool = JSON) -> None:
     """List the trials."""
     from kleio_cli import journal
@@ -111,7 +118,7 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
         raise typer.BadParameter(f"{unknown[0]!r} is not a status: {', '.join(ALL)}",
                                  param_hint="--status")
     with reported():
-        journal.ls(as_json, tuple(status), tree)
+        journal.ls(as_json, tuple(status), tree, tuple(tag))
 
 
 @app.command()
@@ -191,6 +198,18 @@ def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
     with reported():
         journal.stats(journal.StatsQuery(trial, sort, tuple(where), chosen,
                                          "json" if as_json else form.value, all_executions))
+
+
+@app.command("tag")
+def tag_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+         names: list[str] = typer.Argument(..., help="Tags to add (or remove)."),
+         remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
+         as_json: bool = JSON) -> None:
+    """Add tags to a trial (or remove them); `kleio ls --tag NAME` finds them."""
+    from kleio_cli import journal
+
+    with reported():
+        journal.tag(trial, names, remove, as_json)
 
 
 @app.command()

@@ -22,19 +22,21 @@ def _call(cmd: str, **args: Any) -> Any:
         return client.call(cmd, **args)
 
 
-def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False) -> None:
+def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
+       tags: tuple[str, ...] = ()) -> None:
     trials = [t for t in _call("ls") if t.get("branch_kind") != SCRATCH
-              and (not statuses or t["status"] in statuses)]
+              and (not statuses or t["status"] in statuses)
+              and set(tags) <= set(t.get("tags") or [])]
     if as_json:
         render.print_json([
             {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
              "argv": t["command"], "created": render.iso(t["created"]), "parent": t["parent"],
-             "host": t["host"], "executions": t["executions"]}
+             "host": t["host"], "executions": t["executions"], "tags": t.get("tags") or []}
             for t in trials
         ])
         return
     if not trials:
-        print("no trials" + (" with that status" if statuses else
+        print("no trials" + (" with that status or tag" if statuses or tags else
                              " yet; run one with `kleio python train.py`"), file=sys.stderr)
         return
     if tree:
@@ -45,7 +47,20 @@ def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False) -> Non
              t["status"], render.clip(render.command(t["command"])), render.when(t["created"]),
              t["host"], render.short(t["parent"])] for t, depth in zip(trials, depths,
                                                                          strict=True)]
-    print(render.table(["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"], rows))
+    headers = ["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"]
+    if any(t.get("tags") for t in trials):
+        headers.append("TAGS")
+        for row, trial in zip(rows, trials, strict=True):
+            row.append(",".join(trial.get("tags") or []) or None)
+    print(render.table(headers, rows))
+
+
+def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:
+    result = _call("tag", id=trial, **{"remove" if remove else "add": names})
+    if as_json:
+        render.print_json(result)
+        return
+    print(f"{render.short(result['id'])}: {', '.join(result['tags']) or 'no tags'}")
 
 
 def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -96,6 +111,7 @@ def _info_text(detail: dict[str, Any]) -> str:
         ["id", detail["id"]], ["status", detail["status"]],
         ["command", render.command(detail["command"])], ["cwd", detail["cwd"]],
         ["user", detail["user"]], ["created", render.when(detail["created"])],
+        ["tags", ", ".join(detail.get("tags") or []) or None],
         ["parent", detail["parent"]], ["statistics", f"{detail['statistics']} records"],
     ]
     if detail["parent"]:

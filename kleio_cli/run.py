@@ -41,6 +41,7 @@ class RunOptions:
     allow_env_change: bool = False
     detach: bool = False  # the daemon runs it; return once it is reserved
     escalate: bool = True  # a second Ctrl-C kills the trial (not under a debugger)
+    tags: tuple[str, ...] = ()  # added to the trial once it is reserved
 
 
 def run_command(argv: list[str], options: RunOptions) -> int:
@@ -91,6 +92,8 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
                 print(f"kleio: {exc}", file=sys.stderr)
                 return 0
             raise
+        if options.tags:
+            client.call("tag", id=reservation["id"], add=list(options.tags))
     _announce(reservation)
     spec = SupervisorSpec(
         trial_id=reservation["id"], execution=reservation["execution"], argv=argv, cwd=cwd,

@@ -48,6 +48,7 @@ class Handlers:
                       self._ctx.ingest.live).table(),
             "export": self.export,
             "import": self.import_,
+            "tag": self.tag,
         }
         return {
             "ping": self.ping,
@@ -124,6 +125,12 @@ class Handlers:
             "lease_seconds": self._ctx.config.lease_seconds,
         }
 
+    def tag(self, args: dict[str, Any]) -> dict[str, Any]:
+        trial_id = self._storage.resolve_id(str(args["id"]))
+        add = [_tag(t) for t in args.get("add") or []]
+        remove = [_tag(t) for t in args.get("remove") or []]
+        return {"id": trial_id, "tags": self._storage.set_tags(trial_id, add, remove)}
+
     def export(self, args: dict[str, Any]) -> dict[str, int]:
         self._ctx.ingest.commit()
         return transfer.export(self._storage, [str(i) for i in args.get("ids") or []],
@@ -158,3 +165,10 @@ class Handlers:
             ExecutionEnd(trial_id, execution, status, exit_code, signals, time.time())
         )
         return {"status": status}
+
+
+def _tag(value: Any) -> str:
+    text = str(value)
+    if not text or len(text) > 100 or any(c.isspace() for c in text):
+        raise BadRequest(f"a tag is 1 to 100 characters without spaces; not {text[:40]!r}")
+    return text

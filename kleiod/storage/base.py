@@ -223,6 +223,10 @@ class Storage(Protocol):
 
     def list_trials(self) -> list[dict[str, Any]]: ...
 
+    def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        """Add and remove tags of a trial; return its tags, sorted."""
+        ...
+
     def get_trial(self, trial_id: str) -> dict[str, Any]: ...
 
     # moving journals between databases

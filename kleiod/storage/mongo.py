@@ -384,7 +384,19 @@ class MongoStorage:
         return [{"id": d["_id"], "status": d["status"], "command": d["command"],
                  "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
                  "host": d.get("owner_host"), "executions": d["executions"],
-                 "branch_kind": d.get("branch_kind")} for d in docs]
+                 "branch_kind": d.get("branch_kind"), "tags": sorted(d.get("tags") or [])}
+                for d in docs]
+
+    def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        with self._t(f"tagging trial {trial_id}"):
+            found = self._db.trials.find_one_and_update(
+                {"_id": trial_id}, {"$addToSet": {"tags": {"$each": list(add)}}})
+            if found is None:
+                raise TrialNotFound(f"no trial {trial_id}")
+            d = self._db.trials.find_one_and_update(
+                {"_id": trial_id}, {"$pull": {"tags": {"$in": list(remove)}}},
+                return_document=ReturnDocument.AFTER)
+        return sorted((d or {}).get("tags") or [])
 
     def get_trial(self, trial_id: str) -> dict[str, Any]:
         with self._t("reading a trial"):
@@ -400,6 +412,7 @@ class MongoStorage:
             "host": d.get("owner_host"), "pid": d.get("owner_pid"),
             "since": d.get("owner_since"), "root": d.get("root"),
             "branch_kind": d.get("branch_kind"), "branch_point": d.get("branch_point"),
+            "tags": sorted(d.get("tags") or []),
             "executions": [
                 {"number": e["number"], "host": e["host"], "pid": e.get("pid"),
                  "start": e["started"], "end": e.get("ended"), "exit_code": e.get("exit_code"),
@@ -443,7 +456,8 @@ class MongoStorage:
                     "updated": trial["updated"], "executions": len(trial["executions"]),
                     "owner_host": trial["host"], "owner_pid": trial["pid"],
                     "owner_since": trial["since"], "lease_until": None, "root": trial["root"],
-                    "branch_kind": trial["branch_kind"], "branch_point": trial["branch_point"]})
+                    "branch_kind": trial["branch_kind"], "branch_point": trial["branch_point"],
+                    "tags": list(trial.get("tags") or [])})
             except DuplicateKeyError:
                 return False
             captures = trial.get("captures") or {}

@@ -49,6 +49,7 @@ ADDED_COLUMNS = (
     ("trials", "branch_kind", "TEXT"),
     ("trials", "branch_point", "INTEGER"),
     ("executions", "capture", "TEXT"),
+    ("trials", "tags", "TEXT"),
 )
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
@@ -74,7 +75,8 @@ CREATE TABLE IF NOT EXISTS trials (
     lease_until REAL,
     root TEXT,
     branch_kind TEXT,
-    branch_point INTEGER
+    branch_point INTEGER,
+    tags TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_by_root ON trials (root);
 CREATE TABLE IF NOT EXISTS executions (
@@ -462,19 +464,29 @@ class SQLiteStorage:
         with _translated("listing trials"):
             rows = self._db.execute(
                 "SELECT id, status, command, created, updated, parent, owner_host, executions, "
-                "branch_kind FROM trials ORDER BY created"
+                "branch_kind, tags FROM trials ORDER BY created"
             ).fetchall()
         return [
             {"id": i, "status": s, "command": json.loads(c), "created": cr, "updated": u,
-             "parent": p, "host": h, "executions": n, "branch_kind": k}
-            for i, s, c, cr, u, p, h, n, k in rows
+             "parent": p, "host": h, "executions": n, "branch_kind": k,
+             "tags": json.loads(t) if t else []}
+            for i, s, c, cr, u, p, h, n, k, t in rows
         ]
+
+    def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        with self._transaction(f"tagging trial {trial_id}") as db:
+            row = db.execute("SELECT tags FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            if row is None:
+                raise TrialNotFound(f"no trial {trial_id}")
+            tags = sorted((set(json.loads(row[0]) if row[0] else []) | set(add)) - set(remove))
+            db.execute("UPDATE trials SET tags = ? WHERE id = ?", (json.dumps(tags), trial_id))
+        return tags
 
     def get_trial(self, trial_id: str) -> dict[str, Any]:
         with _translated("reading a trial"):
             row = self._db.execute(
                 "SELECT id, status, command, identity, cwd, user, created, updated, parent, "
-                "owner_host, owner_pid, owner_since, root, branch_kind, branch_point "
+                "owner_host, owner_pid, owner_since, root, branch_kind, branch_point, tags "
                 "FROM trials WHERE id = ?",
                 (trial_id,),
             ).fetchone()
@@ -491,8 +503,9 @@ class SQLiteStorage:
                 (trial_id,),
             ).fetchall()
         keys = ("id", "status", "command", "identity", "cwd", "user", "created", "updated",
-                "parent", "host", "pid", "since", "root", "branch_kind", "branch_point")
+                "parent", "host", "pid", "since", "root", "branch_kind", "branch_point", "tags")
         trial = dict(zip(keys, row, strict=True))
+        trial["tags"] = json.loads(trial["tags"]) if trial["tags"] else []
         trial["command"] = json.loads(trial["command"])
         trial["identity"] = json.loads(trial["identity"])
         trial["executions"] = [
@@ -539,13 +552,13 @@ class SQLiteStorage:
             db.execute(
                 "INSERT INTO trials (id, parent, status, command, identity, cwd, user, created, "
                 "updated, executions, owner_host, owner_pid, owner_since, lease_until, root, "
-                "branch_kind, branch_point) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, "
-                "?, ?, ?)",
+                "branch_kind, branch_point, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "NULL, ?, ?, ?, ?)",
                 (trial["id"], trial["parent"], trial["status"], json.dumps(trial["command"]),
                  json.dumps(trial["identity"], sort_keys=True), trial["cwd"], trial["user"],
                  trial["created"], trial["updated"], len(trial["executions"]), trial["host"],
                  trial["pid"], trial["since"], trial["root"], trial["branch_kind"],
-                 trial["branch_point"]))
+                 trial["branch_point"], json.dumps(trial.get("tags") or [])))
             captures = trial.get("captures") or {}
             for e in trial["executions"]:
                 capture = captures.get(e["number"])

@@ -79,3 +79,18 @@ def test_compare_shows_the_options_that_differ_and_the_last_or_best_statistics(k
     best = kleio.json("compare", a, b, "--best", "loss")
     assert [row["statistics"] for row in best] == [{"epoch": 2, "loss": 0.0}] * 2
     assert best[0]["configuration"] == {"--lr": 0.1}
+
+
+def test_tags_at_run_time_and_later_select_trials(kleio, script):
+    name = script("print('ok')\n")
+    a = trial_id(kleio.ok("run", "--tag", "baseline", "--tag", "v1", "python", name,
+                          "--x", "1").stderr)
+    b = trial_id(kleio.ok("python", name, "--x", "2").stderr)
+    assert kleio.ok("tag", b[:8], "v1").stdout.strip() == f"{b[:8]}: v1"
+    assert [t["id"] for t in kleio.json("ls", "--tag", "v1")] == [a, b]
+    assert [t["id"] for t in kleio.json("ls", "--tag", "v1", "--tag", "baseline")] == [a]
+    assert kleio.json("tag", a, "baseline", "--remove")["tags"] == ["v1"]
+    assert kleio.json("info", a)["tags"] == ["v1"]
+    assert "TAGS" in kleio.ok("ls").stdout
+    bad = kleio("tag", a, "two words")
+    assert bad.returncode == 2 and "without spaces" in bad.stderr

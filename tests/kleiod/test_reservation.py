@@ -211,3 +211,16 @@ def test_chunks_read_as_stored_and_records_past_a_position(database_url: str):
     assert [c["count"] for c in upto] == [2, 1]
     after = storage.read_records(SPEC.id, [protocol.STATISTIC], after=chunks[0]["position"])
     assert [r["body"]["v"] for r in after] == [2, 3, 4]
+
+
+def test_tags_are_added_and_removed_and_listed(database_url: str):
+    from kleiod.errors import TrialNotFound
+
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    assert storage.set_tags(SPEC.id, ["b", "a"], []) == ["a", "b"]
+    assert storage.set_tags(SPEC.id, ["a", "c"], ["b"]) == ["a", "c"]
+    assert storage.get_trial(SPEC.id)["tags"] == ["a", "c"]
+    assert [t["tags"] for t in storage.list_trials()] == [["a", "c"]]
+    with pytest.raises(TrialNotFound):
+        storage.set_tags("cd" * 16, ["x"], [])
