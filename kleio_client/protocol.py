@@ -76,6 +76,26 @@ INGEST_SOCKET = "ingest.sock"
 PUBLISH_SOCKET = "publish.sock"
 
 
+SOCKET_PATH_LIMIT = 107  # bytes in a Unix socket path (sun_path), on Linux
+
+
+def default_runtime_dir(env: Any = None) -> str:
+    """Where the daemon's sockets are: $KLEIO_RUNTIME_DIR, else $XDG_RUNTIME_DIR/kleio, or
+    a private directory under the temp dir on batch nodes (no XDG_RUNTIME_DIR, or one too
+    deep for socket paths)."""
+    env = os.environ if env is None else env
+    if env.get("KLEIO_RUNTIME_DIR"):
+        return str(env["KLEIO_RUNTIME_DIR"])
+    xdg = env.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        candidate = os.path.join(xdg, "kleio")
+        if len(candidate) + 20 < SOCKET_PATH_LIMIT:
+            return candidate
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"kleio-{os.getuid()}")
+
+
 class ProtocolError(ValueError):
     """A frame that is not a valid Kleio message."""
 

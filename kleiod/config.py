@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
+from kleio_client import protocol
 from kleiod import fingerprint
 from kleiod.errors import ConfigError
 
@@ -137,13 +137,9 @@ def _default_data_dir() -> str:
 
 
 def default_runtime_dir(env: Any) -> Path:
-    """$XDG_RUNTIME_DIR/kleio, or a private directory under the temp dir on batch nodes."""
-    xdg = env.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg):
-        candidate = Path(xdg) / APP
-        if len(str(candidate)) + 20 < SOCKET_PATH_LIMIT:
-            return candidate
-    return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+    """$XDG_RUNTIME_DIR/kleio, or a private directory under the temp dir on batch nodes
+    (kleio_client finds the daemon the same way)."""
+    return Path(protocol.default_runtime_dir(env))
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -1,0 +1,255 @@
+"""The journal from a notebook or an analysis script: find trials, read their statistics
+and artifacts, walk their branch trees.  Talks to the running daemon (``kleio daemon
+start``); never writes.
+
+    from kleio_client.journal import Journal
+
+    journal = Journal()
+    runs = journal.trials(status="completed", lr__gt=0.01)
+    best = min(runs, key=lambda t: t.statistics(split="val", sort="loss")[0]["loss"])
+    frame = best.dataframe(keys=["epoch", "loss"])   # pandas, when installed
+
+One filter syntax everywhere: ``key=value`` is equality, ``key__op=value`` compares with
+``op`` one of ``ne``, ``lt``, ``le``, ``gt``, ``ge``, ``in`` (a list of values) and
+``contains`` (a substring, or an item of a list).  A record or a trial without the key
+matches only ``ne``.
+"""
+
+from __future__ import annotations
+
+import operator
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgpack
+
+from kleio_client import protocol
+from kleio_client.control import ControlClient
+from kleio_client.errors import DaemonUnavailable
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+    "gt": operator.gt, "ge": operator.ge, "in": lambda value, options: value in options,
+    "contains": lambda value, part: part in value,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    op: str
+    value: Any
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        if self.key not in values:
+            return self.op == "ne"
+        try:
+            return bool(_COMPARE[self.op](values[self.key], self.value))
+        except TypeError:
+            return self.op == "ne"
+
+
+def conditions(filters: dict[str, Any]) -> list[Condition]:
+    """``{"lr__gt": 0.01, "split": "val"}`` as conditions; an unknown operator is an error."""
+    parsed = []
+    for name, value in filters.items():
+        key, _, op = name.rpartition("__")
+        if not key or op not in _COMPARE:
+            key, op = name, "eq"
+        parsed.append(Condition(key, op, value))
+    return parsed
+
+
+class Journal:
+    """The trials of the daemon serving this user (or ``runtime_dir``)."""
+
+    def __init__(self, runtime_dir: str | None = None, timeout: float = 60.0) -> None:
+        directory = runtime_dir or protocol.default_runtime_dir()
+        self._client = ControlClient(protocol.Endpoints.in_directory(directory).control,
+                                     timeout=timeout)
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        try:
+            return self._client.call(cmd, **args)
+        except DaemonUnavailable:
+            raise DaemonUnavailable(
+                "kleio: no daemon answers; start one with `kleio daemon start`") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trial(self, trial_id: str) -> Trial:
+        """One trial, by id or unique prefix."""
+        return Trial(self, self.call("info", id=trial_id))
+
+    def trials(self, *, id: str | None = None, status: str | Sequence[str] | None = None,
+               tags: Sequence[str] = (), command: str | None = None,
+               created_after: float | None = None, created_before: float | None = None,
+               **configuration: Any) -> list[Trial]:
+        """Trials, oldest first, by id prefix, status(es), tags (all of them), a substring
+        of the command, creation time (seconds since the epoch), and configuration values
+        (``lr=0.1``, ``lr__gt=0.01``: options of the command line, without dashes, ``-`` as
+        ``_``)."""
+        statuses = {status} if isinstance(status, str) else set(status or ())
+        wanted = conditions(configuration)
+        found = []
+        for listed in self.call("ls"):
+            if listed.get("branch_kind") == "scratch" or (id and not listed["id"].startswith(
+                    id.lower())) or (statuses and listed["status"] not in statuses) or not set(
+                    tags) <= set(listed.get("tags") or []) or (
+                    command and command not in " ".join(listed["command"])) or (
+                    created_after is not None and listed["created"] < created_after) or (
+                    created_before is not None and listed["created"] > created_before):
+                continue
+            trial = self.trial(listed["id"]) if wanted else None
+            if trial is None or all(c.holds(trial.configuration) for c in wanted):
+                found.append(trial or self.trial(listed["id"]))
+        return found
+
+
+@dataclass
+class Trial:
+    """A trial as ``kleio info`` shows it, with its statistics and artifacts on demand."""
+
+    journal: Journal = field(repr=False)
+    info: dict[str, Any] = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return str(self.info["id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.info["status"])
+
+    @property
+    def command(self) -> list[str]:
+        return list(self.info["command"])
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.info.get("tags") or [])
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        """The command line's options, by name without dashes (``--batch-size`` is
+        ``batch_size``), and ``arguments``, its positional arguments."""
+        captured = self.info.get("configuration") or {}
+        options = {name.lstrip("-").replace("-", "_"): value
+                   for name, value in (captured.get("options") or {}).items()}
+        return {**options, "arguments": list(captured.get("positional") or [])}
+
+    def __repr__(self) -> str:
+        return f"Trial({self.id[:12]}, {self.status}, {' '.join(self.command)!r})"
+
+    # -- statistics -----------------------------------------------------------------
+
+    def statistics(self, *, keys: Sequence[str] | None = None,
+                   sort: str | Sequence[str] | None = None, descending: bool = False,
+                   **where: Any) -> list[dict[str, Any]]:
+        """The effective history's statistics (inherited ones included), oldest first:
+        filtered by ``where`` (``epoch__ge=10``, ``split="val"``), sorted by one key or
+        several (numbers, then strings; records without the key last), ``keys`` only."""
+        segments = self.journal.call("stats", id=self.id, segments=True)
+        records = [pair[1] for segment in segments for pair in msgpack.unpackb(
+            segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
+        wanted = conditions(where)
+        if wanted:
+            records = [r for r in records if all(c.holds(r) for c in wanted)]
+        if sort:
+            order = [sort] if isinstance(sort, str) else list(sort)
+            keyed = [r for r in records if order[0] in r]
+            keyed.sort(key=lambda r: tuple(_rank(r, k) for k in order), reverse=descending)
+            records = keyed + [r for r in records if order[0] not in r]  # keyless: last
+        if keys:
+            records = [{k: r.get(k) for k in keys} for r in records]
+        return records
+
+    def dataframe(self, **options: Any) -> Any:
+        """:meth:`statistics` as a pandas DataFrame (pandas is imported only here)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Trial.dataframe needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.statistics(**options))
+
+    # -- artifacts --------------------------------------------------------------------
+
+    def artifacts(self, filename: str | None = None, **metadata: Any) -> list[StoredArtifact]:
+        """The effective history's artifacts, oldest first, by file name and metadata."""
+        found = self.journal.call("artifacts", id=self.id, filename=filename)
+        wanted = conditions(metadata)
+        return [StoredArtifact(a) for a in found if all(c.holds(a["metadata"]) for c in wanted)]
+
+    # -- branch trees ---------------------------------------------------------------------
+
+    @property
+    def parent(self) -> Trial | None:
+        parent = self.info.get("parent")
+        return None if parent is None else self.journal.trial(parent)
+
+    def ancestors(self) -> list[Trial]:
+        """Parent, grandparent... up to the root."""
+        found = []
+        current = self.parent
+        while current is not None:
+            found.append(current)
+            current = current.parent
+        return found
+
+    def children(self) -> list[Trial]:
+        return [self.journal.trial(t["id"]) for t in self.journal.call("ls")
+                if t["parent"] == self.id and t.get("branch_kind") != "scratch"]
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """An artifact of the journal: its metadata, and its bytes on this machine."""
+
+    info: dict[str, Any]
+
+    @property
+    def filename(self) -> str:
+        return str(self.info["filename"])
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.info["metadata"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.info["sha256"])
+
+    def open(self) -> IO[bytes]:
+        return open(self.info["path"], "rb")
+
+    def download(self, path: str) -> str:
+        """Copy the bytes to ``path``; return it."""
+        shutil.copyfile(self.info["path"], path)
+        return path
+
+
+def _rank(record: dict[str, Any], key: str) -> tuple[int, Any]:
+    value = record.get(key, _ABSENT)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (2 if value is not _ABSENT else 3, 0)
+
+
+_ABSENT = object()
+
+
+def select(trials: Iterable[Trial], **configuration: Any) -> list[Trial]:
+    """Trials whose configuration matches, from a list already found."""
+    wanted = conditions(configuration)
+    return [t for t in trials if all(c.holds(t.configuration) for c in wanted)]

@@ -1,0 +1,89 @@
+"""The Python read API (kleio_client.journal) against a real daemon: find trials by
+configuration, read statistics filtered and sorted, artifacts, branch trees."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kleio_client.journal import Journal
+from tests.conftest import trial_id
+
+TRAIN = """
+import argparse, io
+from kleio_client import kleio_logger
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--batch-size", type=int, default=8)
+args = parser.parse_args()
+ckpt = kleio_logger.load_artifact("ckpt")
+start = 0 if ckpt is None else int(ckpt.open().read()) + 1
+for epoch in range(start, start + 4):
+    kleio_logger.log_statistic(epoch=epoch, split="train", loss=args.lr * (10 - epoch))
+    kleio_logger.log_statistic(epoch=epoch, split="val", loss=args.lr * (12 - epoch))
+    kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
+"""
+
+
+@pytest.fixture
+def journal(kleio, script, isolated):
+    name = script(TRAIN)
+    ids = {lr: trial_id(kleio.ok("python", name, "--lr", lr, "--batch-size", "16").stderr)
+           for lr in ("0.1", "0.01", "0.001")}
+    child = trial_id(kleio.ok("branch", ids["0.1"], "--timestamp", "epoch=1",
+                              "--lr", "0.05").stderr)
+    kleio.ok("tag", ids["0.01"], "keep")
+    with Journal(str(isolated.kleio_runtime)) as opened:
+        yield opened, ids, child
+
+
+def test_trials_by_configuration_status_tags_and_time(journal):
+    opened, ids, child = journal
+    assert {t.id for t in opened.trials(lr__gt=0.005)} == {ids["0.1"], ids["0.01"], child}
+    assert [t.id for t in opened.trials(lr=0.001)] == [ids["0.001"]]
+    assert [t.id for t in opened.trials(lr__in=[0.01, 0.5])] == [ids["0.01"]]
+    assert [t.id for t in opened.trials(tags=["keep"])] == [ids["0.01"]]
+    assert len(opened.trials(status="completed", batch_size=16)) == 4
+    assert opened.trials(created_after=time.time() + 60) == []
+    assert [t.id for t in opened.trials(id=child[:6])] == [child]
+    assert opened.trial(ids["0.1"][:8]).configuration["batch_size"] == 16
+
+
+def test_statistics_filtered_sorted_selected_and_inherited(journal):
+    opened, ids, child = journal
+    trial = opened.trial(ids["0.1"])
+    val = trial.statistics(split="val", sort="loss", keys=["epoch", "loss"])
+    assert [r["epoch"] for r in val] == [3, 2, 1, 0]
+    late = trial.statistics(epoch__ge=2, sort=["split", "epoch"], descending=True)
+    assert [(r["split"], r["epoch"]) for r in late] == [("val", 3), ("val", 2),
+                                                        ("train", 3), ("train", 2)]
+    branch = opened.trial(child)
+    assert branch.parent is not None and branch.parent.id == ids["0.1"]
+    assert [t.id for t in branch.ancestors()] == [ids["0.1"]]
+    assert [t.id for t in opened.trial(ids["0.1"]).children()] == [child]
+    epochs = [r["epoch"] for r in branch.statistics(split="train")]
+    assert epochs == [0, 1, 2, 3, 4, 5]  # epochs 0-1 inherited, then its own from epoch 2
+
+
+def test_artifacts_open_and_download(journal, tmp_path):
+    opened, ids, _ = journal
+    found = opened.trial(ids["0.01"]).artifacts("ckpt", epoch__ge=2)
+    assert [a.metadata["epoch"] for a in found] == [2, 3]
+    with found[-1].open() as stream:
+        assert stream.read() == b"3"
+    target = found[0].download(str(tmp_path / "ckpt2"))
+    assert open(target, "rb").read() == b"2"
+
+
+def test_a_dataframe_or_a_clear_error(journal):
+    opened, ids, _ = journal
+    trial = opened.trial(ids["0.001"])
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pandas"):
+            trial.dataframe()
+        return
+    frame = trial.dataframe(split="val", keys=["epoch", "loss"])
+    assert list(frame.columns) == ["epoch", "loss"] and len(frame) == 4
