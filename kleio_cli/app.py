@@ -213,6 +213,26 @@ def tag_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
 
 
 @app.command()
+def plot(trials: list[str] = typer.Argument(..., help="Trial ids (a branch beside its "
+                                            "parent leaves it at the branch point)."),
+         y: str = typer.Option(..., "--y", help="The statistic to draw."),
+         x: Optional[str] = typer.Option(None, "--x", help="The key along x (default: the "
+                                         "record's rank)."),
+         where: list[str] = typer.Option([], "--where", help="KEY=VALUE, KEY<VALUE...: "
+                                         "only those records; repeat for several."),
+         output: Optional[str] = typer.Option(None, "-o", "--output",
+                                              help="Write a PNG there (needs matplotlib)."),
+         width: int = typer.Option(72, "--width", help="Terminal chart columns."),
+         height: int = typer.Option(20, "--height", help="Terminal chart rows.")) -> None:
+    """Draw a statistic of one or more trials: in the terminal, or as a PNG."""
+    from kleio_cli.plot import PlotRequest
+    from kleio_cli.plot import plot as draw
+
+    with reported():
+        draw(PlotRequest(tuple(trials), y, x, tuple(where), output, width, height))
+
+
+@app.command()
 def compare(trials: list[str] = typer.Argument(..., help="Two trial ids or more."),
             keys: Optional[str] = typer.Option(None, "--stats", help="Only these statistics: "
                                                "K1,K2 (default: all of them)."),

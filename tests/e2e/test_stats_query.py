@@ -94,3 +94,34 @@ def test_tags_at_run_time_and_later_select_trials(kleio, script):
     assert "TAGS" in kleio.ok("ls").stdout
     bad = kleio("tag", a, "two words")
     assert bad.returncode == 2 and "without spaces" in bad.stderr
+
+
+def test_plot_in_the_terminal_and_as_a_png(kleio, script, tmp_path):
+    name = script("""
+        import argparse, io
+        from kleio_client import kleio_logger
+        parser = argparse.ArgumentParser(); parser.add_argument("--lr", type=float)
+        lr = parser.parse_args().lr
+        ckpt = kleio_logger.load_artifact("ckpt")
+        start = 0 if ckpt is None else int(ckpt.open().read()) + 1
+        for epoch in range(start, 20):
+            kleio_logger.log_statistic(epoch=epoch, loss=100 - lr * epoch)
+            kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
+    """)
+    parent = trial_id(kleio.ok("python", name, "--lr", "1").stderr)
+    child = trial_id(kleio.ok("branch", parent, "--timestamp", "epoch=9", "--lr", "3").stderr)
+    chart = kleio.ok("plot", parent, child, "--y", "loss", "--x", "epoch", "--height", "10",
+                     "--width", "40").stdout.splitlines()
+    assert chart[0].startswith("100 |")  # the top of the y range
+    assert chart[9].startswith(" 43 |")  # the child's last point: 100 - 9 - 3 * 10 - 18
+    assert chart[11].split() == ["0", "19"]
+    assert chart[-2:] == [f"  * {parent[:8]}", f"  o {child[:8]}"]
+    assert sum(line.count("*") for line in chart[:10]) == 10  # the parent's points beyond
+    png = tmp_path / "loss.png"
+    done = kleio.ok("plot", parent, child, "--y", "loss", "--x", "epoch", "-o", str(png))
+    assert done.stdout.strip() == f"wrote {png}"
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == 800  # 8 x 4.5 inches at 100 dpi
+    missing = kleio("plot", parent, "--y", "accuracy")
+    assert missing.returncode == 2 and "no record has a number for 'accuracy'" in missing.stderr
