@@ -108,6 +108,9 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
                                   "under its parent."),
         tag: list[str] = typer.Option([], "--tag", help="Only trials with this tag; repeat "
                                       "for several (all must be there)."),
+        where: list[str] = typer.Option([], "--where", help="An option of the command "
+                                        "line: lr>0.01, batch_size=32 (no dashes); repeat "
+                                        "for several."),
         as_json: bool = JSON) -> None:
     """List the trials."""
     from kleio_cli import journal
@@ -118,7 +121,7 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
         raise typer.BadParameter(f"{unknown[0]!r} is not a status: {', '.join(ALL)}",
                                  param_hint="--status")
     with reported():
-        journal.ls(as_json, tuple(status), tree, tuple(tag))
+        journal.ls(as_json, tuple(status), tree, tuple(tag), tuple(where))
 
 
 @app.command()

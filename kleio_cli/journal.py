@@ -23,10 +23,12 @@ def _call(cmd: str, **args: Any) -> Any:
 
 
 def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
-       tags: tuple[str, ...] = ()) -> None:
+       tags: tuple[str, ...] = (), where: tuple[str, ...] = ()) -> None:
     trials = [t for t in _call("ls") if t.get("branch_kind") != SCRATCH
               and (not statuses or t["status"] in statuses)
               and set(tags) <= set(t.get("tags") or [])]
+    if where:
+        trials = _configured(trials, statistics.conditions(list(where)))
     if as_json:
         render.print_json([
             {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
@@ -61,6 +63,21 @@ def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:
         render.print_json(result)
         return
     print(f"{render.short(result['id'])}: {', '.join(result['tags']) or 'no tags'}")
+
+
+def _configured(trials: list[dict[str, Any]], where: list[statistics.Condition]
+                ) -> list[dict[str, Any]]:
+    """The trials whose command-line options match (``lr>0.01``: ``--lr``, ``batch_size``:
+    ``--batch-size``)."""
+    kept = []
+    with connect(resolve()) as client:
+        for trial in trials:
+            captured = client.call("info", id=trial["id"]).get("configuration") or {}
+            options = {name.lstrip("-").replace("-", "_"): value
+                       for name, value in (captured.get("options") or {}).items()}
+            if all(c.holds(options) for c in where):
+                kept.append(trial)
+    return kept
 
 
 def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:

@@ -159,8 +159,21 @@ class Trial:
         filtered by ``where`` (``epoch__ge=10``, ``split="val"``), sorted by one key or
         several (numbers, then strings; records without the key last), ``keys`` only."""
         segments = self.journal.call("stats", id=self.id, segments=True)
-        records = [pair[1] for segment in segments for pair in msgpack.unpackb(
-            segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
+        return self._shaped(_unpacked(segments), keys, sort, descending, where)
+
+    def every_execution(self, **where: Any) -> list[dict[str, Any]]:
+        """Every execution's statistics, superseded ones too, oldest first: dicts with the
+        ``trial`` and ``execution`` that logged the ``record``, and whether a resume
+        ``superseded`` it."""
+        rows = self.journal.call("stats", id=self.id, all_executions=True)
+        wanted = conditions(where)
+        return [{k: row[k] for k in ("trial", "execution", "superseded", "record")}
+                for row in rows if all(c.holds(row["record"]) for c in wanted)]
+
+    @staticmethod
+    def _shaped(records: list[dict[str, Any]], keys: Sequence[str] | None,
+                sort: str | Sequence[str] | None, descending: bool,
+                where: dict[str, Any]) -> list[dict[str, Any]]:
         wanted = conditions(where)
         if wanted:
             records = [r for r in records if all(c.holds(r) for c in wanted)]
@@ -235,6 +248,11 @@ class StoredArtifact:
         """Copy the bytes to ``path``; return it."""
         shutil.copyfile(self.info["path"], path)
         return path
+
+
+def _unpacked(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [pair[1] for segment in segments for pair in msgpack.unpackb(
+        segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
 
 
 def _rank(record: dict[str, Any], key: str) -> tuple[int, Any]:

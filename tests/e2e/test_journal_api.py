@@ -87,3 +87,10 @@ def test_a_dataframe_or_a_clear_error(journal):
         return
     frame = trial.dataframe(split="val", keys=["epoch", "loss"])
     assert list(frame.columns) == ["epoch", "loss"] and len(frame) == 4
+
+
+def test_every_execution_on_request(journal, kleio, script):
+    opened, ids, _ = journal
+    rows = opened.trial(ids["0.001"]).every_execution(split="val")
+    assert [(r["execution"], r["superseded"], r["record"]["epoch"]) for r in rows] == [
+        (1, False, 0), (1, False, 1), (1, False, 2), (1, False, 3)]

@@ -125,3 +125,12 @@ def test_plot_in_the_terminal_and_as_a_png(kleio, script, tmp_path):
     assert int.from_bytes(data[16:20], "big") == 800  # 8 x 4.5 inches at 100 dpi
     missing = kleio("plot", parent, "--y", "accuracy")
     assert missing.returncode == 2 and "no record has a number for 'accuracy'" in missing.stderr
+
+
+def test_ls_where_selects_by_the_options_of_the_command_line(kleio, script):
+    name = script("print('ok')\n")
+    small = trial_id(kleio.ok("python", name, "--lr", "0.001", "--batch-size", "8").stderr)
+    large = trial_id(kleio.ok("python", name, "--lr", "0.1", "--batch-size", "8").stderr)
+    assert [t["id"] for t in kleio.json("ls", "--where", "lr>0.01")] == [large]
+    assert [t["id"] for t in kleio.json("ls", "--where", "batch_size=8",
+                                        "--where", "lr<0.01")] == [small]
