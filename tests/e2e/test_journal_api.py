@@ -4,6 +4,7 @@ configuration, read statistics filtered and sorted, artifacts, branch trees."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -26,8 +27,11 @@ for epoch in range(start, start + 4):
 """
 
 
-@pytest.fixture
-def journal(kleio, script, isolated):
+@pytest.fixture(params=["sqlite", "mongodb"])
+def journal(request, kleio, script, isolated, monkeypatch):
+    if request.param == "mongodb":
+        base = request.getfixturevalue("mongodb_server")
+        monkeypatch.setenv("KLEIO_DATABASE", f"{base}/kleio_api_{uuid.uuid4().hex[:10]}")
     name = script(TRAIN)
     ids = {lr: trial_id(kleio.ok("python", name, "--lr", lr, "--batch-size", "16").stderr)
            for lr in ("0.1", "0.01", "0.001")}
@@ -38,7 +42,7 @@ def journal(kleio, script, isolated):
         yield opened, ids, child
 
 
-def test_trials_by_configuration_status_tags_and_time(journal):
+def _trials_by_configuration_status_tags_and_time(journal):
     opened, ids, child = journal
     assert {t.id for t in opened.trials(lr__gt=0.005)} == {ids["0.1"], ids["0.01"], child}
     assert [t.id for t in opened.trials(lr=0.001)] == [ids["0.001"]]
@@ -50,7 +54,7 @@ def test_trials_by_configuration_status_tags_and_time(journal):
     assert opened.trial(ids["0.1"][:8]).configuration["batch_size"] == 16
 
 
-def test_statistics_filtered_sorted_selected_and_inherited(journal):
+def _statistics_filtered_sorted_selected_and_inherited(journal):
     opened, ids, child = journal
     trial = opened.trial(ids["0.1"])
     val = trial.statistics(split="val", sort="loss", keys=["epoch", "loss"])
@@ -66,7 +70,7 @@ def test_statistics_filtered_sorted_selected_and_inherited(journal):
     assert epochs == [0, 1, 2, 3, 4, 5]  # epochs 0-1 inherited, then its own from epoch 2
 
 
-def test_artifacts_open_and_download(journal, tmp_path):
+def _artifacts_open_and_download(journal, tmp_path):
     opened, ids, _ = journal
     found = opened.trial(ids["0.01"]).artifacts("ckpt", epoch__ge=2)
     assert [a.metadata["epoch"] for a in found] == [2, 3]
@@ -76,7 +80,7 @@ def test_artifacts_open_and_download(journal, tmp_path):
     assert open(target, "rb").read() == b"2"
 
 
-def test_a_dataframe_or_a_clear_error(journal):
+def _a_dataframe(journal):
     opened, ids, _ = journal
     trial = opened.trial(ids["0.001"])
     try:
@@ -89,8 +93,18 @@ def test_a_dataframe_or_a_clear_error(journal):
     assert list(frame.columns) == ["epoch", "loss"] and len(frame) == 4
 
 
-def test_every_execution_on_request(journal, kleio, script):
+def _every_execution_on_request(journal):
     opened, ids, _ = journal
     rows = opened.trial(ids["0.001"]).every_execution(split="val")
     assert [(r["execution"], r["superseded"], r["record"]["epoch"]) for r in rows] == [
         (1, False, 0), (1, False, 1), (1, False, 2), (1, False, 3)]
+
+
+def test_the_read_api(journal, tmp_path):
+    """One journal (per backend) read every way: trials by configuration, statistics,
+    artifacts, branch trees, data frames, every execution."""
+    _trials_by_configuration_status_tags_and_time(journal)
+    _statistics_filtered_sorted_selected_and_inherited(journal)
+    _artifacts_open_and_download(journal, tmp_path)
+    _a_dataframe(journal)
+    _every_execution_on_request(journal)
