@@ -124,21 +124,21 @@ class Ingest:
         trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
         producer, first = str(message["producer"]), _counter(message["seq"], "seq")
         packed = message["records"]
-        items = _checked_items(packed)
+        kinds, offsets = _checked_items(packed)
         if not self._in_order(trial, execution, producer, first):
             return
         batch = self._batch
         if not batch.chunks:
             batch.started = time.monotonic()
-        runs = _runs_of_one_kind(items)
+        runs = _runs_of_one_kind(kinds)
         for start, end, kind in runs:
-            body = packed if len(runs) == 1 else msgpack.packb(items[start:end], use_bin_type=True)
+            body = packed if len(runs) == 1 else _sliced(packed, offsets, start, end)
             batch.chunks.append(
                 Chunk(trial, execution, producer, first + start, end - start, kind, body))
-        batch.records += len(items)
+        batch.records += len(kinds)
         batch.size += len(packed)
         batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
-                                                         len(items))
+                                                         len(kinds))
         batch.sources.setdefault((trial, execution), set()).add((identity, producer))
         if self._retry_at:
             self.counters.held = batch.records
@@ -430,29 +430,57 @@ def _counter(value: Any, name: str, low: int = 1) -> int:
     return value
 
 
-def _checked_items(packed: Any) -> list[Any]:
-    """The ``[kind, body]`` pairs of a records message, or BadRequest."""
+def _checked_items(packed: Any) -> tuple[list[str], list[int]]:
+    """The kinds of a records message's ``[kind, body]`` pairs, and where each pair starts
+    in ``packed`` (one more offset: the end), or BadRequest.  Each body is checked to be a
+    well-formed map and skipped, never decoded: no dict per record on the ingest path."""
     if not isinstance(packed, bytes):
         raise BadRequest("records must be a packed list")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                max_buffer_size=len(packed) + 1)
+    unpacker.feed(packed)
+    kinds: list[str] = []
+    offsets: list[int] = []
     try:
-        items = msgpack.unpackb(packed, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise BadRequest(f"undecodable records: {exc}") from None
-    if not isinstance(items, list) or not 0 < len(items) <= protocol.MAX_RECORDS_PER_MESSAGE:
-        raise BadRequest("records must be a list of 1 to "
-                         f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs")
-    for pair in items:
-        if not isinstance(pair, list) or len(pair) != 2 or pair[0] not in RECORD_KINDS:
-            raise BadRequest(f"not a [kind, body] record: {str(pair)[:80]}")
-    return items
+        count = unpacker.read_array_header()
+        if not 0 < count <= protocol.MAX_RECORDS_PER_MESSAGE:
+            raise BadRequest("records must be a list of 1 to "
+                             f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs")
+        for _ in range(count):
+            offsets.append(unpacker.tell())
+            if unpacker.read_array_header() != 2:
+                raise BadRequest("a record is a [kind, body] pair")
+            kind = unpacker.unpack()
+            if kind not in RECORD_KINDS:
+                raise BadRequest(f"unknown record kind {str(kind)[:40]!r}")
+            if packed[unpacker.tell()] not in _MAP_HEADS:
+                raise BadRequest(f"a {kind} record's body must be a map")
+            unpacker.skip()
+            kinds.append(kind)
+        offsets.append(unpacker.tell())
+    except BadRequest:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types; truncation too
+        raise BadRequest(f"undecodable records: {exc!r:.120}") from None
+    if offsets[-1] != len(packed):
+        raise BadRequest("records are followed by stray bytes")
+    return kinds, offsets
 
 
-def _runs_of_one_kind(items: list[Any]) -> list[tuple[int, int, str]]:
+_MAP_HEADS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # fixmap, map16, map32
+
+
+def _runs_of_one_kind(kinds: list[str]) -> list[tuple[int, int, str]]:
     """Split consecutive records into (start, end, kind) runs of the same kind."""
     runs: list[tuple[int, int, str]] = []
     start = 0
-    for index in range(1, len(items) + 1):
-        if index == len(items) or items[index][0] != items[start][0]:
-            runs.append((start, index, items[start][0]))
+    for index in range(1, len(kinds) + 1):
+        if index == len(kinds) or kinds[index] != kinds[start]:
+            runs.append((start, index, kinds[start]))
             start = index
     return runs
+
+
+def _sliced(packed: bytes, offsets: list[int], start: int, end: int) -> bytes:
+    """Records ``start`` to ``end`` of a packed list, as a packed list of their own."""
+    return b"\xdd" + (end - start).to_bytes(4, "big") + packed[offsets[start]:offsets[end]]
