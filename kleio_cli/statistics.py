@@ -8,10 +8,8 @@ per chunk, not a dict per record on each side of a socket.
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -19,6 +17,7 @@ import msgpack
 
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client.journal import Condition
 
 
 def unpacked(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -87,27 +86,7 @@ def origin_labels(segments: list[dict[str, Any]], origins: list[int]) -> list[st
 
 
 _CONDITION = re.compile(r"^([^<>=!]+)(<=|>=|!=|==|=|<|>)(.*)$")
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
-    "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``KEY OP VALUE`` (``epoch>=10``, ``split=val``): a record without the key, or with a
-    value that does not compare, matches only ``!=``."""
-
-    key: str
-    op: str
-    value: Any
-
-    def holds(self, record: dict[str, Any]) -> bool:
-        if self.key not in record:
-            return self.op == "!="
-        try:
-            return bool(_OPERATORS[self.op](record[self.key], self.value))
-        except TypeError:
-            return self.op == "!="
+_OPERATORS = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
 def conditions(expressions: list[str]) -> list[Condition]:
@@ -118,7 +97,7 @@ def conditions(expressions: list[str]) -> list[Condition]:
             raise CliError(f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
                            f"KEY>VALUE or KEY>=VALUE; got {text!r}", EXIT_USAGE)
         key, op, value = match.groups()
-        parsed.append(Condition(key.strip(), op, typed(value.strip())))
+        parsed.append(Condition(key.strip(), _OPERATORS[op], typed(value.strip())))
     return parsed
 
 
