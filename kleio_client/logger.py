@@ -30,6 +30,15 @@ _all_plain = frozenset({float, int, str, bool, type(None)}).issuperset
 _STATISTIC = PREFIXES[protocol.STATISTIC]
 
 
+def _rank(env: Any) -> int | None:
+    """This process's rank among several: ``RANK`` (torchrun), else ``SLURM_PROCID``."""
+    for name in ("RANK", "SLURM_PROCID"):
+        value = str(env.get(name, "")).strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def _misuse(args: tuple[Any, ...]) -> TypeError:
     if args:
         return TypeError("log_statistic takes keyword arguments only, e.g. "
@@ -50,6 +59,17 @@ class Logger:
         self._said_no_artifacts = False
         self._start_lock = threading.Lock()
         os.register_at_fork(after_in_child=self._reset_lock)
+        # One process of several logging into the trial (torchrun, srun): its records say
+        # which, as the key ``rank`` (unless the script sets it), so `--where rank=0` works.
+        self.rank = _rank(env)
+        if self.rank is not None:
+            self.log_statistic = self._log_statistic_of_rank  # type: ignore[method-assign]
+
+    def _log_statistic_of_rank(self, *args: Any, **record: Any) -> None:
+        if args or not record:
+            raise _misuse(args)
+        record.setdefault("rank", self.rank)
+        Logger.log_statistic(self, **record)
 
     def _reset_lock(self) -> None:
         """A fork taken while another thread held the lock must not deadlock the child."""
