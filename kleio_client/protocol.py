@@ -89,11 +89,19 @@ def default_runtime_dir(env: Any = None) -> str:
     xdg = env.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         candidate = os.path.join(xdg, "kleio")
-        if len(candidate) + 20 < SOCKET_PATH_LIMIT:
+        if _fits(candidate):
             return candidate
     import tempfile
 
-    return os.path.join(tempfile.gettempdir(), f"kleio-{os.getuid()}")
+    private = f"kleio-{os.getuid()}"
+    candidate = os.path.join(tempfile.gettempdir(), private)
+    # A long TMPDIR (a job's scratch directory) would push socket paths past the limit.
+    return candidate if _fits(candidate) else os.path.join("/tmp", private)
+
+
+def _fits(runtime_dir: str) -> bool:
+    """Whether the sockets' paths in ``runtime_dir`` stay under the Unix limit."""
+    return len(os.fsencode(runtime_dir)) + len("/publish.sock") + 8 < SOCKET_PATH_LIMIT
 
 
 class ProtocolError(ValueError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import zmq
 
@@ -131,3 +133,26 @@ def test_a_daemon_serving_another_database_is_not_silently_used(kleio, tmp_path,
     kleio.ok("daemon", "stop")
     kleio.ok("ls")  # starts a daemon on the database asked for
     assert kleio.json("daemon", "status")["database"] == f"sqlite:///{tmp_path / 'other.sqlite'}"
+
+
+def test_on_a_batch_node_a_private_short_runtime_dir_is_used(kleio, script, tmp_path):
+    """No XDG_RUNTIME_DIR (or one that does not exist), and a TMPDIR so long that sockets
+    there would pass the 107-byte limit: the daemon and the CLI agree on a private 0700
+    directory whose socket paths fit, and a trial runs."""
+    deep = tmp_path / ("scratch-" + "x" * 60) / ("job-" + "y" * 40)
+    deep.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(deep)
+    for missing in (None, str(tmp_path / "no-such-dir")):
+        if missing:
+            env["XDG_RUNTIME_DIR"] = missing
+        runtime = Path(protocol.default_runtime_dir(env))
+        assert len(str(runtime / "publish.sock")) < 107
+        try:
+            done = kleio("python", script("print('ran')\n"), "--x", str(missing), env=env)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == "ran\n"
+            assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+            assert (runtime / "control.sock").exists()
+        finally:
+            kleio("daemon", "stop", env=env)
