@@ -13,6 +13,7 @@ from kleio_cli.capture.configuration import typed
 from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
+from kleio_client.journal import options
 from kleiod.config import resolve
 from kleiod.storage.base import SCRATCH
 
@@ -73,9 +74,7 @@ def _configured(trials: list[dict[str, Any]], where: list[statistics.Condition]
     with connect(resolve()) as client:
         for trial in trials:
             captured = client.call("info", id=trial["id"]).get("configuration") or {}
-            options = {name.lstrip("-").replace("-", "_"): value
-                       for name, value in (captured.get("options") or {}).items()}
-            if all(c.holds(options) for c in where):
+            if all(c.holds(options(captured)) for c in where):
                 kept.append(trial)
     return kept
 

@@ -18,6 +18,7 @@ import msgpack
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_client.journal import Condition
+from kleio_client.values import ABSENT, sort_rank
 
 
 def unpacked(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -45,23 +46,9 @@ def order_by(key: str, labels: list[str], columns: list[list[Any]]) -> list[int]
     elif kinds == {str}:
         rank = values.__getitem__
     else:
-        rank = [_rank(v) for v in values].__getitem__
+        # columns hold None where a record lacks the key: it sorts as absent
+        rank = [sort_rank(ABSENT if v is None else v) for v in values].__getitem__
     return sorted(range(len(values)), key=rank)
-
-
-_ABSENT = object()
-
-
-def _rank(value: Any) -> tuple[int, Any]:
-    if value is _ABSENT or value is None:
-        return (4, 0)
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    if isinstance(value, float):
-        return (2, 0)
-    return (3, repr(value))
 
 
 def columns(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

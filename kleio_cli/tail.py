@@ -24,6 +24,7 @@ from kleio_cli import render
 from kleio_cli.connection import connect
 from kleio_cli.errors import CliError
 from kleio_client import protocol
+from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
 from kleiod.config import Config, resolve
 
@@ -56,32 +57,43 @@ def tail(options: TailOptions) -> None:
                                   last=options.lines))["records"])
             return
     follower = Follower(config, trial_id, options.kind)
+    journal = Journal(config, trial_id, options.kind)
     try:
-        _follow(Journal(config, trial_id, options.kind), follower, options, show)
+        _follow(journal, follower, options, show)
     finally:
+        journal.close()
         follower.close()
 
 
 class Journal:
-    """Pages of the trial's journal, read through whichever daemon answers: a follower
-    outlives a daemon restart."""
+    """Pages of the trial's journal, read through whichever daemon answers: one connection
+    while it answers, a new one (never a new daemon) when it stops answering, so that a
+    follower outlives a daemon restart."""
 
     def __init__(self, config: Config, trial_id: str, kind: str) -> None:
         self._config = config
         self._trial_id = trial_id
         self._kind = kind
+        self._client: ControlClient | None = None
 
     def page(self, **args: Any) -> dict[str, Any]:
         deadline = time.monotonic() + RECONNECT_FOR
         while True:
             try:  # never starts a daemon: one stopped on purpose stays stopped
-                with connect(self._config, start=False, timeout=REQUEST_TIMEOUT) as client:
-                    return dict(client.call("tail", id=self._trial_id, kind=self._kind,
-                                            **args))
+                if self._client is None:
+                    self._client = connect(self._config, start=False, timeout=REQUEST_TIMEOUT)
+                return dict(self._client.call("tail", id=self._trial_id, kind=self._kind,
+                                              **args))
             except (DaemonUnavailable, CliError):
+                self.close()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(POLL)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _follow(journal: Journal, follower: Follower, options: TailOptions, show: Any) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -28,6 +28,7 @@ import msgpack
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
+from kleio_client.values import ABSENT, sort_rank
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
@@ -60,6 +61,13 @@ def conditions(filters: dict[str, Any]) -> list[Condition]:
             key, op = name, "eq"
         parsed.append(Condition(key, op, value))
     return parsed
+
+
+def options(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A captured configuration's options by name without dashes, ``-`` as ``_``: what
+    ``lr=0.1`` and ``batch_size__gt=8`` filter on."""
+    return {name.lstrip("-").replace("-", "_"): value
+            for name, value in (configuration.get("options") or {}).items()}
 
 
 class Journal:
@@ -143,9 +151,7 @@ class Trial:
         """The command line's options, by name without dashes (``--batch-size`` is
         ``batch_size``), and ``arguments``, its positional arguments."""
         captured = self.info.get("configuration") or {}
-        options = {name.lstrip("-").replace("-", "_"): value
-                   for name, value in (captured.get("options") or {}).items()}
-        return {**options, "arguments": list(captured.get("positional") or [])}
+        return {**options(captured), "arguments": list(captured.get("positional") or [])}
 
     def __repr__(self) -> str:
         return f"Trial({self.id[:12]}, {self.status}, {' '.join(self.command)!r})"
@@ -180,7 +186,8 @@ class Trial:
         if sort:
             order = [sort] if isinstance(sort, str) else list(sort)
             keyed = [r for r in records if order[0] in r]
-            keyed.sort(key=lambda r: tuple(_rank(r, k) for k in order), reverse=descending)
+            keyed.sort(key=lambda r: tuple(sort_rank(r.get(k, ABSENT)) for k in order),
+                       reverse=descending)
             records = keyed + [r for r in records if order[0] not in r]  # keyless: last
         if keys:
             records = [{k: r.get(k) for k in keys} for r in records]
@@ -253,21 +260,3 @@ class StoredArtifact:
 def _unpacked(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [pair[1] for segment in segments for pair in msgpack.unpackb(
         segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
-
-
-def _rank(record: dict[str, Any], key: str) -> tuple[int, Any]:
-    value = record.get(key, _ABSENT)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    return (2 if value is not _ABSENT else 3, 0)
-
-
-_ABSENT = object()
-
-
-def select(trials: Iterable[Trial], **configuration: Any) -> list[Trial]:
-    """Trials whose configuration matches, from a list already found."""
-    wanted = conditions(configuration)
-    return [t for t in trials if all(c.holds(t.configuration) for c in wanted)]

@@ -9,6 +9,7 @@ converted to the Python value without importing numpy.  Anything else is a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -110,3 +111,21 @@ def _convert_foreign(value: Any) -> Any:
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+ABSENT = object()  # a record without the key being sorted on
+
+
+def sort_rank(value: Any) -> tuple[int, Any]:
+    """How records sort by a key, everywhere (`kleio stats --sort`, ``Trial.statistics``):
+    numbers by value, then strings, then NaN, then other values (by repr), then records
+    without the key."""
+    if value is ABSENT:
+        return (4, 0)
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, float):
+        return (2, 0)
+    return (3, repr(value))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from kleio_client import protocol
+from kleio_client.values import ABSENT, sort_rank
 from kleiod import history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
@@ -106,7 +106,8 @@ class Queries:
             if rows and not any(sort in row["record"] for row in rows):
                 keys = sorted({k for row in rows for k in row["record"]})
                 raise BadRequest(f"no record has the key {sort!r}; keys: {', '.join(keys)}")
-            rows.sort(key=_sort_key(str(sort)))
+            key = str(sort)
+            rows.sort(key=lambda row: sort_rank(row["record"].get(key, ABSENT)))
         return rows
 
     def artifacts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -219,21 +220,3 @@ def _row(record: dict[str, Any], superseded: bool = False) -> dict[str, Any]:
 def _artifact(record: dict[str, Any]) -> dict[str, Any]:
     return {**record["body"], "trial": record["trial"], "execution": record["execution"],
             "position": record["position"]}
-
-
-def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
-    """Numbers first (by value), then strings, then anything else, then records without it."""
-
-    def rank(row: dict[str, Any]) -> tuple[int, Any]:
-        if key not in row["record"]:
-            return (4, 0)
-        value = row["record"][key]
-        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-            return (0, value)
-        if isinstance(value, str):
-            return (1, value)
-        if isinstance(value, float):
-            return (2, 0)
-        return (3, repr(value))
-
-    return rank
