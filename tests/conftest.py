@@ -74,6 +74,20 @@ def _stop_daemon(runtime_dir: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def signal_daemon(runtime_dir: Path, signum: int = signal.SIGKILL) -> int:
+    """Signal the daemon of ``runtime_dir`` and wait until it has let its lock go; its pid."""
+    from kleiod import lock
+
+    pid = lock.holder_pid(runtime_dir)
+    assert pid is not None, "no daemon holds the lock"
+    os.kill(pid, signum)
+    deadline = time.monotonic() + 10
+    while lock.is_held(runtime_dir):
+        assert time.monotonic() < deadline, f"kleiod (pid {pid}) kept its lock"
+        time.sleep(0.02)
+    return pid
+
+
 class Kleio:
     """Runs the real ``kleio`` command in a subprocess."""
 

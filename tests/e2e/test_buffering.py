@@ -3,12 +3,10 @@ record reaches the journal once a daemon is back (or after the script has ended)
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 
-from tests.conftest import trial_id, wait_for_line
+from tests.conftest import signal_daemon, trial_id, wait_for_line
 
 FLOOD = """
 import sys, time
@@ -27,13 +25,7 @@ print("worst block", worst, flush=True)
 
 
 def _kill_daemon(isolated) -> None:
-    from kleiod import lock
-
-    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while lock.is_held(isolated.kleio_runtime):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    signal_daemon(isolated.kleio_runtime)
 
 
 def _spills(isolated) -> list[str]:

@@ -3,8 +3,6 @@ late children, paused machines, an absent daemon at the end, late records, odd i
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import trial_id, wait_for_line
+from tests.conftest import signal_daemon, trial_id, wait_for_line
 
 
 def test_subprocesses_forked_after_logging_never_trip_over_the_client(kleio, script):
@@ -115,9 +113,7 @@ def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, 
     """)
     proc = kleio.popen("python", name)
     wait_for_line(proc.stdout, "ready")
-    from kleiod import lock
-
-    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
+    signal_daemon(isolated.kleio_runtime)
     started = time.monotonic()
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - started < 15

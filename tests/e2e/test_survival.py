@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import trial_id, wait_for_line
+from tests.conftest import signal_daemon, trial_id, wait_for_line
 
 STEPS = 3000
 
@@ -51,20 +50,13 @@ def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
     """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
     the trial runs on, the new daemon takes its output, statistics and exit code, and
     every record is in the journal once."""
-    from kleiod import lock
-
     name = script(STEADY)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "step 500")
-    pid = lock.holder_pid(isolated.kleio_runtime)
     if how == "kleio daemon stop":
         kleio.ok("daemon", "stop")
     else:
-        os.kill(pid, getattr(signal, how))
-        deadline = time.monotonic() + 10
-        while lock.is_held(isolated.kleio_runtime):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        signal_daemon(isolated.kleio_runtime, getattr(signal, how))
     time.sleep(0.5)  # the trial goes on logging with no daemon
     kleio.ok("daemon", "start")
     out, err = run.communicate(timeout=90)
@@ -143,7 +135,6 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
     again with the next daemon, and every artifact is stored whole."""
     import hashlib
 
-    from kleiod import lock
 
     name = script("""
         import io
@@ -155,8 +146,7 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
     """)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "stored 2")
-    os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
-    time.sleep(0.2)
+    signal_daemon(isolated.kleio_runtime)
     kleio.ok("daemon", "start")
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
@@ -175,8 +165,7 @@ def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isol
     name = script(STEADY)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "step 2900")  # near the end: its flush waits for a daemon
-    killed = lock.holder_pid(isolated.kleio_runtime)
-    os.kill(killed, signal.SIGKILL)
+    killed = signal_daemon(isolated.kleio_runtime)
     out, err = run.communicate(timeout=90)
     assert run.returncode == 0, err
     assert lock.is_held(isolated.kleio_runtime)
@@ -220,14 +209,12 @@ def test_the_daemon_killed_twice_in_a_flood_loses_and_doubles_nothing(kleio, scr
     and every line is journaled exactly once, and the journal passes integrity_check."""
     import sqlite3
 
-    from kleiod import lock
 
     name = script(FLOOD)
     run = kleio.popen("python", name)
     for mark in ("block 40", "block 150"):
         wait_for_line(run.stdout, mark)
-        os.kill(lock.holder_pid(isolated.kleio_runtime), signal.SIGKILL)
-        time.sleep(0.1)
+        signal_daemon(isolated.kleio_runtime)
         kleio.ok("daemon", "start")
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
