@@ -41,6 +41,8 @@ class Config:
     fingerprint: dict[str, list[str]] = field(default_factory=dict)
     # Records the daemon keeps in memory while the database is away, before spilling to disk.
     hold_bytes: int = DEFAULT_HOLD_BYTES
+    # A SQLite journal on NFS and the like, knowingly (one machine at a time writes it).
+    allow_network_filesystem: bool = False
 
     @property
     def database_redacted(self) -> str:
@@ -66,7 +68,20 @@ def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None 
         fingerprint=_fingerprint_fields(file_settings.get("fingerprint") or {}),
         hold_bytes=_whole(_pick("hold_bytes", flags, env, file_settings) or DEFAULT_HOLD_BYTES,
                           "hold_bytes"),
+        allow_network_filesystem=_yes(_pick("allow_network_filesystem", flags, env,
+                                            file_settings), "allow_network_filesystem"),
     )
+
+
+def _yes(value: Any, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
 def _whole(value: Any, name: str) -> int:

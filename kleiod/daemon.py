@@ -55,7 +55,8 @@ class Daemon:
         lock.acquire()
         launcher.clear_stopped(runtime)
         try:
-            storage = open_storage(self.config.database, self.config.data_dir / "artifact-cache")
+            storage = open_storage(self.config.database, self.config.data_dir / "artifact-cache",
+                                   self.config.allow_network_filesystem)
             try:
                 self._serve_with(storage)
             finally:
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kleiod", description="Kleio's per-user daemon.")
     parser.add_argument("--database", help="database URL (default: the embedded SQLite journal)")
     parser.add_argument("--runtime-dir", help="directory of the daemon's sockets")
+    parser.add_argument("--allow-network-filesystem", action="store_true", default=None,
+                        help="open a SQLite journal on NFS, Lustre, GPFS... (one machine at "
+                             "a time writes it)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--version", action="version", version=f"kleiod {__version__}")
     args = parser.parse_args(argv)
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s kleiod[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     try:
-        daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir}))
+        daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir,
+                                  "allow_network_filesystem": args.allow_network_filesystem}))
         os.chdir("/")  # hold no directory of the user's
         os.umask(0o077)  # sockets, journal, spills: the user's alone
         for signum in (signal.SIGTERM, signal.SIGINT):

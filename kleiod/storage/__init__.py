@@ -9,15 +9,19 @@ from kleiod.errors import ConfigError
 from kleiod.storage.base import Storage
 
 
-def open_storage(url: str, cache_dir: Path | None = None) -> Storage:
+def open_storage(url: str, cache_dir: Path | None = None,
+                 allow_network_filesystem: bool = False) -> Storage:
     """``sqlite:///PATH`` (the embedded journal) or ``mongodb://...`` (a shared one).
 
-    ``cache_dir`` holds local copies of artifacts kept in MongoDB's GridFS.
+    ``cache_dir`` holds local copies of artifacts kept in MongoDB's GridFS;
+    ``allow_network_filesystem`` lets a SQLite journal live on NFS and the like,
+    written by one machine at a time.
     """
     if url.startswith("sqlite:///"):
         from kleiod.storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(Path(url[len("sqlite:///"):]).expanduser())
+        return SQLiteStorage(Path(url[len("sqlite:///"):]).expanduser(),
+                             allow_network_filesystem)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from kleiod.storage.mongo import MongoStorage
 

@@ -40,6 +40,7 @@ from kleiod.storage.base import (
     uncovered_parts,
 )
 from kleiod.storage.blobs import FileBlobStore, FileBlobWriter
+from kleiod.storage.claim import HostClaim
 
 SCHEMA_VERSION = 3
 OPEN_RETRY_SECONDS = 10.0
@@ -132,22 +133,34 @@ def _filesystem_of(path: Path) -> str:
     return fstype
 
 
+def _network_claim(path: Path, allowed: bool) -> HostClaim | None:
+    """None on a local filesystem; on a network one, refuse unless allowed, and then
+    keep other machines off the file."""
+    fstype = _filesystem_of(path.parent.resolve())
+    if fstype not in NETWORK_FILESYSTEMS:
+        return None
+    if not allowed:
+        raise ConfigError(
+            f"{path} is on a network filesystem ({fstype}), where SQLite's WAL is unsafe; "
+            "set KLEIO_DATABASE to a local sqlite:/// path or to a mongodb:// URL "
+            "(or KLEIO_ALLOW_NETWORK_FILESYSTEM=1 if only this machine will ever write it)"
+        )
+    claim = HostClaim(path)
+    claim.acquire()
+    return claim
+
+
 BUSY_TIMEOUT_MS = 2000
 
 
 class SQLiteStorage:
     """The Storage interface over one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, allow_network_filesystem: bool = False) -> None:
         self.url = f"sqlite:///{path}"
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fstype = _filesystem_of(path.parent.resolve())
-        if fstype in NETWORK_FILESYSTEMS:
-            raise ConfigError(
-                f"{path} is on a network filesystem ({fstype}), where SQLite's WAL is unsafe; "
-                "set KLEIO_DATABASE to a local sqlite:/// path or to a mongodb:// URL"
-            )
+        self._claim = _network_claim(path, allow_network_filesystem)
         self.blobs = FileBlobStore(path.parent / "artifacts")
         with _translated(f"opening {path}"):
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -182,6 +195,8 @@ class SQLiteStorage:
 
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        if self._claim is not None:
+            self._claim.check()
         with _translated(what):
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -589,4 +604,6 @@ class SQLiteStorage:
     def close(self) -> None:
         with _translated("closing the journal"):
             self._db.close()
+        if self._claim is not None:
+            self._claim.release()
 
