@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import uuid
 
-from kleio_cli.capture.configuration import parse_command
+from kleio_cli.capture.configuration import LAUNCHER_PROGRAMS, parse_command
+from kleio_cli.capture.environment import interpreter_of
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.redaction import check_runnable
@@ -43,12 +45,16 @@ def pdb_command(trial: str) -> int:
 
 
 def debugged(argv: list[str]) -> list[str]:
-    """``python [options] script|-m module args`` run under ``-m pdb``."""
+    """``python [options] script|-m module args`` run under ``-m pdb``; a script that a
+    launcher (torchrun) starts per rank is debugged as one process."""
     command = parse_command(argv)
     if command.interpreter != "python" or command.code is not None or (
             command.script is None and command.module is None):
         raise CliError(f"kleio: `kleio pdb` debugs Python scripts and modules; "
                        f"`{' '.join(argv)}` is not one", EXIT_USAGE)
-    head = [argv[0], *command.interpreter_options, "-m", "pdb"]
+    python = argv[0]
+    if argv[0] in LAUNCHER_PROGRAMS:  # torchrun: debug one process of the script
+        python = interpreter_of(argv, os.getcwd()) or sys.executable
+    head = [python, *command.interpreter_options, "-m", "pdb"]
     target = ["-m", command.module] if command.module is not None else [str(command.script)]
     return head + target + command.args

@@ -65,6 +65,8 @@ def compute(argv: list[str], cwd: str, environ: dict[str, str] | None = None) ->
         "args": args,
         "config_files": _config_files(args, cwd),
     }
+    if command.launcher is not None:  # torchrun and python -m torch.distributed.run are one
+        canonical["launcher"] = [command.launcher, *canonical_args(command.launcher_options)]
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
     return Identity(digest[:ID_LENGTH], canonical, str(root))
 

@@ -36,6 +36,8 @@ def capture(argv: list[str], cwd: str, environ: dict[str, str] | None = None) ->
             "interpreter": command.interpreter,
             "script": command.script,
             "module": command.module,
+            **({"launcher": [command.launcher, *command.launcher_options]}
+               if command.launcher else {}),
             **parse_arguments(command.args),
             "files": config_files(command.args, cwd),
         }

@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 _PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?$")
 # Python options that take a value as the next argument.
 _PYTHON_VALUED = frozenset({"-W", "-X", "-Q"})
+# Launchers that start the script once per rank: torchrun is `python -m torch.distributed.run`.
+LAUNCHER_PROGRAMS = {"torchrun": "torch.distributed.run"}
+LAUNCHER_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch"})
+# Their options that take no value (every other option takes one).
+_LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
+                             "--run-path", "--run_path", "--use-env", "--use_env"})
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
 CONFIG_MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"^[-+]?\d+$")
@@ -28,10 +34,16 @@ class Command:
     module: str | None
     code: str | None
     args: list[str]
+    # `torchrun [options] script args`: the launcher's module and options; script and args
+    # are then the training script's.
+    launcher: str | None = None
+    launcher_options: list[str] = field(default_factory=list)
 
 
 def parse_command(argv: list[str]) -> Command:
     program = os.path.basename(argv[0])
+    if program in LAUNCHER_PROGRAMS:
+        return _launched(LAUNCHER_PROGRAMS[program], [], argv[1:])
     if not _PYTHON.match(program):
         script = argv[0] if os.sep in argv[0] else None
         return Command(program if script is None else "", [], script, None, None, argv[1:])
@@ -41,6 +53,8 @@ def parse_command(argv: list[str]) -> Command:
         option = rest.pop(0)
         if option in ("-m", "-c"):
             target = rest.pop(0) if rest else ""
+            if option == "-m" and target in LAUNCHER_MODULES:
+                return _launched(target, options, rest)
             module, code = (target, None) if option == "-m" else (None, target)
             return Command("python", options, None, module, code, rest)
         options.append(option)
@@ -48,6 +62,24 @@ def parse_command(argv: list[str]) -> Command:
             options.append(rest.pop(0))
     script = rest.pop(0) if rest else None
     return Command("python", options, script, None, None, rest)
+
+
+def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) -> Command:
+    """``torchrun --nproc_per_node 2 train.py --lr 0.1``: the launcher's options, then the
+    script (or module, with ``-m``) that every rank runs, then its arguments."""
+    options: list[str] = []
+    rest = list(rest)
+    while rest and rest[0].startswith("-") and rest[0] != "--":
+        option = rest.pop(0)
+        options.append(option)
+        if "=" not in option and option not in _LAUNCHER_FLAGS and rest:
+            options.append(rest.pop(0))
+    if rest and rest[0] == "--":
+        options.append(rest.pop(0))
+    target = rest.pop(0) if rest else None
+    as_module = "-m" in options or "--module" in options
+    return Command("python", interpreter_options, None if as_module else target,
+                   target if as_module else None, None, rest, launcher, options)
 
 
 def typed(value: str) -> Any:

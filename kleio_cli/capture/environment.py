@@ -34,7 +34,8 @@ def interpreter_of(argv: list[str], cwd: str) -> str | None:
     program = argv[0]
     if _PYTHON.match(os.path.basename(program)):
         return _which(program, cwd)
-    path = Path(cwd, program) if os.sep in program else None
+    found = program if os.sep in program else shutil.which(program)  # torchrun's python
+    path = Path(cwd, found) if found else None
     if path is not None and path.is_file():
         shebang = _shebang(path)
         if shebang:

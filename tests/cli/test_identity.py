@@ -33,6 +33,22 @@ def test_parse_command_understands_python_options():
     assert (other.script, other.args) == ("./run.sh", ["--fast"])
 
 
+def test_torchrun_and_its_module_form_are_one_trial_apart_from_the_plain_script(tmp_path):
+    (tmp_path / "train.py").write_text("")
+    at = str(tmp_path)
+    launched = identity.compute(["torchrun", "--nproc_per_node", "2", "train.py", "--lr", "1"], at)
+    module = identity.compute(["python", "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               "train.py", "--lr=1"], at)
+    assert launched.id == module.id
+    assert launched.canonical["script"] == "train.py"
+    assert launched.canonical["args"] == ["--lr", "1"]
+    assert identity.compute(["python", "train.py", "--lr", "1"], at).id != launched.id
+    four = identity.compute(["torchrun", "--nproc_per_node", "4", "train.py", "--lr", "1"], at)
+    assert four.id != launched.id
+    cmd = identity.parse_command(["torchrun", "--standalone", "--nnodes=1", "-m", "pkg.t", "-x"])
+    assert (cmd.script, cmd.module, cmd.args) == (None, "pkg.t", ["-x"])
+
+
 def test_config_file_content_is_part_of_identity(tmp_path):
     (tmp_path / "cfg.yaml").write_text("lr: 0.1\n")
     before = identity.compute(["python", "t.py", "--config", "cfg.yaml"], str(tmp_path))

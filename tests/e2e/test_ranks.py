@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+
+import pytest
 
 from tests.conftest import trial_id
 
@@ -28,3 +32,83 @@ def test_processes_with_a_rank_log_into_one_trial_each_record_tagged(kleio, scri
         rows = json.loads(kleio.ok("stats", tid, "--where", f"rank={rank}", "--json").stdout)
         assert [r["step"] for r in rows] == list(range(50))
     assert [r["step"] for r in kleio.json("stats", tid) if r["rank"] == 7] == [99, 99, 99]
+
+
+# torchrun as far as Kleio sees it: starts the script once per rank with RANK,
+# LOCAL_RANK and WORLD_SIZE set, and fails when a rank fails.
+TORCHRUN = """#!{python}
+import os, subprocess, sys
+args, ranks = sys.argv[1:], 1
+while args[0].startswith("-"):
+    option = args.pop(0)
+    if option.startswith("--nproc_per_node"):
+        ranks = int(option.split("=")[1]) if "=" in option else int(args.pop(0))
+workers = [subprocess.Popen([sys.executable, *args], env={{**os.environ, "RANK": str(rank),
+           "LOCAL_RANK": str(rank), "WORLD_SIZE": str(ranks)}}) for rank in range(ranks)]
+sys.exit(max(w.wait() for w in workers))
+"""
+
+RANK_TRAIN = """
+import argparse, os, sys
+from kleio_client import kleio_logger
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+lr = parser.parse_args().lr
+for step in range(30):
+    kleio_logger.log_statistic(step=step, lr=lr)
+sys.stdout.write(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} done\\n")
+"""
+
+
+def _torchrun_on_path(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "torchrun"
+    launcher.write_text(TORCHRUN.format(python=sys.executable))
+    launcher.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_kleio_torchrun_is_one_trial_whose_records_say_their_rank(kleio, script, tmp_path,
+                                                                   monkeypatch):
+    _torchrun_on_path(tmp_path, monkeypatch)
+    name = script(RANK_TRAIN)
+    done = kleio.ok("torchrun", "--nproc_per_node", "2", name, "--lr", "0.1")
+    assert sorted(done.stdout.splitlines()) == ["rank 0 of 2 done", "rank 1 of 2 done"]
+    tid = trial_id(done.stderr)
+    for rank in (0, 1):
+        rows = json.loads(kleio.ok("stats", tid, "--where", f"rank={rank}", "--json").stdout)
+        assert [r["step"] for r in rows] == list(range(30))
+    info = kleio.json("info", tid)
+    assert info["configuration"]["options"] == {"--lr": 0.1}
+    assert info["configuration"]["launcher"] == ["torch.distributed.run", "--nproc_per_node",
+                                                 "2"]
+
+    branched = kleio.ok("branch", tid, "--lr", "0.01")
+    child = trial_id(branched.stderr)
+    rows = kleio.json("stats", child)
+    assert len(rows) == 60 and {r["lr"] for r in rows} == {0.01}
+    assert {r["rank"] for r in rows} == {0, 1}
+
+
+GLOO_TRAIN = """
+import torch, torch.distributed as dist
+from kleio_client import kleio_logger
+dist.init_process_group("gloo")
+for step in range(5):
+    total = torch.tensor([float(dist.get_rank() + step)])
+    dist.all_reduce(total)
+    kleio_logger.log_statistic(step=step, total=total.item())
+dist.destroy_process_group()
+"""
+
+
+def test_a_real_two_rank_torchrun_on_cpu(kleio, script):
+    """Where torch is installed: the real launcher and the gloo backend."""
+    pytest.importorskip("torch")
+    done = kleio.ok("torchrun", "--standalone", "--nproc_per_node", "2", script(GLOO_TRAIN),
+                    timeout=180)
+    tid = trial_id(done.stderr)
+    for rank in (0, 1):
+        rows = json.loads(kleio.ok("stats", tid, "--where", f"rank={rank}", "--json").stdout)
+        assert [(r["step"], r["total"]) for r in rows] == [(s, 1.0 + 2 * s) for s in range(5)]
