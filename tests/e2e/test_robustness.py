@@ -52,7 +52,7 @@ def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(
     assert records[-1] == {"after": True}
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_workers_whose_parent_logs_only_later_keep_their_records(kleio, script, method):
     name = script(f"""
         import multiprocessing as mp
