@@ -29,6 +29,7 @@ from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Buffering, Ingest
 from kleiod.live import Live
 from kleiod.lock import PidLock
+from kleiod.running import DRAIN_SECONDS, RunningExecutions
 from kleiod.spawner import Spawner
 from kleiod.spill import Spill, spill_directory
 from kleiod.storage import open_storage
@@ -44,10 +45,34 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._stopping = False
+        self._on_purpose = False
+        self._drain_until = 0.0
+        self._drain_logged = False
         self.spawner = Spawner()
+        self.running = RunningExecutions(config.lease_seconds)
 
-    def stop(self) -> None:
+    def stop(self, on_purpose: bool = True) -> None:
+        """Stop serving.  On purpose (`kleio daemon stop`, Ctrl-C, `systemctl stop`), the
+        supervisors of running trials start no other daemon; otherwise (a SIGTERM from the
+        end of the batch job that happened to start this daemon, a shutdown) they do."""
+        if not self._stopping:
+            self._drain_until = time.monotonic() + DRAIN_SECONDS
         self._stopping = True
+        self._on_purpose = self._on_purpose or on_purpose
+
+    def _serving(self) -> bool:
+        """Until stopped; after a stop that was not on purpose, while executions it serves
+        have not reported their end (see kleiod.running)."""
+        if not self._stopping:
+            return True
+        if self._on_purpose or time.monotonic() >= self._drain_until:
+            return False
+        running = self.running.count()
+        if running and not self._drain_logged:
+            self._drain_logged = True
+            log.info("terminated: serving %d running execution(s) until they end, at most "
+                     "%.0f s", running, max(0.0, self._drain_until - time.monotonic()))
+        return running > 0
 
     def serve(self) -> None:
         runtime = ensure_private_dir(self.config.runtime_dir)
@@ -61,8 +86,8 @@ class Daemon:
                 self._serve_with(storage)
             finally:
                 storage.close()
-            if self._stopping:  # asked to stop (kleio daemon stop, SIGTERM, systemctl stop):
-                launcher.mark_stopped(runtime)  # supervisors do not start another
+            if self._on_purpose:
+                launcher.mark_stopped(runtime)
         finally:
             lock.release()
 
@@ -82,7 +107,8 @@ class Daemon:
         ingest.adopt_orphans()
         controller: Controller | None = None
         ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
-                            lambda: controller.refused if controller else 0, self.spawner)
+                            lambda: controller.refused if controller else 0, self.spawner,
+                            self.running)
         controller = Controller(Handlers(ctx).table())
         control_socket = _router(context, endpoints.control)
         log.info("kleiod %s serving %s on %s (pid %s)", __version__,
@@ -105,7 +131,7 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(ingest_socket, zmq.POLLIN)
         poller.register(control_socket, zmq.POLLIN)
-        while not self._stopping:
+        while self._serving():
             due = ingest.due_in()
             timeout = IDLE_POLL_MS if due is None else int(due * 1000)
             poller.modify(ingest_socket, zmq.POLLIN if ingest.accepting() else 0)
@@ -213,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                                   "allow_network_filesystem": args.allow_network_filesystem}))
         os.chdir("/")  # hold no directory of the user's
         os.umask(0o077)  # sockets, journal, spills: the user's alone
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: daemon.stop())
+        signal.signal(signal.SIGINT, lambda *_: daemon.stop())
+        # Under systemd a SIGTERM is `systemctl stop`; elsewhere it is whatever ends the
+        # processes of the job or session that started this daemon, not the user's wish.
+        under_systemd = "INVOCATION_ID" in os.environ
+        signal.signal(signal.SIGTERM, lambda *_: daemon.stop(on_purpose=under_systemd))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         daemon.serve()
     except KleiodError as exc:

@@ -18,6 +18,7 @@ from kleiod.errors import BadRequest
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
 from kleiod.queries import Queries
+from kleiod.running import RunningExecutions
 from kleiod.spawner import Spawner
 from kleiod.storage.base import Claim, ExecutionEnd, Storage, TrialSpec
 from kleiod.supervisor import SupervisorSpec
@@ -32,6 +33,7 @@ class DaemonContext:
     stop: Callable[[], None]
     refused: Callable[[], int]
     spawner: Spawner
+    running: RunningExecutions
 
 
 class Handlers:
@@ -141,6 +143,7 @@ class Handlers:
 
     def start_execution(self, args: dict[str, Any]) -> None:
         self._storage.start_execution(str(args["id"]), int(args["execution"]), int(args["pid"]))
+        self._ctx.running.seen(str(args["id"]), int(args["execution"]))
 
     def spawn(self, args: dict[str, Any]) -> dict[str, Any]:
         """Start a detached trial's supervisor (the trial is reserved already)."""
@@ -148,6 +151,7 @@ class Handlers:
         return {"pid": self._ctx.spawner.spawn(spec, dict(args["env"]))}
 
     def heartbeat(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._ctx.running.seen(str(args["id"]), int(args["execution"]))
         error = self._ctx.ingest.database_error
         if error is not None:  # renewed once it is back; no lease expires meanwhile
             return {"owner": True, "database_error": error}
@@ -164,6 +168,7 @@ class Handlers:
         self._storage.end_execution(
             ExecutionEnd(trial_id, execution, status, exit_code, signals, time.time())
         )
+        self._ctx.running.ended(trial_id, execution)
         return {"status": status}
 
 

@@ -1,0 +1,161 @@
+"""Batch jobs on one node, as SLURM runs them: each job's processes in a cgroup of
+their own, and the end of a job (scancel, time limit) signals every process in it.
+
+A job here is a real cgroup of the v1 ``pids`` hierarchy where this test may make
+one (as root on these machines); elsewhere it is the job's session plus the daemon
+it started, which is what its cgroup would hold.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kleiod import lock
+from tests.conftest import trial_id, wait_for_line
+from tests.e2e.test_survival import STEADY, _assert_complete_journal, _wait_until_ended
+
+CGROUPS = Path("/sys/fs/cgroup/pids")
+JOIN = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+
+
+class Job:
+    """A batch job started on this node with one command, `kleio ...`."""
+
+    def __init__(self, argv: list[str], cwd: Path, runtime: Path) -> None:
+        self.runtime = runtime
+        self.cgroup = _new_cgroup()
+        self.daemon: int | None = None
+        if self.cgroup is not None:
+            argv = ["sh", "-c", JOIN, str(self.cgroup), *argv]
+        self.process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+
+    def members(self) -> set[int]:
+        if self.cgroup is not None:
+            return {int(pid) for pid in (self.cgroup / "cgroup.procs").read_text().split()}
+        session = {p.pid for p in psutil.process_iter() if _session(p.pid) == self.process.pid}
+        return session | ({self.daemon} if self.daemon else set())
+
+    def note_daemon(self) -> int:
+        """The daemon this job's `kleio` started (no systemd to start it elsewhere)."""
+        pid = lock.holder_pid(self.runtime)
+        assert pid is not None
+        self.daemon = pid
+        return pid
+
+    def end(self, grace: float = 2.0) -> None:
+        """What the end of a job does: SIGTERM to every process in it, SIGKILL after grace."""
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.members():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while self.members() - _gone(self.members()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.process.wait(timeout=10)
+
+    def remove(self) -> None:
+        deadline = time.monotonic() + 5
+        while self.cgroup is not None:
+            try:
+                self.cgroup.rmdir()
+                return
+            except OSError:  # its last processes are still exiting
+                assert time.monotonic() < deadline, f"{self.cgroup} stays busy"
+                time.sleep(0.05)
+
+
+def _new_cgroup() -> Path | None:
+    path = CGROUPS / f"kleio-test-{uuid.uuid4().hex[:8]}"
+    try:
+        path.mkdir()
+    except OSError:
+        return None
+    return path
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def _gone(pids: set[int]) -> set[int]:
+    gone = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                gone.add(pid)
+        except psutil.NoSuchProcess:
+            gone.add(pid)
+    return gone
+
+
+@pytest.fixture
+def jobs(kleio, isolated):
+    started: list[Job] = []
+
+    def start(*args: str) -> Job:
+        job = Job(kleio.argv(*args), kleio.cwd, isolated.kleio_runtime)
+        started.append(job)
+        return job
+
+    yield start
+    for job in started:
+        job.end()  # whatever is left in it, a daemon that it started included
+        job.remove()
+
+
+WAITS = """
+import os, signal, sys, time
+from kleio_client import kleio_logger
+print("pid", os.getpid(), "up", flush=True)
+kleio_logger.log_statistic(step=0)
+time.sleep(120)
+"""
+
+
+def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio, script, jobs):
+    job = jobs("python", script(WAITS))
+    line = wait_for_line(job.process.stdout, " up")
+    trial = int(line.split("pid ")[1].split()[0])
+    kleio_pid = job.process.pid
+    assert kleio_pid in {p.pid for p in psutil.Process(trial).parents()}
+    assert trial in job.members()  # in the job's cgroup: its limits and its end apply
+    job.end()
+    assert _gone({trial}) == {trial}
+    tid = trial_id(job.process.stderr.read().decode())
+    info = _wait_until_ended(kleio, tid)
+    assert info["status"] == "interrupted"
+    assert "SIGTERM" in info["executions"][-1]["signals"]
+
+
+def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(
+        kleio, script, jobs):
+    first = jobs("python", script(WAITS, name="first.py"))
+    wait_for_line(first.process.stdout, " up")
+    daemon = first.note_daemon()
+    assert daemon in first.members()  # no systemd here: the daemon is the first job's
+    second = jobs("python", script(STEADY, name="second.py"))
+    wait_for_line(second.process.stdout, "step 500")
+
+    first.end()
+    assert _gone({daemon}) == {daemon}
+    out, err = second.process.communicate(timeout=120)
+    assert second.process.returncode == 0, err
+    tid = trial_id(err.decode())
+    assert _wait_until_ended(kleio, tid)["status"] == "completed"
+    _assert_complete_journal(kleio, tid)
+    if second.cgroup is not None:  # the daemon that took over is the second job's
+        assert lock.holder_pid(first.runtime) in second.members()
