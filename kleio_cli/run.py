@@ -237,7 +237,7 @@ def _fork_supervisor(spec: SupervisorSpec) -> int:
         os.kill(os.getpid(), signal.SIGSTOP)  # stops here until SIGCONT
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT,
-                   signal.SIGWINCH):
+                   signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, forward)
     signal.signal(signal.SIGTSTP, suspend)
     _, status = os.waitpid(pid, 0)

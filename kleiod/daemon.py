@@ -244,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         # processes of the job or session that started this daemon, not the user's wish.
         under_systemd = "INVOCATION_ID" in os.environ
         signal.signal(signal.SIGTERM, lambda *_: daemon.stop(on_purpose=under_systemd))
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # SLURM's preemption warning (`--signal=USR1`) reaches every process of a job step,
+        # this daemon too when a `kleio` in that step started it: it is for the trials.
+        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(signum, signal.SIG_IGN)
         daemon.serve()
     except KleiodError as exc:
         print(f"kleiod: {exc}", file=sys.stderr)

@@ -11,7 +11,8 @@ LOST = "lost"
 
 ALL = (NEW, RUNNING, COMPLETED, INTERRUPTED, BROKEN, LOST)
 RESUMABLE = frozenset({NEW, INTERRUPTED, BROKEN, LOST})
-INTERRUPTING_SIGNALS = frozenset({"SIGINT", "SIGTERM"})
+# SIGUSR1/2 are recorded only inside a SLURM job, where they warn of preemption.
+INTERRUPTING_SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"})
 
 
 def final_status(exit_code: int, signals: list[str]) -> str:

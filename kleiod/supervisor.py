@@ -4,7 +4,7 @@ It runs in the caller's session (in a process group of its own, so that the
 terminal's signals reach it only through the CLI, once each) and starts the
 trial in a session of its own.  It streams the trial's output live to its own
 stdout/stderr (the caller's terminal) and to the daemon as numbered output
-records, forwards SIGINT, SIGTERM, SIGQUIT, SIGTSTP and SIGCONT (a second
+records, forwards SIGINT, SIGTERM, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1 and SIGUSR2 (a second
 SIGINT within ``KILL_WINDOW`` seconds kills the trial), renews the trial's
 lease, and reports the exit code and the signals seen.  The daemon decides
 the status.  When the trial has exited, children it left behind holding its
@@ -42,9 +42,13 @@ DAEMON_GRACE = 3.0
 WATCH_INTERVAL = 1.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
+ECHO_WINDOW = 0.02
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
-             signal.SIGWINCH)
+             signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
+# SLURM's warning before preemption or the time limit (`--signal=USR1@90`): inside a
+# SLURM job it is recorded too, and the trial ends interrupted, to resume when requeued.
+PREEMPTION_WARNINGS = frozenset({signal.SIGUSR1, signal.SIGUSR2})
 READ_BYTES = 65536
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
@@ -74,7 +78,10 @@ class Supervisor:
         self.spec = spec
         self.endpoints = protocol.Endpoints.in_directory(spec.runtime_dir)
         self.signals: list[str] = []
+        self._recorded = RECORDED | (PREEMPTION_WARNINGS if "SLURM_JOB_ID" in os.environ
+                                     else frozenset())
         self._last_interrupt = 0.0
+        self._last_signal = (0, 0.0)
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._given_up = False
@@ -293,9 +300,11 @@ class Supervisor:
             for output in self._outputs:
                 if output.terminal:
                     terminal.copy_window_size(output.caller, output.ours)
-        if signum in RECORDED:
-            self.signals.append(signal.Signals(signum).name)
         now = time.monotonic()
+        if self._echo_of(signum, now):
+            return
+        if signum in self._recorded:
+            self.signals.append(signal.Signals(signum).name)
         kill = (self.spec.escalate and signum == signal.SIGINT
                 and now - self._last_interrupt < KILL_WINDOW)
         if signum == signal.SIGINT:
@@ -310,6 +319,15 @@ class Supervisor:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+    def _echo_of(self, signum: int, now: float) -> bool:
+        """The same signal again within ``ECHO_WINDOW``: one signal sent to every process
+        of a batch job (scancel, --signal), reaching this supervisor directly and again
+        through the `kleio` in front of it.  Taken once; a person's second Ctrl-C is slower."""
+        echo = signum == self._last_signal[0] and now - self._last_signal[1] < ECHO_WINDOW
+        self._last_signal = (signum, now)
+        return echo
 
 
 def _ignore(_signum: int, _frame: Any) -> None:

@@ -8,9 +8,11 @@ it started, which is what its cgroup would hold.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,13 +31,13 @@ JOIN = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
 class Job:
     """A batch job started on this node with one command, `kleio ...`."""
 
-    def __init__(self, argv: list[str], cwd: Path, runtime: Path) -> None:
-        self.runtime = runtime
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.runtime = Path(env["XDG_RUNTIME_DIR"]) / "kleio"
         self.cgroup = _new_cgroup()
         self.daemon: int | None = None
         if self.cgroup is not None:
             argv = ["sh", "-c", JOIN, str(self.cgroup), *argv]
-        self.process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, start_new_session=True)
 
     def members(self) -> set[int]:
@@ -51,14 +53,18 @@ class Job:
         self.daemon = pid
         return pid
 
+    def signal(self, signum: int) -> None:
+        """What scancel and `sbatch --signal` do: signal every process of the job."""
+        for pid in self.members():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     def end(self, grace: float = 2.0) -> None:
         """What the end of a job does: SIGTERM to every process in it, SIGKILL after grace."""
         for signum in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.members():
-                try:
-                    os.kill(pid, signum)
-                except ProcessLookupError:
-                    pass
+            self.signal(signum)
             deadline = time.monotonic() + grace
             while self.members() - _gone(self.members()) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -106,8 +112,8 @@ def _gone(pids: set[int]) -> set[int]:
 def jobs(kleio, isolated):
     started: list[Job] = []
 
-    def start(*args: str) -> Job:
-        job = Job(kleio.argv(*args), kleio.cwd, isolated.kleio_runtime)
+    def start(*args: str, env: dict[str, str] | None = None) -> Job:
+        job = Job(kleio.argv(*args), kleio.cwd, {**os.environ, **(env or {})})
         started.append(job)
         return job
 
@@ -138,7 +144,7 @@ def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio,
     tid = trial_id(job.process.stderr.read().decode())
     info = _wait_until_ended(kleio, tid)
     assert info["status"] == "interrupted"
-    assert "SIGTERM" in info["executions"][-1]["signals"]
+    assert info["executions"][-1]["signals"] == ["SIGTERM"]  # reached kleio and its child
 
 
 def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(
@@ -159,3 +165,56 @@ def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_who
     _assert_complete_journal(kleio, tid)
     if second.cgroup is not None:  # the daemon that took over is the second job's
         assert lock.holder_pid(first.runtime) in second.members()
+
+
+REQUEUED = """
+import io, os, signal, sys, time
+from kleio_client import kleio_logger
+stop = []
+signal.signal(getattr(signal, sys.argv[1]), lambda *_: stop.append(True))
+checkpoint = kleio_logger.load_artifact("checkpoint")
+start = 0 if checkpoint is None else int(checkpoint.open().read()) + 1
+print("from", start, "up", flush=True)
+for epoch in range(start, 40):
+    kleio_logger.log_statistic(epoch=epoch, node=os.environ["SLURMD_NODENAME"])
+    time.sleep(0.05)
+    if stop:
+        kleio_logger.log_artifact("checkpoint", io.BytesIO(b"%d" % epoch), epoch=epoch)
+        sys.exit(0)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("warning", ["SIGTERM", "SIGUSR1"])
+def test_the_requeue_recipe_resumes_from_the_checkpoint_on_another_node(
+        kleio, script, jobs, mongodb_server, tmp_path, warning):
+    """The job is signalled (scancel, or `--signal=USR1@90` before its time limit); the
+    script checkpoints and exits 0; the trial is interrupted; the requeued job runs the
+    same command on another node, whose own daemon shares the MongoDB, and resumes."""
+    name = script(REQUEUED)
+    database = f"{mongodb_server}/kleio_requeue_{uuid.uuid4().hex[:10]}"
+    nodes = [{"XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="k", dir="/tmp"),
+              "XDG_DATA_HOME": str(tmp_path / node), "KLEIO_DATABASE": database,
+              "SLURM_JOB_ID": "4242", "SLURMD_NODENAME": node} for node in ("n01", "n02")]
+
+    first = jobs("python", name, warning, env=nodes[0])
+    wait_for_line(first.process.stdout, "from 0 up")
+    time.sleep(0.5)
+    first.signal(getattr(signal, warning))
+    _, err = first.process.communicate(timeout=60)
+    assert first.process.returncode == 0, err.decode()
+    first.end()  # the requeue ends the job: the daemon it started goes with it
+    tid = trial_id(err.decode())
+
+    second = jobs("python", name, warning, env=nodes[1])
+    out, err = second.process.communicate(timeout=120)
+    assert second.process.returncode == 0, err.decode()
+    resumed = int(out.decode().split("from ")[1].split()[0])
+    assert resumed > 0 and out.decode().endswith("done\n")
+    info = json.loads(kleio.ok("info", tid, "--json", env={**os.environ, **nodes[1]}).stdout)
+    assert [e["status"] for e in info["executions"]] == ["interrupted", "completed"]
+    assert info["executions"][0]["signals"] == [warning]
+    rows = json.loads(kleio.ok("stats", tid, "--json", env={**os.environ, **nodes[1]}).stdout)
+    assert [r["epoch"] for r in rows] == list(range(40))
+    assert {r["node"] for r in rows if r["epoch"] >= resumed} == {"n02"}
+    second.end()

@@ -100,6 +100,7 @@ def test_ctrl_c_still_interrupts_and_a_second_one_kills(kleio, script):
     wait_for_line(run.stdout, "up")
     run.send_signal(signal.SIGINT)
     wait_for_line(run.stdout, "ignoring")
+    time.sleep(0.1)  # a person's second Ctrl-C: slower than one signal's echo
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=30)
     assert run.returncode == 128 + signal.SIGKILL
