@@ -45,7 +45,7 @@ def _assert_complete_journal(kleio, tid: str) -> None:
     assert status["refused_records"] == 0
 
 
-@pytest.mark.parametrize("how", ["kleio daemon stop", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("how", ["kleio daemon stop", "SIGINT", "SIGKILL"])
 def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
     """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
     the trial runs on, the new daemon takes its output, statistics and exit code, and
