@@ -1,8 +1,8 @@
 """This process's connection to the daemon's ingest socket.
 
-The hot path is one ``deque.append`` (:attr:`Channel.append`).  A background
-I/O thread owns the socket: every ``FLUSH_INTERVAL`` it packs what the deque
-holds into numbered batches and sends them, runs the commands the caller
+The hot path is one ``list.append`` of a packed statistic (:attr:`Channel.append`).
+A background I/O thread owns the socket: every ``FLUSH_INTERVAL`` it takes what
+the list holds, joins it into numbered batches and sends them, runs the commands the caller
 queued (sync, blob chunks, queries) and records what the daemon answered.
 The caller waits for answers by polling plain attributes, never by taking a
 lock, so a signal handler in the main thread (SIGTERM, Ctrl-C) can flush
@@ -12,16 +12,14 @@ child starts a new producer with its own socket and thread.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import msgpack
 import zmq
@@ -32,8 +30,15 @@ from kleio_client.spill import SpillFile
 from kleio_client.values import not_text
 
 FLUSH_INTERVAL = 0.01
-BATCH_RECORDS = 4096  # at most 65535: the batch is a msgpack array16
+# Records per message, at most 65535 (a msgpack array16).  Each send releases the GIL,
+# which a logging loop may then keep for the switch interval (5 ms): fewer records per
+# message and the I/O thread falls behind a fast loop; more, and the messages' memory
+# varies more from one turn to the next (and fragments).
+BATCH_RECORDS = 8192
 MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
+# Sent and unacknowledged, kept in memory while a daemon takes every message (past it, in
+# the spill files until acknowledged); while none does, up to KLEIO_BUFFER_BYTES.
+RESIDENT_BYTES = 1024 * 1024
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
@@ -45,10 +50,18 @@ Command = Callable[[zmq.Socket], None]
 
 
 _ARRAY16 = b"\xdc"
+_BIN32 = b"\xc6"
+_EMPTY_RECORDS = msgpack.packb("records") + msgpack.packb(b"", use_bin_type=True)  # last
 # A packed record is [kind, body]: a fixed 2-array header and the packed kind, then the body.
 PREFIXES = {kind: b"\x92" + msgpack.packb(kind) for kind in (
     protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE)}
+_STATISTIC = PREFIXES[protocol.STATISTIC]
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 64
+
+# What waits for the I/O thread: a statistic's packed body (the hot path: no prefix, no
+# tuple), or another kind's (prefix, body) pair, which makes the batch's join fail over to
+# framing its records one by one.
+Pending = bytes | tuple[bytes, bytes]
 
 
 class _UploadLost(Exception):
@@ -79,17 +92,20 @@ class Channel:
     def _reset(self) -> None:
         """A new producer: fresh numbering and queues; its I/O thread starts on first use."""
         self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
-        self._producer = uuid.uuid4().hex[:16]
-        # Records packed at the call ([kind, body] each): bytes, which the cyclic garbage
-        # collector never scans (a deque of a million dicts would make it crawl).
-        self._records: deque[bytes] = deque()
-        self.append: Callable[[bytes], None] = self._records.append
+        self._producer = os.urandom(8).hex()
+        # Records packed at the call: bytes, which the cyclic garbage collector never scans
+        # (a million dicts would make it crawl).  Appended by any thread, taken in slices by
+        # the I/O thread: each step is one operation on the list, atomic under the GIL.
+        self._pending: list[Pending] = []
+        self.append: Callable[[Pending], None] = self._pending.append
         self._commands: deque[Command] = deque()
         self._backlog: deque[bytes] = deque()
         # Sent and not yet acknowledged: (last seq, frame), resent to a restarted daemon.
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._unacked_bytes = 0
-        self._spill: SpillFile | None = None  # the oldest unacknowledged, past the bound
+        # The oldest unacknowledged, past the bounds, oldest file first.
+        self._spills: deque[SpillFile] = deque()
+        self._spill_numbers = itertools.count()
         self.left_in_spill: str | None = None  # where unacknowledged records were left
         self._queries: dict[int, bytes] = {}  # asked and not yet answered
         self._progress_at = time.monotonic()
@@ -115,7 +131,7 @@ class Channel:
         if len(packed) > MAX_RECORD_BYTES:
             raise ValueError(f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
                              f"{MAX_RECORD_BYTES}; store large data as an artifact")
-        self.append(PREFIXES[kind] + packed)
+        self.append(packed if kind == protocol.STATISTIC else (PREFIXES[kind], packed))
 
     def _ensure_running(self) -> None:
         """Start the I/O thread, and flush at a multiprocessing child's exit (past atexit)."""
@@ -138,15 +154,15 @@ class Channel:
         self._reset()
         self.append = self._first_append
 
-    def _first_append(self, item: bytes) -> None:
-        self.append = self._records.append
+    def _first_append(self, item: Pending) -> None:
+        self.append = self._pending.append
         self._ensure_running()
         self.append(item)
 
-    def _append_after_close(self, item: bytes) -> None:
+    def _append_after_close(self, item: Pending) -> None:
         """A record logged after the exit flush (a late atexit handler, a __del__): sent
         and acknowledged at once, since no later flush will come."""
-        self._records.append(item)
+        self._pending.append(item)
         self._closed = False
         self.flush(timeout=5.0)
         self._closed = True
@@ -190,13 +206,14 @@ class Channel:
         an acknowledgement, send again what was not acknowledged: a daemon that restarted
         or crashed lost what it had not committed; storage ignores what it already has."""
         connected = False
-        while monitor.poll(0):
+        while _readable(monitor):
             monitor.recv_multipart()
             connected = True
             if self._ever_connected:
                 self._reconnections += 1
             self._ever_connected = True
-        stalled = bool(self._unacked) and time.monotonic() - self._progress_at > RESEND_AFTER
+        waiting = bool(self._unacked or self._spills)
+        stalled = waiting and time.monotonic() - self._progress_at > RESEND_AFTER
         if connected or stalled:
             self._resend(sock)
 
@@ -204,10 +221,9 @@ class Channel:
         self._progress_at = time.monotonic()
         unacked = {id(frame) for _, frame in self._unacked}
         self._backlog = deque(f for f in self._backlog if id(f) not in unacked)
-        if self._spill is not None:  # the oldest first: the daemon reads the file
-            self._spill.flush()
+        for spilled in self._spills:  # the oldest first: the daemon reads the files
             self._send(sock, protocol.pack(protocol.spilled(
-                self._trial, self._execution, self._producer, str(self._spill.path))))
+                self._trial, self._execution, self._producer, str(spilled.path))))
         for _, frame in self._unacked:
             self._send(sock, frame)
         for frame in self._queries.values():
@@ -217,53 +233,75 @@ class Channel:
                 protocol.sync(self._trial, self._execution, self._producer, self._sent_seq)))
 
     def _send_records(self, sock: zmq.Socket) -> None:
-        records = self._records
-        while records:
-            count = min(len(records), BATCH_RECORDS)
-            self._send_batch(sock, [records.popleft() for _ in range(count)])
+        """What is pending, in messages of up to ``BATCH_RECORDS``, each halved while it is
+        over the size the daemon accepts (one record never is: refused at the call)."""
+        pending = self._pending
+        while pending:
+            count = min(len(pending), BATCH_RECORDS)
+            first = self._sent_seq + 1
+            frame = self._frame(first, pending[:count])
+            while count > 1 and len(frame) > MAX_BATCH_BYTES:
+                count //= 2
+                frame = self._frame(first, pending[:count])
+            del pending[:count]  # records appended meanwhile go past the slice
+            self._sent_seq += count
+            self._send_batch(sock, frame)
 
-    def _send_batch(self, sock: zmq.Socket, items: list[bytes]) -> None:
-        """One message of packed records, or halves of it while it is over the size the
-        daemon accepts (one record is never over it: refused at the call)."""
-        if len(items) > 1 and sum(map(len, items)) > MAX_BATCH_BYTES:
-            half = len(items) // 2
-            self._send_batch(sock, items[:half])
-            self._send_batch(sock, items[half:])
-            return
-        packed = _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(items)
-        first = self._sent_seq + 1
-        self._sent_seq += len(items)
-        frame = protocol.pack(
-            protocol.records(self._trial, self._execution, self._producer, first, packed))
+    def _frame(self, first: int, items: list[Pending]) -> bytes:
+        """The records message of ``items``, numbered from ``first``: packed as
+        ``protocol.records`` would be, with the records copied once, straight into it."""
+        head = protocol.pack(
+            protocol.records(self._trial, self._execution, self._producer, first, b""))
+        if not head.endswith(_EMPTY_RECORDS):  # not the layout this relies on: pack it all
+            return protocol.pack(protocol.records(
+                self._trial, self._execution, self._producer, first, _batch(items)))
+        count = len(items)
+        size = 3 + count * len(_STATISTIC) + sum(map(len, items))  # array16 header included
+        head = head[:-2] + _BIN32 + size.to_bytes(4, "big") + _ARRAY16 + count.to_bytes(2, "big")
+        try:
+            return _STATISTIC.join([head, *items])
+        except TypeError:  # other kinds among them (as pairs): they are rare
+            return protocol.pack(protocol.records(
+                self._trial, self._execution, self._producer, first, _batch(items)))
+
+    def _send_batch(self, sock: zmq.Socket, frame: bytes) -> None:
+        """One records message, kept until acknowledged."""
         self._unacked.append((self._sent_seq, frame))
         self._unacked_bytes += len(frame)
         self._send(sock, frame)
         if self._unacked_bytes > self._buffer_bound:
             self._spill_oldest(self._buffer_bound // 2)
+        elif self._unacked_bytes > RESIDENT_BYTES and not self._backlog:
+            # The daemon took every message and commits slower than the script logs: the
+            # oldest wait for their acknowledgement on disk, not in the script's memory.
+            self._spill_oldest(RESIDENT_BYTES // 2)
 
     def _spill_oldest(self, keep: int) -> None:
         """Move the oldest unacknowledged messages to the spill file until ``keep`` bytes
         are left in memory: no daemon takes them now, and memory stays bounded."""
-        if self._spill is None:
-            self._spill = SpillFile(self._spill_directory, self._producer)
-        moved: set[int] = set()
+        moved: list[tuple[int, bytes]] = []
         while self._unacked and self._unacked_bytes > keep:
-            seq, frame = self._unacked.popleft()
-            self._unacked_bytes -= len(frame)
-            self._spill.add(seq, frame)
-            moved.add(id(frame))
-        self._backlog = deque(f for f in self._backlog if id(f) not in moved)
-        self._spill.flush()
+            moved.append(self._unacked.popleft())
+            self._unacked_bytes -= len(moved[-1][1])
+        if not moved:
+            return
+        if not self._spills or self._spills[-1].full():
+            self._spills.append(SpillFile(self._spill_directory, self._producer,
+                                          next(self._spill_numbers)))
+        self._spills[-1].add(moved)
+        ids = {id(frame) for _, frame in moved}
+        self._backlog = deque(f for f in self._backlog if id(f) not in ids)
 
     def _leave_unacknowledged(self) -> None:
         """At the end, what no daemon acknowledged goes to the spill, for the daemon."""
-        if not self._unacked and self._spill is None:
+        if not self._unacked and not self._spills:
             return
         try:
             self._spill_oldest(0)
-            assert self._spill is not None
-            self._spill.leave()
-            self.left_in_spill = str(self._spill.path)
+            for spilled in self._spills:
+                spilled.leave()
+            self.left_in_spill = (str(self._spills[0].path) if len(self._spills) == 1 else
+                                  f"{len(self._spills)} files of {self._spill_directory}")
         except OSError as exc:
             print(f"kleio: could not keep unacknowledged records on disk: {exc}",
                   file=sys.stderr)
@@ -286,7 +324,7 @@ class Channel:
             self._backlog.popleft()
 
     def _receive(self, sock: zmq.Socket) -> None:
-        while True:
+        while _readable(sock):
             try:
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -305,9 +343,8 @@ class Channel:
                 self._progress_at = time.monotonic()
             while self._unacked and self._unacked[0][0] <= acked:
                 self._unacked_bytes -= len(self._unacked.popleft()[1])
-            if self._spill is not None and self._spill.last_seq <= acked:
-                self._spill.remove()  # the daemon has everything it held
-                self._spill = None
+            while self._spills and self._spills[0].last_seq <= acked:
+                self._spills.popleft().remove()  # the daemon has everything it held
         elif kind == protocol.BLOB_ACK:
             self._blob_acks[message["upload"]] = message
         elif kind in (protocol.REPLY, protocol.REFUSED) and message.get("req") is not None:
@@ -360,7 +397,9 @@ class Channel:
         raise AssertionError("unreachable")
 
     def _upload_once(self, fileobj: BinaryIO) -> tuple[str, int]:
-        upload = uuid.uuid4().hex
+        import hashlib  # here: OpenSSL costs a script that stores no artifact 3.5 MiB
+
+        upload = os.urandom(16).hex()
         reconnections = self._reconnections
         digest = hashlib.sha256()
         offset = 0
@@ -440,7 +479,7 @@ class Channel:
             self._wait(lambda: bool(target) and self._acked_seq >= target[0], bound,
                        "flushing the last records")
         except DaemonUnavailable:
-            return (target[0] if target else self._sent_seq + len(self._records)) \
+            return (target[0] if target else self._sent_seq + len(self._pending)) \
                 - self._acked_seq, bound
         return 0, bound
 
@@ -470,3 +509,16 @@ class Channel:
     def abort(self) -> None:
         """Stop waiting for the daemon now (the user gave up: a Ctrl-C after the end)."""
         self._aborted = True
+
+
+def _readable(sock: zmq.Socket) -> bool:
+    """Whether a message waits, asked without releasing the GIL: every call that releases
+    it costs the I/O thread up to the switch interval (5 ms) to take it back from a
+    logging loop, so ``recv`` and ``poll`` are called only when they have work."""
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+
+def _batch(items: list[Pending]) -> bytes:
+    """Items as a packed list of [kind, body] records."""
+    return _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(
+        b"".join(item) if isinstance(item, tuple) else _STATISTIC + item for item in items)

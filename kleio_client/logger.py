@@ -15,19 +15,19 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any, BinaryIO, cast
 
 import msgpack
 
-from kleio_client import protocol, resource
+from kleio_client import protocol
 from kleio_client.artifact import Artifact
-from kleio_client.channel import PREFIXES, Channel
+from kleio_client.channel import Channel
 from kleio_client.values import MAX_STRING, normalize_record, not_text
 
 __all__ = ["Logger", "kleio_logger"]
 
-_all_plain = frozenset({float, int, str, bool, type(None)}).issuperset
-_STATISTIC = PREFIXES[protocol.STATISTIC]
+_PLAIN = frozenset({float, int, str, bool, type(None)})
 
 
 def _rank(env: Any) -> int | None:
@@ -59,6 +59,10 @@ class Logger:
         self._said_no_artifacts = False
         self._start_lock = threading.Lock()
         os.register_at_fork(after_in_child=self._reset_lock)
+        self._log_statistic: Callable[..., None] = self.log_statistic
+        if self.trial_id is not None and self._endpoint is not None:
+            self._log_statistic = self.log_statistic = (  # type: ignore[method-assign]
+                self._queue_statistics())
         # One process of several logging into the trial (torchrun, srun): its records say
         # which, as the key ``rank`` (unless the script sets it), so `--where rank=0` works.
         self.rank = _rank(env)
@@ -69,7 +73,7 @@ class Logger:
         if args or not record:
             raise _misuse(args)
         record.setdefault("rank", self.rank)
-        Logger.log_statistic(self, **record)
+        self._log_statistic(**record)
 
     def _reset_lock(self) -> None:
         """A fork taken while another thread held the lock must not deadlock the child."""
@@ -80,29 +84,45 @@ class Logger:
     def log_statistic(self, *args: Any, **record: Any) -> None:
         """Store one record of statistics, e.g. ``log_statistic(epoch=3, loss=0.25)``.
 
-        The hot path: plain scalars are packed here (a reused packer) and queued as bytes;
-        anything else is checked and converted first, and refused here when it cannot be
-        stored."""
+        Values are checked and converted, and refused here when they cannot be stored.
+        Outside kleio the record is printed; under kleio this method is replaced by the
+        hot path (:meth:`_queue_statistics`)."""
         if args or not record:
             raise _misuse(args)
-        if not _all_plain(map(type, record.values())):
+        if not _PLAIN.issuperset(map(type, record.values())):
             normalize_record(record)
-        channel = self._channel or self._start()
-        if channel is None:
-            print("[kleio] " + " ".join(f"{k}={v}" for k, v in record.items()), file=sys.stderr)
-            return
-        try:
-            body = channel.pack(record)
-        except OverflowError:  # an int beyond 64 bits: the clear error
-            normalize_record(record)
-            raise
-        except UnicodeEncodeError as exc:  # lone surrogates, from a mis-decoded file name
-            raise not_text(record, exc) from None
-        if len(body) > MAX_STRING:  # a long string, perhaps too long
-            normalize_record(record)
-            channel.record(protocol.STATISTIC, record)
-            return
-        channel.append(_STATISTIC + body)
+        print("[kleio] " + " ".join(f"{k}={v}" for k, v in record.items()), file=sys.stderr)
+
+    def _queue_statistics(self) -> Callable[..., None]:
+        """``log_statistic`` under kleio, with what it uses bound once: plain scalars are
+        packed here (a reused packer) and queued as bytes; anything else is checked and
+        converted first, and refused here when it cannot be stored."""
+        pack = msgpack.Packer(use_bin_type=True).pack
+        plain, limit = _PLAIN, MAX_STRING
+
+        def log_statistic(*args: Any, **record: Any) -> None:
+            if args or not record:
+                raise _misuse(args)
+            for value in record.values():  # a loop: faster than set operations on types
+                if type(value) not in plain:
+                    normalize_record(record)
+                    break
+            channel = self._channel or self._open()
+            try:
+                body = pack(record)
+            except OverflowError:  # an int beyond 64 bits: the clear error
+                normalize_record(record)
+                raise
+            except UnicodeEncodeError as exc:  # lone surrogates, from a mis-decoded file name
+                raise not_text(record, exc) from None
+            if len(body) > limit:  # a long string, perhaps too long
+                normalize_record(record)
+                channel.record(protocol.STATISTIC, record)
+                return
+            channel.append(body)
+
+        log_statistic.__doc__ = Logger.log_statistic.__doc__
+        return log_statistic
 
     # -- artifacts ----------------------------------------------------------------
 
@@ -153,6 +173,8 @@ class Logger:
 
         On a resume, a changed resource counts as a changed environment.
         """
+        from kleio_client import resource  # here: its hashlib loads OpenSSL (3.5 MiB)
+
         normalize_record(metadata)
         channel = self._channel or self._start()
         if channel is None:
@@ -182,6 +204,11 @@ class Logger:
     def _close(self) -> None:
         if self._channel is not None:
             self._channel.close()
+
+    def _open(self) -> Channel:
+        channel = self._start()
+        assert channel is not None, "the hot path is installed under kleio only"
+        return channel
 
     def _start(self) -> Channel | None:
         if self.trial_id is None or self._endpoint is None:

@@ -1,13 +1,17 @@
 """A producer's spill: record messages that no daemon took, kept in a file.
 
 While no daemon answers, a producer keeps its unacknowledged messages in
-memory up to ``KLEIO_BUFFER_BYTES`` (64 MiB), then moves the oldest into a
-file under ``<runtime dir>/spill/``: the training loop never waits.  When a
-daemon answers again, the producer asks it to read the file first (its
-messages come before anything still in memory) and removes the file once
-the daemon has acknowledged everything in it.  A producer that exits before
-that leaves the file: the daemon takes in every file whose producer is gone
-(the producer holds a lock on its file while it lives).
+memory up to ``KLEIO_BUFFER_BYTES`` (64 MiB), then moves the oldest into
+files under ``<runtime dir>/spill/``: the training loop never waits.  While a
+daemon takes every message but commits more slowly than the script logs, the
+producer keeps only the newest few MiB in memory and the oldest in the files
+too.  When a daemon answers again, the producer asks it to read the files
+first (their messages come before anything still in memory) and removes each
+file once the daemon has acknowledged everything in it; a file stops growing
+at ``FILE_BYTES``, so that one can be removed while messages still flow.  A
+producer that exits before that leaves its files: the daemon takes in every
+file whose producer is gone (the producer holds a lock on its files while it
+lives), in the order of their names.
 
 The file is a sequence of frames, each preceded by its length (4 bytes, big
 endian): exactly the ``records`` messages the producer would have sent.
@@ -27,6 +31,8 @@ SUFFIX = ".frames"
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
 ENV_BUFFER_BYTES = "KLEIO_BUFFER_BYTES"
 _LENGTH = struct.Struct(">I")
+_IOV_MAX = 1024  # buffers per writev on Linux
+FILE_BYTES = 8 * 1024 * 1024
 
 
 def buffer_bound() -> int:
@@ -45,24 +51,32 @@ def directory_for(ingest_endpoint: str) -> Path:
 class SpillFile:
     """One producer's spill, written in order, locked while the producer lives."""
 
-    def __init__(self, directory: Path, producer: str) -> None:
+    def __init__(self, directory: Path, producer: str, number: int) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / f"{producer}-{os.getpid()}{SUFFIX}"
+        self.path = directory / f"{producer}-{os.getpid()}-{number:06d}{SUFFIX}"
         # Locked before it has its name: the daemon never takes a living producer's file.
         partial = self.path.with_suffix(".part")
-        self._handle: BinaryIO = open(partial, "ab")  # noqa: SIM115 - lives with the spill
+        # Unbuffered: frames go to the file as they are added, in one write call each time.
+        self._handle: BinaryIO = open(partial, "ab", buffering=0)  # noqa: SIM115
         fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX)
         os.replace(partial, self.path)
         self.last_seq = 0  # the last record seq the file holds
         self.frames = 0
+        self.size = 0
 
-    def add(self, last_seq: int, frame: bytes) -> None:
-        self._handle.write(_LENGTH.pack(len(frame)) + frame)
-        self.last_seq = last_seq
-        self.frames += 1
+    def add(self, frames: list[tuple[int, bytes]]) -> None:
+        """Append ``frames`` (each with the last record seq it holds) in one system call:
+        each call releases the GIL, which a logging loop then keeps for milliseconds."""
+        parts: list[bytes] = []
+        for _, frame in frames:
+            parts += (_LENGTH.pack(len(frame)), frame)
+        _write_all(self._handle.fileno(), parts)
+        self.last_seq = frames[-1][0]
+        self.frames += len(frames)
+        self.size += sum(map(len, parts))
 
-    def flush(self) -> None:
-        self._handle.flush()
+    def full(self) -> bool:
+        return self.size >= FILE_BYTES
 
     def remove(self) -> None:
         """Everything in the file was acknowledged."""
@@ -71,8 +85,21 @@ class SpillFile:
 
     def leave(self) -> None:
         """Keep the file for the daemon; release the lock so that it can take it in."""
-        self._handle.flush()
         self._handle.close()
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` in order, as few at a time as the system takes (``IOV_MAX``)."""
+    views = [memoryview(part) for part in parts]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        done = 0
+        while done < len(views) and written >= len(views[done]):
+            written -= len(views[done])
+            done += 1
+        del views[:done]
+        if written:
+            views[0] = views[0][written:]
 
 
 def frames(path: Path) -> Iterator[bytes]:
