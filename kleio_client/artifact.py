@@ -1,17 +1,19 @@
-"""An artifact as returned by ``kleio_logger.load_artifact``."""
+"""An artifact as returned by ``kleio_logger.load_artifact``.
+
+A NamedTuple, not a dataclass: ``dataclasses`` imports ``inspect``, which would
+cost every script that imports kleio_client about a megabyte.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(NamedTuple):
     """A stored file of a trial: its name, its metadata and its content."""
 
     filename: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any]
     sha256: str = ""
     size: int = 0
     path: str = ""

@@ -20,8 +20,7 @@ Nothing else is shared between the packages.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -108,8 +107,7 @@ class ProtocolError(ValueError):
     """A frame that is not a valid Kleio message."""
 
 
-@dataclass(frozen=True)
-class Endpoints:
+class Endpoints(NamedTuple):
     """The daemon's three ipc endpoints, derived from its runtime directory."""
 
     control: str
