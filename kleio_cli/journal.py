@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kleio_cli import render, statistics
+from kleio_cli import columnar, render, statistics
 from kleio_cli.capture.configuration import typed
 from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
@@ -335,7 +335,7 @@ def stats(query: StatsQuery) -> None:
     trial_ids = {row["trial"] for row in rows}
     table = [[_origin(row, trial_ids)] + [row["record"].get(k) for k in keys] for row in rows]
     if query.form == "csv":
-        render.print_csv(headers, list(zip(*table, strict=True)) if table else [])
+        render.print_csv(headers, table)
         return
     print(render.table(headers, table))
 
@@ -346,39 +346,43 @@ def _selected(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 def _effective_stats(query: StatsQuery) -> None:
     """The effective history's statistics, from the stored chunks the daemon sends: unpacked
-    and cut into columns in storage order, sorted as a permutation, rendered a column at a
-    time."""
+    and cut into columns in storage order, rendered a column at a time, and only then
+    sorted, line by line."""
     segments = _call("stats", id=query.trial, segments=True)
-    records, origins = statistics.unpacked(segments)
-    records, origins = statistics.matching(records, origins,
-                                           statistics.conditions(list(query.where)))
-    labels, columns = statistics.columns(records)
-    if query.sort:
-        order = statistics.order_by(query.sort, labels, columns)
-        columns = [list(map(column.__getitem__, order)) for column in columns]
-        origins = list(map(origins.__getitem__, order))
-        records = list(map(records.__getitem__, order))
+    where = statistics.conditions(list(query.where))
+    table = statistics.tabulated(segments, where)
+    labels, columns = table.labels, table.columns
+    ranks = statistics.ranks(query.sort, labels, columns) if query.sort else None
     if query.keys:
         known = dict(zip(labels, columns, strict=True))
-        columns = [known.get(k, [None] * len(records)) for k in query.keys]
+        columns = [known.get(k, [None] * len(table.origins)) for k in query.keys]
         labels = list(query.keys)
-        records = [_selected(record, query.keys) for record in records]
     if query.form == "json":
-        if render.json_rows_fast(columns):
-            render.print_json_rows(labels, columns)
+        rows = columnar.json_objects(labels, columns)
+        if rows is None:
+            render.print_json_array(_json_records(segments, where, ranks, query.keys))
         else:
-            render.print_json_array(records)
+            render.print_json_rows(statistics.arranged(rows, ranks))
         return
     if len({(s["trial"], s["execution"]) for s in segments}) > 1:
-        columns.insert(0, statistics.origin_labels(segments, origins))
-        labels.insert(0, "EXEC")
+        columns = [statistics.origin_labels(segments, table.origins), *columns]
+        labels = ["EXEC", *labels]
     if query.form == "csv":
-        render.print_csv(labels, columns)
+        render.print_csv(labels, statistics.arranged(list(zip(*columns, strict=True)), ranks))
         return
-    if not records:
+    if not table.origins:
         print("no statistics logged", file=sys.stderr)
         return
-    sys.stdout.write(render.columns(labels, columns))
+    header, lines = columnar.table(labels, columns)
+    render.print_lines([header, *statistics.arranged(lines, ranks)])
+
+
+def _json_records(segments: list[dict[str, Any]], where: list[statistics.Condition],
+                  ranks: list[Any] | None, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The records as they are, for JSON that rows of numbers cannot write: a record may
+    hold a null, a string, NaN, or lack a key (unpacked again: the rare case)."""
+    records = statistics.arranged(statistics.matching(segments, where), ranks)
+    return [_selected(record, keys) for record in records] if keys else records
 
 
 def _origin(row: dict[str, Any], trial_ids: set[str]) -> str:
