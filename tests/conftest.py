@@ -66,7 +66,7 @@ def _stop_daemon(runtime_dir: Path) -> None:
     pid = lock.holder_pid(runtime_dir)
     if pid is None:
         return
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)  # on purpose: no supervisor left by a failed test revives it
     deadline = time.monotonic() + 10
     while lock.is_held(runtime_dir) and time.monotonic() < deadline:
         time.sleep(0.02)
