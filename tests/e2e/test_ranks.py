@@ -138,3 +138,35 @@ def test_pool_workers_terminated_right_after_their_last_record_lose_nothing(klei
     rows = kleio.json("stats", trial_id(done.stderr))
     assert sorted((r["task"], r["i"]) for r in rows) == sorted(
         [(-1, 0), (-2, 0)] + [(t, i) for t in range(6) for i in range(5000)])
+
+
+DATALOADER = """
+import sys
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+from kleio_client import kleio_logger
+
+class Items(Dataset):
+    def __len__(self):
+        return 400
+
+    def __getitem__(self, index):
+        kleio_logger.log_statistic(item=index, worker=get_worker_info().id)
+        return torch.tensor([index])
+
+if __name__ == "__main__":
+    loader = DataLoader(Items(), batch_size=8, num_workers=2, multiprocessing_context=sys.argv[1])
+    for batch in loader:
+        kleio_logger.log_statistic(batch=int(batch[0]))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_real_dataloader_whose_workers_log(kleio, script, method):
+    """Where torch is installed: DataLoader workers log into the trial, each record once."""
+    pytest.importorskip("torch")
+    done = kleio.ok("python", script(DATALOADER), method, timeout=180)
+    rows = kleio.json("stats", trial_id(done.stderr))
+    assert sorted(r["item"] for r in rows if "item" in r) == list(range(400))
+    assert {r["worker"] for r in rows if "item" in r} == {0, 1}
+    assert [r["batch"] for r in rows if "batch" in r] == list(range(0, 400, 8))
