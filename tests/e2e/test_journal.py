@@ -76,6 +76,10 @@ def test_resumed_mid_epoch_from_the_last_checkpoint_each_step_once(kleio, train,
     superseded = [(r["record"]["epoch"], r["record"]["step"]) for r in everything
                   if r["superseded"]]
     assert superseded == [(5, 0), (5, 1)]  # kept, but out of the effective history
+    lines = kleio.ok("stats", tid).stdout.splitlines()  # the table says which execution
+    assert lines[0].split()[0] == "EXEC"
+    assert [line.split()[0] for line in lines[1:]] == [
+        "1" if (r["epoch"], r["step"]) < (5, 0) else "2" for r in resumed]
     info = kleio.json("info", tid)
     assert info["executions"][1]["resume_point"] is not None
 
