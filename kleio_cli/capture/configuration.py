@@ -17,7 +17,8 @@ LAUNCHER_PROGRAMS = {"torchrun": "torch.distributed.run"}
 LAUNCHER_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch"})
 # Their options that take no value (every other option takes one).
 _LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
-                             "--run-path", "--run_path", "--use-env", "--use_env"})
+                             "--run-path", "--run_path", "--use-env", "--use_env",
+                             "--virtual-local-rank", "--virtual_local_rank"})
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
 CONFIG_MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"^[-+]?\d+$")

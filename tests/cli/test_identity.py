@@ -47,6 +47,10 @@ def test_torchrun_and_its_module_form_are_one_trial_apart_from_the_plain_script(
     assert four.id != launched.id
     cmd = identity.parse_command(["torchrun", "--standalone", "--nnodes=1", "-m", "pkg.t", "-x"])
     assert (cmd.script, cmd.module, cmd.args) == (None, "pkg.t", ["-x"])
+    real = identity.parse_command(["torchrun", "--nnodes=1:2", "--nproc-per-node", "4",
+                                   "--rdzv-endpoint", "h:29500", "--max-restarts", "3",
+                                   "--virtual-local-rank", "--no-python", "train.py", "--lr"])
+    assert (real.script, real.args) == ("train.py", ["--lr"])
 
 
 def test_config_file_content_is_part_of_identity(tmp_path):
