@@ -53,7 +53,7 @@ def debugged(argv: list[str]) -> list[str]:
         raise CliError(f"kleio: `kleio pdb` debugs Python scripts and modules; "
                        f"`{' '.join(argv)}` is not one", EXIT_USAGE)
     python = argv[0]
-    if argv[0] in LAUNCHER_PROGRAMS:  # torchrun: debug one process of the script
+    if os.path.basename(argv[0]) in LAUNCHER_PROGRAMS:  # torchrun: debug one process of the script
         python = interpreter_of(argv, os.getcwd()) or sys.executable
     head = [python, *command.interpreter_options, "-m", "pdb"]
     target = ["-m", command.module] if command.module is not None else [str(command.script)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kleio_cli.capture.configuration import config_files, parse_command
+from kleio_cli.capture.configuration import config_files, launcher_identity, parse_command
 
 IDENTITY_VERSION = 1
 ID_LENGTH = 32
@@ -66,7 +66,7 @@ def compute(argv: list[str], cwd: str, environ: dict[str, str] | None = None) ->
         "config_files": _config_files(args, cwd),
     }
     if command.launcher is not None:  # torchrun and python -m torch.distributed.run are one
-        canonical["launcher"] = [command.launcher, *canonical_args(command.launcher_options)]
+        canonical["launcher"] = [command.launcher, *launcher_identity(command.launcher_options)]
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
     return Identity(digest[:ID_LENGTH], canonical, str(root))
 

@@ -22,6 +22,8 @@ from kleiod.config import Config, ensure_private_dir
 LOG_FILE = "kleiod.log"
 STOPPED_MARKER = "stopped"  # `kleio daemon stop` was asked: supervisors start none
 UNIT = "kleiod.service"
+# What systemd sets in a service's environment; kleiod reads INVOCATION_ID as "I am the unit".
+SERVICE_VARIABLES = frozenset({notify.ENVIRONMENT_VARIABLE, "INVOCATION_ID", "JOURNAL_STREAM"})
 START_COMMAND = ["systemctl", "--user", "start", "kleiod"]
 
 
@@ -79,10 +81,10 @@ def spawn(config: Config) -> subprocess.Popen[bytes]:
 
 def _environment(config: Config) -> dict[str, str]:
     """The caller's environment, with the database resolved (never on argv, where other
-    users could read credentials), and without a service's NOTIFY_SOCKET: this daemon is
-    not that service."""
+    users could read credentials), and without what systemd gives a service (the caller
+    may run inside one, a terminal or a CI runner): this daemon is not that service."""
     env = {k: v for k, v in os.environ.items()
-           if k not in protocol.TRIAL_ENVIRONMENT and k != notify.ENVIRONMENT_VARIABLE}
+           if k not in protocol.TRIAL_ENVIRONMENT and k not in SERVICE_VARIABLES}
     env["KLEIO_DATABASE"] = config.database
     return env
 

@@ -42,7 +42,7 @@ DAEMON_GRACE = 3.0
 WATCH_INTERVAL = 1.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
-ECHO_WINDOW = 0.02
+ECHO_WINDOW = 0.05
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
              signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
@@ -81,7 +81,7 @@ class Supervisor:
         self._recorded = RECORDED | (PREEMPTION_WARNINGS if "SLURM_JOB_ID" in os.environ
                                      else frozenset())
         self._last_interrupt = 0.0
-        self._last_signal = (0, 0.0)
+        self._last_signal: dict[int, float] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._given_up = False
@@ -324,10 +324,11 @@ class Supervisor:
     def _echo_of(self, signum: int, now: float) -> bool:
         """The same signal again within ``ECHO_WINDOW``: one signal sent to every process
         of a batch job (scancel, --signal), reaching this supervisor directly and again
-        through the `kleio` in front of it.  Taken once; a person's second Ctrl-C is slower."""
-        echo = signum == self._last_signal[0] and now - self._last_signal[1] < ECHO_WINDOW
-        self._last_signal = (signum, now)
-        return echo
+        through the `kleio` in front of it.  Taken once; a person's second Ctrl-C is slower.
+        Each signal has its own clock: SLURM's SIGCONT before a SIGTERM hides no echo."""
+        last = self._last_signal.get(signum)
+        self._last_signal[signum] = now
+        return last is not None and now - last < ECHO_WINDOW
 
 
 def _ignore(_signum: int, _frame: Any) -> None:

@@ -19,6 +19,11 @@ LAUNCHER_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch
 _LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
                              "--run-path", "--run_path", "--use-env", "--use_env",
                              "--virtual-local-rank", "--virtual_local_rank"})
+# The launcher's options that change what runs, and so name the trial; the others (where
+# to meet, on which port, which node, where to log) change from one job to the next.
+LAUNCHER_IDENTITY = frozenset({"--nproc-per-node", "--nnodes", "-m", "--module", "--no-python",
+                               "--run-path"})
+_LAUNCHER_FLAGS_CANONICAL = frozenset(f.replace("_", "-") for f in _LAUNCHER_FLAGS)
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
 CONFIG_MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"^[-+]?\d+$")
@@ -73,7 +78,8 @@ def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) ->
     while rest and rest[0].startswith("-") and rest[0] != "--":
         option = rest.pop(0)
         options.append(option)
-        if "=" not in option and option not in _LAUNCHER_FLAGS and rest:
+        attached = "=" in option or (not option.startswith("--") and len(option) > 2)  # -t3
+        if not attached and option not in _LAUNCHER_FLAGS and rest:
             options.append(rest.pop(0))
     if rest and rest[0] == "--":
         options.append(rest.pop(0))
@@ -81,6 +87,24 @@ def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) ->
     as_module = "-m" in options or "--module" in options
     return Command("python", interpreter_options, None if as_module else target,
                    target if as_module else None, None, rest, launcher, options)
+
+
+def launcher_identity(options: list[str]) -> list[str]:
+    """The launcher options that name a trial, spelled one way (``--nproc_per_node=2`` is
+    ``--nproc-per-node 2``)."""
+    kept: list[str] = []
+    index = 0
+    while index < len(options):
+        name, has_value, value = options[index].partition("=")
+        index += 1
+        if name.startswith("--"):
+            name = name.replace("_", "-")
+        takes = not has_value and name not in _LAUNCHER_FLAGS_CANONICAL and name != "--"
+        if takes and index < len(options):
+            value, index = options[index], index + 1
+        if name in LAUNCHER_IDENTITY:
+            kept += [name, value] if (has_value or takes) else [name]
+    return kept
 
 
 def typed(value: str) -> Any:

@@ -50,13 +50,22 @@ class HostClaim:
         self.host = host or socket.gethostname()
         self.pid = os.getpid()
         self._lost: Holder | None = None
+        self._refreshed_at = 0.0  # monotonic time of the last heartbeat written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> None:
-        """Claim the journal, or raise ConfigError naming the host that holds it."""
-        self._refuse_if_held()
-        self._write()
+        """Claim the journal, or raise ConfigError naming the host that holds it: created
+        with O_EXCL when there is no claim, replaced (one rename) when it is stale or this
+        host's, and read back after a moment, in case another host replaced it too."""
+        if self._refuse_if_held() is None:
+            try:
+                self._create()
+            except FileExistsError:  # another daemon's, created since: judge it
+                self._refuse_if_held()
+                self._write()
+        else:
+            self._write()
         time.sleep(SETTLE_SECONDS)
         self._refuse_if_held()
         self._thread = threading.Thread(target=self._refresh, name="kleio-host-claim",
@@ -64,26 +73,38 @@ class HostClaim:
         self._thread.start()
 
     def check(self) -> None:
-        """Before each write: StorageError once another host has taken the journal."""
+        """Before each write: StorageError once another host has taken the journal, or
+        once this daemon has failed to refresh its claim for long enough that another
+        host may judge it stale."""
         if self._lost is not None:
             raise StorageError(
                 f"{self.path.with_suffix('')} was taken over by "
                 f"{self._lost.describe(time.time())}; this daemon no longer writes it "
                 "(records are kept): stop one of the two daemons, or use MongoDB")
+        if time.monotonic() - self._refreshed_at > STALE_SECONDS - 2 * REFRESH_SECONDS:
+            raise StorageError(f"cannot refresh {self.path}; not writing the journal until "
+                               "it can (records are kept)")
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        holder = self._read()
+        try:
+            holder = self._read()
+        except (OSError, ValueError):
+            return
         if holder is not None and (holder.host, holder.pid) == (self.host, self.pid):
             self.path.unlink(missing_ok=True)
 
-    def _refuse_if_held(self) -> None:
-        holder = self._read()
+    def _refuse_if_held(self) -> Holder | None:
+        """The present claim, unless it is another host's and fresh: then ConfigError."""
+        try:
+            holder = self._read()
+        except (OSError, ValueError):  # half written, or not ours: fresh as its mtime
+            holder = Holder("an unknown host", 0, _mtime(self.path))
         now = time.time()
         if holder is None or holder.host == self.host or now - holder.heartbeat > STALE_SECONDS:
-            return
+            return holder
         raise ConfigError(
             f"{self.path.with_suffix('')} is in use by {holder.describe(now)}; two machines "
             "must not write one SQLite file over a network filesystem: stop that daemon, give "
@@ -94,8 +115,13 @@ class HostClaim:
             self.renew()
 
     def renew(self) -> None:
-        """Refresh the heartbeat, unless another host has taken the journal meanwhile."""
-        holder = self._read()
+        """Refresh the heartbeat, unless another host has taken the journal meanwhile; a
+        claim that cannot be read now (a server hiccup) is tried again next time."""
+        try:
+            holder = self._read()
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s: %s", self.path, exc)
+            return
         if holder is not None and holder.host != self.host:
             if self._lost is None:
                 log.error("%s taken over by %s", self.path, holder.describe(time.time()))
@@ -104,22 +130,39 @@ class HostClaim:
         self._write()
 
     def _read(self) -> Holder | None:
+        """The claim; None when there is none; OSError or ValueError when it cannot be read."""
         try:
             data = json.loads(self.path.read_text())
-            return Holder(str(data["host"]), int(data["pid"]), float(data["heartbeat"]))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):  # half written, or not ours
-            try:
-                return Holder("an unknown host", 0, self.path.stat().st_mtime)
-            except OSError:
-                return None
+        try:
+            return Holder(str(data["host"]), int(data["pid"]), float(data["heartbeat"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a claim: {exc}") from None
+
+    def _record(self) -> bytes:
+        return json.dumps({"host": self.host, "pid": self.pid, "heartbeat": time.time()}).encode()
+
+    def _create(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, self._record())
+        finally:
+            os.close(fd)
+        self._refreshed_at = time.monotonic()
 
     def _write(self) -> None:
-        record = {"host": self.host, "pid": self.pid, "heartbeat": time.time()}
         temporary = self.path.with_name(f"{self.path.name}.{self.host}.{self.pid}")
         try:
-            temporary.write_text(json.dumps(record))
+            temporary.write_bytes(self._record())
             os.replace(temporary, self.path)
+            self._refreshed_at = time.monotonic()
         except OSError as exc:
             log.warning("cannot refresh %s: %s", self.path, exc)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -146,7 +146,10 @@ def _network_claim(path: Path, allowed: bool) -> HostClaim | None:
             "(or KLEIO_ALLOW_NETWORK_FILESYSTEM=1 if only this machine will ever write it)"
         )
     claim = HostClaim(path)
-    claim.acquire()
+    try:
+        claim.acquire()
+    except OSError as exc:
+        raise ConfigError(f"cannot claim {path} for this machine: {exc}") from None
     return claim
 
 
@@ -161,13 +164,18 @@ class SQLiteStorage:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._claim = _network_claim(path, allow_network_filesystem)
-        self.blobs = FileBlobStore(path.parent / "artifacts")
-        with _translated(f"opening {path}"):
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            # Short: another daemon holds the lock for a batch at most; a lock held for long
-            # (another program) is a database error, retried with the records kept.
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._set_up()
+        try:
+            self.blobs = FileBlobStore(path.parent / "artifacts")
+            with _translated(f"opening {path}"):
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                # Short: another daemon holds the lock for a batch at most; a lock held for
+                # long (another program) is a database error, retried with the records kept.
+                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self._set_up()
+        except BaseException:
+            if self._claim is not None:  # another machine need not wait for it to go stale
+                self._claim.release()
+            raise
 
     def _set_up(self) -> None:
         """WAL mode and the schema.  Switching to WAL does not wait on the busy handler,

@@ -54,12 +54,14 @@ class Job:
         return pid
 
     def signal(self, signum: int) -> None:
-        """What scancel and `sbatch --signal` do: signal every process of the job."""
-        for pid in self.members():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        """What scancel and `sbatch --signal` do: signal every process of the job, a
+        SIGCONT first (a suspended step wakes to take it)."""
+        for each in (signal.SIGCONT, signum):
+            for pid in self.members():
+                try:
+                    os.kill(pid, each)
+                except ProcessLookupError:
+                    pass
 
     def end(self, grace: float = 2.0) -> None:
         """What the end of a job does: SIGTERM to every process in it, SIGKILL after grace."""
@@ -149,7 +151,8 @@ def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio,
 
 def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(
         kleio, script, jobs):
-    first = jobs("python", script(WAITS, name="first.py"))
+    # run from a shell inside some systemd service (a CI runner, a web terminal)
+    first = jobs("python", script(WAITS, name="first.py"), env={"INVOCATION_ID": "f00d"})
     wait_for_line(first.process.stdout, " up")
     daemon = first.note_daemon()
     assert daemon in first.members()  # no systemd here: the daemon is the first job's

@@ -116,6 +116,9 @@ def test_a_daemon_whose_claim_was_taken_stops_writing_and_keeps_the_records(tmp_
     mine.acquire()
     try:
         mine.check()
+        Path(f"{journal}.host").write_text("{half a claim")  # a server hiccup: tried again
+        mine.renew()
+        mine.check()
         Path(f"{journal}.host").write_text(
             json.dumps({"host": "node-b", "pid": 7, "heartbeat": time.time()}))
         mine.renew()  # what its thread does every REFRESH_SECONDS
