@@ -15,15 +15,14 @@ _PYTHON_VALUED = frozenset({"-W", "-X", "-Q"})
 # Launchers that start the script once per rank: torchrun is `python -m torch.distributed.run`.
 LAUNCHER_PROGRAMS = {"torchrun": "torch.distributed.run"}
 LAUNCHER_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch"})
-# Their options that take no value (every other option takes one).
-_LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
-                             "--run-path", "--run_path", "--use-env", "--use_env",
-                             "--virtual-local-rank", "--virtual_local_rank"})
+# Their options that take no value (every other option takes one), spelled with dashes
+# (`--no_python` is `--no-python`).
+_LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "-m", "--module", "--run-path",
+                             "--use-env", "--virtual-local-rank"})
 # The launcher's options that change what runs, and so name the trial; the others (where
 # to meet, on which port, which node, where to log) change from one job to the next.
 LAUNCHER_IDENTITY = frozenset({"--nproc-per-node", "--nnodes", "-m", "--module", "--no-python",
                                "--run-path"})
-_LAUNCHER_FLAGS_CANONICAL = frozenset(f.replace("_", "-") for f in _LAUNCHER_FLAGS)
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
 CONFIG_MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"^[-+]?\d+$")
@@ -76,11 +75,7 @@ def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) ->
     options: list[str] = []
     rest = list(rest)
     while rest and rest[0].startswith("-") and rest[0] != "--":
-        option = rest.pop(0)
-        options.append(option)
-        attached = "=" in option or (not option.startswith("--") and len(option) > 2)  # -t3
-        if not attached and option not in _LAUNCHER_FLAGS and rest:
-            options.append(rest.pop(0))
+        options += _take_launcher_option(rest)[0]
     if rest and rest[0] == "--":
         options.append(rest.pop(0))
     target = rest.pop(0) if rest else None
@@ -89,21 +84,31 @@ def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) ->
                    target if as_module else None, None, rest, launcher, options)
 
 
+def _take_launcher_option(rest: list[str]) -> tuple[list[str], str, str | None]:
+    """Take one launcher option off ``rest``, with the value after it when it takes one:
+    its words, its name spelled one way (``--nproc_per_node`` is ``--nproc-per-node``),
+    and its value (None for a flag)."""
+    option = rest.pop(0)
+    name, has_value, value = option.partition("=")
+    if name.startswith("--"):
+        name = name.replace("_", "-")
+    if has_value:
+        return [option], name, value
+    if name in _LAUNCHER_FLAGS or not rest or (not option.startswith("--") and len(option) > 2):
+        return [option], name, None  # a flag, or `-t3`, its value attached
+    value = rest.pop(0)
+    return [option, value], name, value
+
+
 def launcher_identity(options: list[str]) -> list[str]:
     """The launcher options that name a trial, spelled one way (``--nproc_per_node=2`` is
     ``--nproc-per-node 2``)."""
     kept: list[str] = []
-    index = 0
-    while index < len(options):
-        name, has_value, value = options[index].partition("=")
-        index += 1
-        if name.startswith("--"):
-            name = name.replace("_", "-")
-        takes = not has_value and name not in _LAUNCHER_FLAGS_CANONICAL and name != "--"
-        if takes and index < len(options):
-            value, index = options[index], index + 1
+    rest = [option for option in options if option != "--"]
+    while rest:
+        _, name, value = _take_launcher_option(rest)
         if name in LAUNCHER_IDENTITY:
-            kept += [name, value] if (has_value or takes) else [name]
+            kept += [name] if value is None else [name, value]
     return kept
 
 

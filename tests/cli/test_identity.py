@@ -52,6 +52,9 @@ def test_torchrun_and_its_module_form_are_one_trial_apart_from_the_plain_script(
     cmd = identity.parse_command(["torchrun", "--standalone", "--nnodes=1", "-m", "pkg.t", "-x"])
     assert (cmd.script, cmd.module, cmd.args) == (None, "pkg.t", ["-x"])
     assert identity.parse_command(["torchrun", "-t3", "train.py"]).script == "train.py"
+    attached = identity.compute(["torchrun", "-t3", "--nproc_per_node", "2", "train.py", "--lr",
+                                 "1"], at)
+    assert attached.id == launched.id
     real = identity.parse_command(["torchrun", "--nnodes=1:2", "--nproc-per-node", "4",
                                    "--rdzv-endpoint", "h:29500", "--max-restarts", "3",
                                    "--virtual-local-rank", "--no-python", "train.py", "--lr"])
