@@ -30,7 +30,7 @@ from kleio_cli.redaction import check_runnable, redacted
 from kleio_client import protocol, resource
 from kleio_client.errors import KleioError, RequestRefused
 from kleiod.config import Config, resolve
-from kleiod.supervisor import Supervisor, SupervisorSpec
+from kleiod.supervisor import FORWARDED, Supervisor, SupervisorSpec
 
 
 @dataclass(frozen=True)
@@ -236,10 +236,8 @@ def _fork_supervisor(spec: SupervisorSpec) -> int:
         # SIGSTOP, not SIGTSTP: the kernel discards SIGTSTP in an orphaned process group.
         os.kill(os.getpid(), signal.SIGSTOP)  # stops here until SIGCONT
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCONT,
-                   signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, forward)
-    signal.signal(signal.SIGTSTP, suspend)
+    for signum in FORWARDED:  # what the supervisor forwards to the trial
+        signal.signal(signum, suspend if signum == signal.SIGTSTP else forward)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code

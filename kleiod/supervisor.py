@@ -4,9 +4,9 @@ It runs in the caller's session (in a process group of its own, so that the
 terminal's signals reach it only through the CLI, once each) and starts the
 trial in a session of its own.  It streams the trial's output live to its own
 stdout/stderr (the caller's terminal) and to the daemon as numbered output
-records, forwards SIGINT, SIGTERM, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1 and SIGUSR2 (a second
-SIGINT within ``KILL_WINDOW`` seconds kills the trial), renews the trial's
-lease, and reports the exit code and the signals seen.  The daemon decides
+records, forwards SIGINT, SIGTERM, SIGQUIT, SIGTSTP, SIGCONT, SIGWINCH, SIGUSR1
+and SIGUSR2 (a second SIGINT within ``KILL_WINDOW`` seconds kills the trial),
+renews the trial's lease, and reports the exit code and the signals seen.  The daemon decides
 the status.  When the trial has exited, children it left behind holding its
 output get ``ORPHAN_GRACE`` seconds more of output capture, not more.
 
@@ -319,7 +319,6 @@ class Supervisor:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
-
 
     def _echo_of(self, signum: int, now: float) -> bool:
         """The same signal again within ``ECHO_WINDOW``: one signal sent to every process
