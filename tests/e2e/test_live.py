@@ -89,12 +89,13 @@ def test_records_from_multiprocessing_workers_all_arrive_once(kleio, script, sta
         from kleio_client import kleio_logger
 
         def work(worker):
-            for i in range(500):
+            for i in range(5000):
                 kleio_logger.log_statistic(worker=worker, i=i)
             return worker
 
         if __name__ == "__main__":
             kleio_logger.log_statistic(worker=-1, i=0)
+            # leaving `with` terminates the workers right after their last records
             with mp.get_context("{start_method}").Pool(3) as pool:
                 assert sorted(pool.map(work, range(6))) == list(range(6))
             kleio_logger.log_statistic(worker=-1, i=1)
@@ -103,7 +104,7 @@ def test_records_from_multiprocessing_workers_all_arrive_once(kleio, script, sta
     assert done.returncode == 0, done.stderr
     records = kleio.json("stats", trial_id(done.stderr))
     pairs = sorted((r["worker"], r["i"]) for r in records)
-    assert pairs == sorted([(-1, 0), (-1, 1)] + [(w, i) for w in range(6) for i in range(500)])
+    assert pairs == sorted([(-1, 0), (-1, 1)] + [(w, i) for w in range(6) for i in range(5000)])
 
 
 def test_a_forked_child_logs_under_its_own_producer(kleio, script):

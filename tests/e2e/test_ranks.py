@@ -114,31 +114,6 @@ def test_a_real_two_rank_torchrun_on_cpu(kleio, script):
         assert [(r["step"], r["total"]) for r in rows] == [(s, 1.0 + 2 * s) for s in range(5)]
 
 
-POOL = """
-import multiprocessing as mp, sys
-from kleio_client import kleio_logger
-
-def work(task):
-    for i in range(5000):
-        kleio_logger.log_statistic(task=task, i=i)
-    return task
-
-if __name__ == "__main__":
-    kleio_logger.log_statistic(task=-1, i=0)
-    with mp.get_context(sys.argv[1]).Pool(3) as pool:  # leaving `with` terminates the workers
-        assert sorted(pool.map(work, range(6))) == list(range(6))
-    kleio_logger.log_statistic(task=-2, i=0)
-"""
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pool_workers_terminated_right_after_their_last_record_lose_nothing(kleio, script,
-                                                                           method):
-    done = kleio.ok("python", script(POOL), method)
-    rows = kleio.json("stats", trial_id(done.stderr))
-    assert sorted((r["task"], r["i"]) for r in rows) == sorted(
-        [(-1, 0), (-2, 0)] + [(t, i) for t in range(6) for i in range(5000)])
-
 
 DATALOADER = """
 import sys
