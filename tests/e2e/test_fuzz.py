@@ -221,6 +221,28 @@ class Daemon:
         except psutil.NoSuchProcess:
             return False
 
+    def refused_request(self, sock: zmq.Socket, frame: bytes) -> dict[str, Any]:
+        """Send ``frame`` to the control socket: its reply, a refusal; the daemon serves on
+        and counted one refused message."""
+        before = self.counters()
+        sock.send(frame, zmq.NOBLOCK)
+        reply = receive(sock)
+        assert reply["ok"] is False, reply
+        self.assert_serving()
+        self.assert_counted(before, messages=1)
+        return reply
+
+    def refused_ingest(self, sock: zmq.Socket, frame: bytes) -> dict[str, Any]:
+        """Send ``frame`` to the ingest socket: the one answer, a refusal; the daemon serves
+        on and counted one refused message."""
+        before = self.counters()
+        sock.send(frame, zmq.NOBLOCK)
+        [refusal] = self.barrier(sock)
+        assert refusal["t"] == protocol.REFUSED
+        self.assert_serving()
+        self.assert_counted(before, messages=1)
+        return refusal
+
     def barrier(self, sock: zmq.Socket) -> list[dict[str, Any]]:
         """Everything ``sock`` sent to the ingest socket before is handled and committed:
         a ``sync`` is answered after what its producer sent before it.  Returns the
@@ -289,12 +311,8 @@ def test_random_bytes_on_the_control_socket_are_refused_and_counted(kleio, isola
         @given(frame=frames)
         def single(frame: bytes) -> None:
             assume(refused_by_unpack(frame))
-            before = daemon.counters()
-            fuzzer.send(frame, zmq.NOBLOCK)
-            reply = receive(fuzzer)
-            assert reply["ok"] is False and reply["error"]["code"] == protocol.E_VERSION
-            daemon.assert_serving()
-            daemon.assert_counted(before, messages=1)
+            reply = daemon.refused_request(fuzzer, frame)
+            assert reply["error"]["code"] == protocol.E_VERSION
 
         @FUZZ
         @given(parts=multipart)
@@ -323,12 +341,8 @@ def test_truncated_and_padded_requests_are_refused_and_counted(kleio, isolated):
                     padded: bool) -> None:
             frame = protocol.pack(protocol.request(req, cmd, args))
             frame = frame + padding if padded else frame[:int(len(frame) * cut)]
-            before = daemon.counters()
-            fuzzer.send(frame, zmq.NOBLOCK)
-            reply = receive(fuzzer)
-            assert reply["ok"] is False and reply["error"]["code"] == protocol.E_VERSION
-            daemon.assert_serving()
-            daemon.assert_counted(before, messages=1)
+            reply = daemon.refused_request(fuzzer, frame)
+            assert reply["error"]["code"] == protocol.E_VERSION
 
         damaged()
         daemon.assert_cli_status()
@@ -341,12 +355,8 @@ def test_malformed_requests_are_refused_and_counted(kleio, isolated):
         @FUZZ
         @given(message=malformed_requests())
         def malformed(message: dict[str, Any]) -> None:
-            before = daemon.counters()
-            fuzzer.send(protocol.pack(message), zmq.NOBLOCK)
-            reply = receive(fuzzer)
-            assert reply["ok"] is False and reply["error"]["code"] in COUNTED, reply
-            daemon.assert_serving()
-            daemon.assert_counted(before, messages=1)
+            reply = daemon.refused_request(fuzzer, protocol.pack(message))
+            assert reply["error"]["code"] in COUNTED, reply
 
         malformed()
         daemon.assert_cli_status()
@@ -400,13 +410,8 @@ def test_random_bytes_on_the_ingest_socket_are_refused_and_counted(kleio, isolat
         @given(frame=frames)
         def single(frame: bytes) -> None:
             assume(refused_by_unpack(frame))
-            before = daemon.counters()
-            fuzzer.send(frame, zmq.NOBLOCK)
-            [refusal] = daemon.barrier(fuzzer)
-            assert refusal["t"] == protocol.REFUSED
+            refusal = daemon.refused_ingest(fuzzer, frame)
             assert refusal["error"]["code"] in COUNTED
-            daemon.assert_serving()
-            daemon.assert_counted(before, messages=1)
 
         @FUZZ
         @given(parts=multipart)
@@ -432,12 +437,7 @@ def test_truncated_ingest_messages_are_refused_and_counted(kleio, isolated):
                cut=st.floats(0, 1, exclude_max=True))
         def truncated(kind: str, upload: str, cut: float) -> None:
             frame = protocol.pack(valid_ingest_message(kind, upload))
-            before = daemon.counters()
-            fuzzer.send(frame[:int(len(frame) * cut)], zmq.NOBLOCK)
-            [refusal] = daemon.barrier(fuzzer)
-            assert refusal["t"] == protocol.REFUSED
-            daemon.assert_serving()
-            daemon.assert_counted(before, messages=1)
+            daemon.refused_ingest(fuzzer, frame[:int(len(frame) * cut)])
 
         truncated()
         daemon.assert_cli_status()
