@@ -39,6 +39,10 @@ MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
 # Sent and unacknowledged, kept in memory while a daemon takes every message (past it, in
 # the spill files until acknowledged); while none does, up to KLEIO_BUFFER_BYTES.
 RESIDENT_BYTES = 1024 * 1024
+# Records queued for the I/O thread past which the logging thread hands it the GIL
+# (``catch_up``): more than one polling interval's worth at the fastest logging rate.
+QUEUE_RECORDS = 16384
+CATCH_UP_WAIT = 0.05
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
@@ -97,6 +101,7 @@ class Channel:
         # (a million dicts would make it crawl).  Appended by any thread, taken in slices by
         # the I/O thread: each step is one operation on the list, atomic under the GIL.
         self._pending: list[Pending] = []
+        self.queued = self._pending  # read by the hot path, to call catch_up
         self.append: Callable[[Pending], None] = self._pending.append
         self._commands: deque[Command] = deque()
         self._backlog: deque[bytes] = deque()
@@ -132,6 +137,19 @@ class Channel:
             raise ValueError(f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
                              f"{MAX_RECORD_BYTES}; store large data as an artifact")
         self.append(packed if kind == protocol.STATISTIC else (PREFIXES[kind], packed))
+
+    def catch_up(self) -> None:
+        """Called by a logging thread that queued over ``QUEUE_RECORDS``: the I/O thread
+        is behind, because each time it releases the GIL (to send, to write) a busy loop
+        keeps it for the switch interval (5 ms).  Sleeping hands it the GIL at once, until
+        it has taken the queue or for ``CATCH_UP_WAIT`` at most: what the script's memory
+        holds stays bounded, whatever the thread scheduling."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._closed:
+            return
+        deadline = time.monotonic() + CATCH_UP_WAIT
+        while len(self._pending) > QUEUE_RECORDS // 2 and time.monotonic() < deadline:
+            time.sleep(WAIT_STEP / 10)
 
     def _ensure_running(self) -> None:
         """Start the I/O thread, and flush at a multiprocessing child's exit (past atexit)."""

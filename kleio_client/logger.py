@@ -22,7 +22,7 @@ import msgpack
 
 from kleio_client import protocol
 from kleio_client.artifact import Artifact
-from kleio_client.channel import Channel
+from kleio_client.channel import QUEUE_RECORDS, Channel
 from kleio_client.values import MAX_STRING, normalize_record, not_text
 
 __all__ = ["Logger", "kleio_logger"]
@@ -98,7 +98,7 @@ class Logger:
         packed here (a reused packer) and queued as bytes; anything else is checked and
         converted first, and refused here when it cannot be stored."""
         pack = msgpack.Packer(use_bin_type=True).pack
-        plain, limit = _PLAIN, MAX_STRING
+        plain, limit, queue_bound = _PLAIN, MAX_STRING, QUEUE_RECORDS
 
         def log_statistic(*args: Any, **record: Any) -> None:
             if args or not record:
@@ -120,6 +120,8 @@ class Logger:
                 channel.record(protocol.STATISTIC, record)
                 return
             channel.append(body)
+            if len(channel.queued) > queue_bound:
+                channel.catch_up()
 
         log_statistic.__doc__ = Logger.log_statistic.__doc__
         return log_statistic

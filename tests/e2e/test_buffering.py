@@ -77,3 +77,29 @@ def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
         assert time.monotonic() < deadline, f"{len(steps)} records"
         time.sleep(0.2)
     assert steps == list(range(50_000))
+
+
+TIGHT_LOOP = """
+from kleio_client import kleio_logger
+from kleio_client.channel import QUEUE_RECORDS
+kleio_logger.log_statistic(step=-1)
+queue = kleio_logger._channel._pending
+longest = 0
+for block in range(500):
+    for i in range(1000):
+        kleio_logger.log_statistic(step=block * 1000 + i, loss=0.5, acc=0.9)
+    longest = max(longest, len(queue))
+print("longest", longest, QUEUE_RECORDS, flush=True)
+"""
+
+
+def test_a_tight_loop_keeps_a_bounded_queue_in_the_script(kleio, script):
+    """Each time the I/O thread releases the GIL (to send, to write a spill), a busy loop
+    keeps it for the switch interval: without the logging thread handing it over, the
+    records queued in the script's memory grew to hundreds of thousands."""
+    name = script(TIGHT_LOOP)
+    done = kleio.ok("python", name)
+    longest, bound = (int(x) for x in done.stdout.split("longest")[1].split())
+    assert longest <= 2 * bound
+    steps = [r["step"] for r in kleio.json("stats", trial_id(done.stderr))]
+    assert steps == list(range(-1, 500_000))
