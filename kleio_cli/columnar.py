@@ -1,7 +1,8 @@
 """Rows by the million: the lines of a table or of a JSON array, made a column at a time.
 
 Each column is checked and formatted in one C-level pass (each distinct value once in a
-column of few), and each row is made by one ``%`` call. The lines come in the columns'
+column of few), a page of rows at a time as the daemon sends them, and each row is made
+by one ``%`` call. The lines come in the columns'
 order, the order in which their values lie in memory: to sort rows, sort these lines,
 not the values (formatting values read in sorted order, from all over memory, takes twice
 as long).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,31 +30,74 @@ class _Column:
     width: int = 0
 
 
-def table(headers: Sequence[str], columns: Sequence[Sequence[Any]]) -> tuple[str, list[str]]:
-    """An aligned table's header line and its rows' lines, each column but the last padded
-    to its width."""
-    cut = [_table_column(column) for column in columns]
-    widths = [max(len(str(h)), c.width) for h, c in zip(headers, cut, strict=True)]
-    header = "  ".join(map(str.ljust, map(str, headers), widths)).rstrip()
-    specs = [f"%-{w}{c.conversion}" for w, c in zip(widths[:-1], cut, strict=False)]
-    specs += [f"%{c.conversion}" for c in cut[-1:]]
-    return header, _rows("  ".join(specs), cut)
+class Formatted:
+    """Columns formatted a page at a time, as the pages come (:meth:`add`), for an aligned
+    table (``json=False``) or for JSON objects; then made into lines at once."""
 
+    def __init__(self, json: bool, only: Collection[str] = ()) -> None:
+        self._form = _json_column if json else _table_column
+        self._json = json
+        self._only = set(only)
+        self._pages: list[tuple[int, dict[str, _Column | None]]] = []
 
-def json_objects(labels: Sequence[str], columns: Sequence[Sequence[Any]]) -> list[str] | None:
-    """Each row as a JSON object; None unless every value is a finite number (no null, no
-    missing key, no NaN): such records are written as they are."""
-    cut = []
-    for column in columns:
-        numbers = _json_column(column)
-        if numbers is None:
+    def add(self, labels: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
+        rows = len(columns[0]) if columns else 0
+        self._pages.append((rows, {label: self._form(column)
+                                   for label, column in zip(labels, columns, strict=True)
+                                   if not self._only or label in self._only}))
+
+    def table(self, labels: Sequence[str], leading: Sequence[str] = ()
+              ) -> tuple[str, list[str]]:
+        """The header line and the rows' lines of the columns ``labels`` (``-`` where a
+        page lacks one), after the column ``EXEC`` when ``leading`` gives its texts;
+        each column but the last padded to its width."""
+        columns = [self._merged(label) or _texts([]) for label in labels]
+        headers = list(labels)
+        if leading:
+            columns.insert(0, _texts(list(leading)))
+            headers.insert(0, "EXEC")
+        widths = [max(len(str(h)), c.width) for h, c in zip(headers, columns, strict=True)]
+        header = "  ".join(map(str.ljust, map(str, headers), widths)).rstrip()
+        specs = [f"%-{w}{c.conversion}" for w, c in zip(widths[:-1], columns, strict=False)]
+        specs += [f"%{c.conversion}" for c in columns[-1:]]
+        return header, _rows("  ".join(specs), columns)
+
+    def json_objects(self, labels: Sequence[str]) -> list[str] | None:
+        """Each row as a JSON object; None unless every value is a finite number (no
+        null, no missing key, no NaN): such records are written as they are."""
+        cut = [self._merged(label) for label in labels]
+        columns = [c for c in cut if c is not None]
+        if not labels or len(columns) < len(cut):
             return None
-        cut.append(numbers)
-    if not cut:
-        return None
-    keys = [json.dumps(label, ensure_ascii=False).replace("%", "%%") for label in labels]
-    fields = [f"{key}: %{c.conversion}" for key, c in zip(keys, cut, strict=True)]
-    return _rows("{" + ", ".join(fields) + "}", cut)
+        keys = [json.dumps(label, ensure_ascii=False).replace("%", "%%") for label in labels]
+        fields = [f"{key}: %{c.conversion}" for key, c in zip(keys, columns, strict=True)]
+        return _rows("{" + ", ".join(fields) + "}", columns)
+
+    def _merged(self, label: str) -> _Column | None:
+        """A column's pages as one column (``-`` in a table where a page lacks it); None
+        for JSON that rows of numbers cannot write."""
+        parts = [cut.get(label) for _, cut in self._pages]
+        if self._json and None in parts:
+            return None
+        present = [p if p is not None else _Column("s", ["-"] * rows, 1)
+                   for p, (rows, _) in zip(parts, self._pages, strict=True)]
+        if not present:
+            return None
+        if len({p.conversion for p in present}) == 1:
+            values = [v for p in present for v in p.values]
+            return _Column(present[0].conversion, values, max(p.width for p in present))
+        return _texts([t for p in present for t in _as_texts(p)])
+
+
+def _as_texts(column: _Column) -> Sequence[str]:
+    """A column's texts, as its ``%`` conversion makes them."""
+    if column.conversion == "s":
+        return column.values
+    return list(map(("%" + column.conversion).__mod__, column.values))
+
+
+def _texts(texts: list[str]) -> _Column:
+    return _Column("s", texts, max(map(len, texts), default=0))
 
 
 def _rows(template: str, columns: list[_Column]) -> list[str]:
@@ -79,8 +123,10 @@ def _json_column(column: Sequence[Any]) -> _Column | None:
         return _Column("d", column)
     if not kinds <= {int, float} or not all(map(math.isfinite, column)):
         return None
-    texts = _repeated(column, float.__repr__) if kinds == {float} else None
-    return _Column("r", column) if texts is None else _Column("s", texts)
+    if kinds != {float}:
+        return _Column("r", column)
+    # formatted now, as the page comes, rather than in the rows' template after the last
+    return _Column("s", _repeated(column, float.__repr__) or list(map(float.__repr__, column)))
 
 
 def _repeated(column: Sequence[float], form: Callable[[float], str]) -> list[str] | None:

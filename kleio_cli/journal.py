@@ -14,6 +14,7 @@ from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
 from kleio_client.journal import options
+from kleio_client.values import ABSENT, sort_rank
 from kleiod.config import resolve
 from kleiod.storage.base import SCRATCH
 
@@ -345,44 +346,52 @@ def _selected(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _effective_stats(query: StatsQuery) -> None:
-    """The effective history's statistics, from the stored chunks the daemon sends: unpacked
-    and cut into columns in storage order, rendered a column at a time, and only then
-    sorted, line by line."""
-    segments = _call("stats", id=query.trial, segments=True)
+    """The effective history's statistics, cut into columns by the daemon a page at a time
+    and formatted here a page at a time meanwhile; the finished lines are sorted."""
     where = statistics.conditions(list(query.where))
-    table = statistics.tabulated(segments, where)
+    formatted = None if query.form == "csv" else columnar.Formatted(
+        query.form == "json", query.keys)
+    with connect(resolve()) as client:
+        segments = client.call("stats", id=query.trial, segments=True, bodies=False)
+        table = statistics.paged(client, segments, where,
+                                 None if formatted is None else formatted.add)
     labels, columns = table.labels, table.columns
     ranks = statistics.ranks(query.sort, labels, columns) if query.sort else None
     if query.keys:
         known = dict(zip(labels, columns, strict=True))
         columns = [known.get(k, [None] * len(table.origins)) for k in query.keys]
         labels = list(query.keys)
-    if query.form == "json":
-        rows = columnar.json_objects(labels, columns)
+    if formatted is not None and query.form == "json":
+        rows = formatted.json_objects(labels)
         if rows is None:
-            render.print_json_array(_json_records(segments, where, ranks, query.keys))
+            render.print_json_array(_json_records(query, where))
         else:
             render.print_json_rows(statistics.arranged(rows, ranks))
         return
-    if len({(s["trial"], s["execution"]) for s in segments}) > 1:
-        columns = [statistics.origin_labels(segments, table.origins), *columns]
-        labels = ["EXEC", *labels]
-    if query.form == "csv":
+    several = len({(s["trial"], s["execution"]) for s in segments}) > 1
+    origins = statistics.origin_labels(segments, table.origins) if several else []
+    if formatted is None:
+        if origins:
+            columns, labels = [origins, *columns], ["EXEC", *labels]
         render.print_csv(labels, statistics.arranged(list(zip(*columns, strict=True)), ranks))
         return
     if not table.origins:
         print("no statistics logged", file=sys.stderr)
         return
-    header, lines = columnar.table(labels, columns)
+    header, lines = formatted.table(labels, origins)
     render.print_lines([header, *statistics.arranged(lines, ranks)])
 
 
-def _json_records(segments: list[dict[str, Any]], where: list[statistics.Condition],
-                  ranks: list[Any] | None, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+def _json_records(query: StatsQuery, where: list[statistics.Condition]
+                  ) -> list[dict[str, Any]]:
     """The records as they are, for JSON that rows of numbers cannot write: a record may
-    hold a null, a string, NaN, or lack a key (unpacked again: the rare case)."""
-    records = statistics.arranged(statistics.matching(segments, where), ranks)
-    return [_selected(record, keys) for record in records] if keys else records
+    hold a null, a string, NaN, or lack a key (read again as records: the rare case)."""
+    segments = _call("stats", id=query.trial, segments=True)
+    records = statistics.matching(segments, where)
+    if query.sort:
+        key = query.sort
+        records.sort(key=lambda record: sort_rank(record.get(key, ABSENT)))
+    return [_selected(record, query.keys) for record in records] if query.keys else records
 
 
 def _origin(row: dict[str, Any], trial_ids: set[str]) -> str:

@@ -1,14 +1,18 @@
-"""Statistics as the CLI reads them: stored chunks unpacked here, sorted by any key.
+"""Statistics as the CLI reads them, sorted by any key.
 
-The daemon sends the effective history as segments of stored chunks (packed
-``[kind, record]`` pairs with the slice that counts); unpacking them here is one C call
-per chunk, not a dict per record on each side of a socket.
+`kleio stats` has the daemon cut the effective history into columns a page at a time
+(:func:`paged`, see kleiod.columns), formatting each page while the daemon cuts the
+next.  `kleio plot` and `kleio compare` take the records themselves: the segments of
+stored chunks (packed ``[kind, record]`` pairs with the slice that counts), unpacked here
+in one C call per chunk.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
@@ -18,6 +22,7 @@ import msgpack
 
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client.control import ControlClient
 from kleio_client.journal import Condition
 from kleio_client.values import ABSENT, sort_rank
 
@@ -41,64 +46,82 @@ def matching(segments: list[dict[str, Any]], where: list[Condition]) -> list[dic
 
 
 @dataclass
-class Table:
-    """Records cut into columns, in storage order: the keys of all records (in order of
-    first appearance), a column of values for each (None where a record lacks the key),
-    and for each row the index of its segment."""
+class Columns:
+    """Records as columns, in storage order: the keys of all records (in order of first
+    appearance), a column of values for each (None where a record lacks the key), and
+    for each row the index of its segment."""
 
     labels: list[str] = field(default_factory=list)
     columns: list[list[Any]] = field(default_factory=list)
     origins: list[int] = field(default_factory=list)
 
-    def extend(self, records: list[dict[str, Any]], origin: int) -> None:
-        """Append the records' rows; a new key's column holds None for the rows before."""
-        if not records:
-            return
-        cut = _uniform(records) or _sparse(records)
-        for key in cut:
-            if key not in self.labels:
-                self.labels.append(key)
-                self.columns.append([None] * len(self.origins))
+    def extend(self, labels: list[str], columns: list[list[Any]], counts: list[int],
+               first: int) -> None:
+        """Append a page's rows: its segments' counts, the first being segment ``first``."""
+        rows = len(self.origins)
+        for label in labels:
+            if label not in self.labels:
+                self.labels.append(label)
+                self.columns.append([None] * rows)
+        page = dict(zip(labels, columns, strict=True))
+        added = sum(counts)
         for label, column in zip(self.labels, self.columns, strict=True):
-            column.extend(cut[label] if label in cut else [None] * len(records))
-        self.origins.extend([origin] * len(records))
+            column.extend(page[label] if label in page else [None] * added)
+        for index, count in enumerate(counts, first):
+            self.origins.extend([index] * count)
 
 
-def tabulated(segments: list[dict[str, Any]], where: list[Condition]) -> Table:
-    """The records of the segments that match ``where``, as columns. Each segment is cut
-    as soon as it is unpacked: its dicts are freed before the next segment's are made,
-    and are read while still in the cache (twice as fast as cutting a million at once)."""
-    table = Table()
-    for index, segment in enumerate(segments):
-        table.extend(_matching(_records(segment), where), index)
+PAGE_RECORDS = 65536  # records the daemon cuts into columns per request
+PAGE_SEGMENTS = 256  # at most, per request
+PAGES_IN_FLIGHT = 2  # the daemon cuts the next while this process formats one
+
+Page = Callable[[list[str], list[list[Any]]], None]
+
+
+def paged(client: ControlClient, segments: list[dict[str, Any]], where: list[Condition],
+          on_page: Page | None = None) -> Columns:
+    """The records of the segments that match ``where``, as columns cut by the daemon a
+    page at a time; ``on_page`` sees each page's labels and columns as it comes (to format
+    them while the daemon cuts the next)."""
+    conditions = [[c.key, c.op, c.value] for c in where]
+    table = Columns()
+    asked: deque[tuple[int, int]] = deque()  # (first segment, request)
+    for first, page in _pages(segments):
+        described = [{k: s[k] for k in ("trial", "position", "start", "end")} for s in page]
+        asked.append((first, client.submit("columns", segments=described, where=conditions)))
+        if len(asked) >= PAGES_IN_FLIGHT:
+            _take(client, asked.popleft(), table, on_page)
+    while asked:
+        _take(client, asked.popleft(), table, on_page)
     return table
+
+
+def _pages(segments: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Consecutive segments of about ``PAGE_RECORDS`` records, each with its first index."""
+    first, size = 0, 0
+    for index, segment in enumerate(segments):
+        size += segment["end"] - segment["start"]
+        if size >= PAGE_RECORDS or index + 1 - first >= PAGE_SEGMENTS:
+            yield first, segments[first:index + 1]
+            first, size = index + 1, 0
+    if first < len(segments):
+        yield first, segments[first:]
+
+
+def _take(client: ControlClient, asked: tuple[int, int], table: Columns,
+          on_page: Page | None) -> None:
+    first, request = asked
+    page = client.result(request, "columns")
+    columns = page["columns"]
+    if on_page is not None and page["labels"]:
+        on_page(page["labels"], columns)
+    table.extend(page["labels"], columns, page["counts"], first)
 
 
 def _records(segment: dict[str, Any]) -> list[dict[str, Any]]:
     pairs = msgpack.unpackb(segment["body"], raw=False, strict_map_key=False,
                             use_list=False)[segment["start"]:segment["end"]]
     return list(map(itemgetter(1), pairs))
-
-
-def _uniform(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The columns when every record has the first one's keys and no other (the usual
-    case: a column is one C call), else nothing."""
-    keys = list(records[0])
-    if sum(map(len, records)) != len(keys) * len(records):
-        return {}
-    try:  # with as many keys in all, a record with another key lacks one of these
-        return {key: list(map(itemgetter(key), records)) for key in keys}
-    except KeyError:
-        return {}
-
-
-def _sparse(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The columns of records of several shapes, keys in order of first appearance."""
-    keys: dict[str, None] = {}
-    for record in records:
-        if not keys.keys() >= record.keys():
-            keys.update(dict.fromkeys(record))
-    return {key: [record.get(key) for record in records] for key in keys}
 
 
 def ranks(key: str, labels: list[str], columns: list[list[Any]]) -> list[Any]:

@@ -25,15 +25,29 @@ class ControlClient:
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(endpoint)
+        self._waiting: set[int] = set()  # submitted, not yet taken by result()
+        self._answers: dict[int, dict[str, Any]] = {}  # answered, not yet taken
 
     def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and return its result, or raise what the daemon said."""
+        return self.result(self.submit(cmd, **args), cmd, timeout)
+
+    def submit(self, cmd: str, **args: Any) -> int:
+        """Send a request without waiting for its answer (several may be in flight; the
+        daemon answers in order): its id, for :meth:`result`."""
         req_id = next(_ids)
         self._socket.send(protocol.pack(protocol.request(req_id, cmd, args)))
+        self._waiting.add(req_id)
+        return req_id
+
+    def result(self, req_id: int, cmd: str = "the request", timeout: float | None = None
+               ) -> Any:
+        """The result of a submitted request, or raise what the daemon said."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
+        while req_id not in self._answers:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                self._waiting.discard(req_id)  # a late answer is dropped
                 raise DaemonUnavailable(
                     f"kleiod did not answer {cmd!r} in time; check `kleio daemon status`"
                 )
@@ -41,8 +55,10 @@ class ControlClient:
                 reply = protocol.unpack(self._socket.recv(), limit=None)
             except protocol.ProtocolError as exc:
                 raise KleioError(f"kleio: unreadable reply from kleiod: {exc}") from None
-            if reply.get("id") == req_id:
-                break
+            if isinstance(reply.get("id"), int) and reply["id"] in self._waiting:
+                self._answers[reply["id"]] = reply
+        self._waiting.discard(req_id)
+        reply = self._answers.pop(req_id)
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise RequestRefused(str(error.get("code")), str(error.get("message")))

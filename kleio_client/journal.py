@@ -30,7 +30,7 @@ from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
 from kleio_client.values import ABSENT, sort_rank
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
     "gt": operator.gt, "ge": operator.ge, "in": lambda value, options: value in options,
     "contains": lambda value, part: part in value,
@@ -47,7 +47,7 @@ class Condition:
         if self.key not in values:
             return self.op == "ne"
         try:
-            return bool(_COMPARE[self.op](values[self.key], self.value))
+            return bool(COMPARISONS[self.op](values[self.key], self.value))
         except TypeError:
             return self.op == "ne"
 
@@ -57,7 +57,7 @@ def conditions(filters: dict[str, Any]) -> list[Condition]:
     parsed = []
     for name, value in filters.items():
         key, _, op = name.rpartition("__")
-        if not key or op not in _COMPARE:
+        if not key or op not in COMPARISONS:
             key, op = name, "eq"
         parsed.append(Condition(key, op, value))
     return parsed

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kleio_client import protocol
+from kleio_client.journal import COMPARISONS, Condition
 from kleio_client.values import ABSENT, sort_rank
-from kleiod import history, reservation
+from kleiod import columns, history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
 from kleiod.live import FOLLOWED_KINDS, Live
@@ -42,7 +43,7 @@ class Queries:
             "resolve": self.resolve, "ls": self.ls, "trial": self.trial, "info": self.info,
             "stats": self.stats, "cat": self.cat, "diff": self.diff,
             "artifacts": self.artifacts, "branch_point": self.branch_point,
-            "resources": self.resources, "tail": self.tail,
+            "resources": self.resources, "tail": self.tail, "columns": self.columns,
         }
         return {name: self._committed(verb) for name, verb in verbs.items()}
 
@@ -87,7 +88,8 @@ class Queries:
         """The effective history's statistics; with ``all_executions``, superseded ones too.
         With ``segments``, the records as stored chunks for the caller to unpack (fast)."""
         if args.get("segments") and not args.get("all_executions"):
-            return history.statistic_segments(self._storage, self._id(args))
+            return history.statistic_segments(self._storage, self._id(args),
+                                              bodies=bool(args.get("bodies", True)))
         trial_id = self._id(args)
         walked = history.effective(self._storage, trial_id)
         records = [r for r in walked if r["kind"] == protocol.STATISTIC]
@@ -109,6 +111,12 @@ class Queries:
             key = str(sort)
             rows.sort(key=lambda row: sort_rank(row["record"].get(key, ABSENT)))
         return rows
+
+    def columns(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A page of ``segments`` (as ``stats`` gave them, without bodies) as columns, only
+        the records matching ``where`` (``[key, op, value]`` triples)."""
+        where = [_condition(c) for c in args.get("where") or []]
+        return columns.page(self._storage, list(args["segments"]), where)
 
     def artifacts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The effective history's artifacts matching filename and metadata, oldest first."""
@@ -220,3 +228,11 @@ def _row(record: dict[str, Any], superseded: bool = False) -> dict[str, Any]:
 def _artifact(record: dict[str, Any]) -> dict[str, Any]:
     return {**record["body"], "trial": record["trial"], "execution": record["execution"],
             "position": record["position"]}
+
+
+def _condition(triple: Any) -> Condition:
+    key, op, value = triple
+    if op not in COMPARISONS:
+        raise BadRequest(f"unknown comparison {str(op)[:20]!r}; use one of "
+                         f"{', '.join(COMPARISONS)}")
+    return Condition(str(key), op, value)

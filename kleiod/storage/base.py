@@ -201,11 +201,13 @@ class Storage(Protocol):
         ...
 
     def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True) -> list[dict[str, Any]]:
+                    bodies: bool = True, positions: Sequence[int] | None = None
+                    ) -> list[dict[str, Any]]:
         """The trial's chunks of those kinds as stored (``position`` of the first record,
         ``execution``, ``count``, packed ``body``, or None without ``bodies``), in position
-        order; with ``upto``, those starting at or before it.  Reading a million statistics
-        this way makes no dict per record."""
+        order; with ``upto``, those starting at or before it; with ``positions``, only
+        those starting there.  Reading a million statistics this way makes no dict per
+        record."""
         ...
 
     def read_records(self, trial_id: str, kinds: Iterable[str],

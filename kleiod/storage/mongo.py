@@ -292,10 +292,16 @@ class MongoStorage:
         return 0 if doc is None else int(doc["seq"] + doc["count"] - 1)
 
     def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True) -> list[dict[str, Any]]:
+                    bodies: bool = True, positions: Sequence[int] | None = None
+                    ) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
+        chunk: dict[str, Any] = {}
         if upto is not None:
-            query["chunk"] = {"$lte": upto // POSITION_STRIDE}
+            chunk["$lte"] = upto // POSITION_STRIDE
+        if positions is not None:
+            chunk["$in"] = [p // POSITION_STRIDE for p in positions]
+        if chunk:
+            query["chunk"] = chunk
         fields = {"chunk": 1, "execution": 1, "count": 1, **({"body": 1} if bodies else {})}
         with self._t("reading records"):
             docs = list(self._db.chunks.find(query, fields).sort("chunk", 1))

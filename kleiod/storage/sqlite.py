@@ -399,16 +399,19 @@ class SQLiteStorage:
         return int(row[0] or 0)
 
     def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True) -> list[dict[str, Any]]:
+                    bodies: bool = True, positions: Sequence[int] | None = None
+                    ) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         last_chunk = None if upto is None else upto // POSITION_STRIDE
         body = "body" if bodies else "NULL"
+        chosen = [] if positions is None else [p // POSITION_STRIDE for p in positions]
+        among = "" if positions is None else f" AND chunk IN ({','.join('?' * len(chosen))})"
         with _translated("reading records"):
             rows = self._db.execute(
                 f"SELECT chunk, execution, count, {body} FROM chunks WHERE trial_id = ? AND "
-                f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?) ORDER BY chunk",
-                (trial_id, *kinds, last_chunk, last_chunk)).fetchall()
+                f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?){among} ORDER BY chunk",
+                (trial_id, *kinds, last_chunk, last_chunk, *chosen)).fetchall()
         return [{"position": c * POSITION_STRIDE, "execution": e, "count": n, "body": b}
                 for c, e, n, b in rows]
 

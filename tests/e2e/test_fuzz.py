@@ -37,10 +37,10 @@ INGEST_TYPES = (protocol.RECORDS, protocol.SYNC, protocol.SPILLED, protocol.BLOB
 # `import`, which would stop the daemon, start processes or write files where told.
 SAFE_COMMANDS = ("ping", "status", "heartbeat", "reserve", "start_execution",
                  "end_execution", "resolve", "ls", "trial", "info", "stats", "cat", "diff",
-                 "artifacts", "branch_point", "resources", "tail")
+                 "artifacts", "branch_point", "resources", "tail", "columns")
 ARGUMENT_NAMES = ("id", "execution", "pid", "spec", "capture", "fields", "allow", "exact",
                   "host", "signals", "exit_code", "kind", "where", "filename", "metadata",
-                  "other", "after", "follow", "timestamp", "limit")
+                  "other", "after", "follow", "timestamp", "limit", "segments")
 
 
 # -- strategies ---------------------------------------------------------------------------
@@ -382,6 +382,10 @@ def test_real_commands_with_arguments_of_any_shape_get_answers(kleio, isolated):
         @given(cmd=st.sampled_from(SAFE_COMMANDS), args=arguments)
         @example(cmd="heartbeat", args={"id": tid, "execution": 2**63})  # past SQLite's range
         @example(cmd="heartbeat", args={"id": tid, "execution": math.inf})
+        @example(cmd="columns", args={"segments": [
+            {"trial": tid, "position": 2**64 - 1, "start": 0, "end": 1}], "where": []})
+        @example(cmd="columns", args={"segments": [
+            {"trial": tid, "position": 0, "start": 0, "end": 1}], "where": [["a", "zz", 1]]})
         def any_command(cmd: str, args: dict[str, Any]) -> None:
             answered(cmd, args)
 

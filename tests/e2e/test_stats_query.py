@@ -134,3 +134,34 @@ def test_ls_where_selects_by_the_options_of_the_command_line(kleio, script):
     assert [t["id"] for t in kleio.json("ls", "--where", "lr>0.01")] == [large]
     assert [t["id"] for t in kleio.json("ls", "--where", "batch_size=8",
                                         "--where", "lr<0.01")] == [small]
+
+
+PAGES = """
+from kleio_client import kleio_logger
+for i in range(70_000):
+    record = {"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000}
+    if i >= 67_000:
+        record["note"] = "late"
+    kleio_logger.log_statistic(**record)
+"""
+
+
+def test_a_history_of_several_pages_reads_as_one(kleio, script):
+    """`kleio stats` reads the history a page of about 65,536 records at a time, cut into
+    columns by the daemon: a key that only later pages hold, and a column of ints whose
+    last page holds a float, come out as one table and as the records logged."""
+    tid = trial_id(kleio.ok("python", script(PAGES)).stderr)
+    logged = [{"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000,
+               **({"note": "late"} if i >= 67_000 else {})} for i in range(70_000)]
+    ordered = sorted(logged, key=lambda r: r["loss"])
+    assert json.loads(kleio.ok("stats", tid, "--sort", "loss", "--json").stdout) == ordered
+    numbers = json.loads(kleio.ok("stats", tid, "--keys", "step,loss", "--json").stdout)
+    assert numbers == [{"step": r["step"], "loss": r["loss"]} for r in logged]
+    lines = kleio.ok("stats", tid, "--sort", "loss").stdout.splitlines()
+    assert lines[0].split() == ["step", "loss", "note"] and len(lines) == 70_001
+    assert lines[1].split() == ["0", "0", "-"]  # the first of loss 0.0, stable
+    assert {line.index(line.split()[1], len(line.split()[0])) for line in lines[1:]} == {
+        lines[0].index("loss")}  # one column, aligned on every page
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["69999.5"] == ["69999.5", "0.081", "late"]
+    assert rows["66999"][2] == "-" and rows["67000"][2] == "late"

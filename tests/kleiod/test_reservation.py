@@ -209,6 +209,10 @@ def test_chunks_read_as_stored_and_records_past_a_position(database_url: str):
                                                              bodies=False))
     upto = storage.read_chunks(SPEC.id, [protocol.STATISTIC], upto=chunks[1]["position"])
     assert [c["count"] for c in upto] == [2, 1]
+    chosen = storage.read_chunks(SPEC.id, [protocol.STATISTIC],
+                                 positions=[chunks[2]["position"], chunks[0]["position"]])
+    assert [c["body"] for c in chosen] == [chunks[0]["body"], chunks[2]["body"]]
+    assert storage.read_chunks(SPEC.id, [protocol.STATISTIC], positions=[]) == []
     after = storage.read_records(SPEC.id, [protocol.STATISTIC], after=chunks[0]["position"])
     assert [r["body"]["v"] for r in after] == [2, 3, 4]
 
