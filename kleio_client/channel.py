@@ -43,8 +43,7 @@ RESIDENT_BYTES = 1024 * 1024
 # Records queued for the I/O thread past which the logging thread wakes it and hands it the
 # GIL (``catch_up``): about 4 ms of the fastest loop, 0.4 MiB of the script's memory.
 QUEUE_RECORDS = 4096
-CATCH_UP_WAIT = 0.05  # at most, each time
-STUCK = 1.0  # an I/O thread behind this long is stuck (a stalled disk): no catch-up for 4x
+CATCH_UP_WAIT = 0.05
 BLOB_WINDOW = 8
 DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
@@ -105,8 +104,7 @@ class Channel:
         # the I/O thread: each step is one operation on the list, atomic under the GIL.
         self._pending: list[Pending] = []
         self.queued = self._pending  # read by the hot path, to call catch_up
-        self._relaxed = 0.0  # no catch_up before this time (the I/O thread was stuck)
-        self._behind_since = 0.0  # when catch_up began to time out, or 0
+        self._stuck_at = -1  # the I/O thread's _sent_seq when catch_up last timed out
         self.append: Callable[[Pending], None] = self._pending.append
         self._commands: deque[Command] = deque()
         self._backlog: deque[bytes] = deque()
@@ -148,24 +146,21 @@ class Channel:
         is behind, because each time it releases the GIL (to send, to write) a busy loop
         keeps it for the switch interval (5 ms).  Sleeping hands it the GIL at once, until
         it has taken the queue or for ``CATCH_UP_WAIT`` at most: what the script's memory
-        holds stays bounded, whatever the thread scheduling.  An I/O thread behind for
-        ``STUCK`` seconds is left alone for four times as long: the loop runs at full
-        speed at least four fifths of the time, and the queue grows meanwhile."""
+        holds stays bounded, whatever the thread scheduling.  An I/O thread that took
+        nothing meanwhile is stuck (a stalled disk): no record waits for it again until
+        it has taken some, so a stall costs the loop one wait, and the queue grows."""
         thread = self._thread
-        now = time.monotonic()
-        if thread is None or not thread.is_alive() or self._closed or now < self._relaxed:
+        if (thread is None or not thread.is_alive() or self._closed
+                or self._stuck_at == self._sent_seq or thread.ident == threading.get_ident()):
             return
         with contextlib.suppress(BlockingIOError):  # full: a wake-up is already there
             os.write(self._wake[1], b"\0")  # out of its poll, if it waits there
-        deadline = now + CATCH_UP_WAIT
+        deadline = time.monotonic() + CATCH_UP_WAIT
         while len(self._pending) > QUEUE_RECORDS // 2:
-            if time.monotonic() >= deadline:  # the next record waits again, until STUCK
-                self._behind_since = self._behind_since or now
-                if deadline - self._behind_since >= STUCK:
-                    self._relaxed, self._behind_since = deadline + 4 * STUCK, 0.0
+            if time.monotonic() >= deadline:
+                self._stuck_at = self._sent_seq
                 return
             time.sleep(WAIT_STEP / 10)
-        self._behind_since = 0.0
 
     def _ensure_running(self) -> None:
         """Start the I/O thread, and flush at a multiprocessing child's exit (past atexit)."""

@@ -103,3 +103,35 @@ def test_a_tight_loop_keeps_a_bounded_queue_in_the_script(kleio, script):
     assert longest <= 2 * bound
     steps = [r["step"] for r in kleio.json("stats", trial_id(done.stderr))]
     assert steps == list(range(-1, 500_000))
+
+
+STALLED_IO_THREAD = """
+import time
+from kleio_client import kleio_logger
+from kleio_client.channel import Channel
+kleio_logger.log_statistic(step=-1)
+kleio_logger.flush()
+turn = Channel._drain_backlog
+stalls = [3.0]
+
+def stalled_turn(self, sock):  # the I/O thread blocked, as on a stalled disk
+    if stalls:
+        time.sleep(stalls.pop())
+    turn(self, sock)
+
+Channel._drain_backlog = stalled_turn
+time.sleep(0.05)  # it is in its stall now
+started = time.perf_counter()
+for i in range(100_000):
+    kleio_logger.log_statistic(step=i)
+print("loop", time.perf_counter() - started, flush=True)
+"""
+
+
+def test_a_stalled_io_thread_costs_the_loop_one_short_wait(kleio, script):
+    """The loop hands the I/O thread the GIL while it is behind, but never waits on a
+    thread that takes nothing: one wait of 50 ms, then the records queue meanwhile."""
+    done = kleio.ok("python", script(STALLED_IO_THREAD))
+    assert float(done.stdout.split("loop")[1]) < 0.8  # the stall lasts 3 s
+    steps = [r["step"] for r in kleio.json("stats", trial_id(done.stderr))]
+    assert steps == list(range(-1, 100_000))
