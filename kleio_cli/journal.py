@@ -371,7 +371,7 @@ def _effective_stats(query: StatsQuery) -> None:
     several = len({(s["trial"], s["execution"]) for s in segments}) > 1
     origins = statistics.origin_labels(segments, table.origins) if several else []
     if formatted is None:
-        if origins:
+        if several:
             columns, labels = [origins, *columns], ["EXEC", *labels]
         render.print_csv(labels, statistics.arranged(list(zip(*columns, strict=True)), ranks))
         return
@@ -385,12 +385,15 @@ def _effective_stats(query: StatsQuery) -> None:
 def _json_records(query: StatsQuery, where: list[statistics.Condition]
                   ) -> list[dict[str, Any]]:
     """The records as they are, for JSON that rows of numbers cannot write: a record may
-    hold a null, a string, NaN, or lack a key (read again as records: the rare case)."""
+    hold a null, a string, NaN, or lack a key (read again as records, the rare case: of a
+    running trial, perhaps with records that came since).  Sorted as the table is: a
+    null as a missing key."""
     segments = _call("stats", id=query.trial, segments=True)
     records = statistics.matching(segments, where)
     if query.sort:
         key = query.sort
-        records.sort(key=lambda record: sort_rank(record.get(key, ABSENT)))
+        records.sort(key=lambda record: sort_rank(
+            ABSENT if record.get(key) is None else record[key]))
     return [_selected(record, query.keys) for record in records] if query.keys else records
 
 

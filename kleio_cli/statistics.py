@@ -22,6 +22,7 @@ import msgpack
 
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.journal import Condition
 from kleio_client.values import ABSENT, sort_rank
@@ -72,7 +73,6 @@ class Columns:
 
 
 PAGE_RECORDS = 65536  # records the daemon cuts into columns per request
-PAGE_SEGMENTS = 256  # at most, per request
 PAGES_IN_FLIGHT = 2  # the daemon cuts the next while this process formats one
 
 Page = Callable[[list[str], list[list[Any]]], None]
@@ -101,7 +101,7 @@ def _pages(segments: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str,
     first, size = 0, 0
     for index, segment in enumerate(segments):
         size += segment["end"] - segment["start"]
-        if size >= PAGE_RECORDS or index + 1 - first >= PAGE_SEGMENTS:
+        if size >= PAGE_RECORDS or index + 1 - first >= protocol.MAX_PAGE_SEGMENTS:
             yield first, segments[first:index + 1]
             first, size = index + 1, 0
     if first < len(segments):
@@ -172,8 +172,21 @@ def conditions(expressions: list[str]) -> list[Condition]:
             raise CliError(f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
                            f"KEY>VALUE or KEY>=VALUE; got {text!r}", EXIT_USAGE)
         key, op, value = match.groups()
-        parsed.append(Condition(key.strip(), _OPERATORS[op], typed(value.strip())))
+        parsed.append(Condition(key.strip(), _OPERATORS[op], _carried(text, value.strip())))
     return parsed
+
+
+def _carried(text: str, value: str) -> Any:
+    """The typed value of a condition, as the daemon can be sent it: an int past 64 bits
+    (no record holds one) compares as a float."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise CliError(f"kleio: --where {text!r} is not valid text", EXIT_USAGE) from None
+    typed_value = typed(value)
+    if isinstance(typed_value, int) and not -(2**63) <= typed_value < 2**64:
+        return float(typed_value)
+    return typed_value
 
 
 def _matching(records: list[dict[str, Any]], where: list[Condition]) -> list[dict[str, Any]]:

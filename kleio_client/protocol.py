@@ -27,6 +27,9 @@ import msgpack
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_RECORDS_PER_MESSAGE = 65536
+# Segments per `columns` request: {"trial", "position", "start", "end"} maps, as `stats`
+# with `segments` gave them, and `where`, a list of [key, op, value] (see kleiod.columns).
+MAX_PAGE_SEGMENTS = 256
 BLOB_CHUNK_BYTES = 1024 * 1024
 
 # Environment the supervisor gives the trial process.

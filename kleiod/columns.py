@@ -17,9 +17,7 @@ import msgpack
 from kleio_client import protocol
 from kleio_client.journal import Condition
 from kleiod.errors import BadRequest
-from kleiod.storage.base import Storage
-
-MAX_PAGE_SEGMENTS = 256  # kleio_cli.statistics.PAGE_SEGMENTS
+from kleiod.storage.base import POSITION_STRIDE, Storage
 
 
 def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition]
@@ -28,15 +26,15 @@ def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition
     appearance), ``columns`` of values (None where a record lacks the key) and, for each
     segment, how many of the rows are its own (``counts``).  A list of numbers is packed
     and unpacked at C speed, faster than an ``array``'s bytes once its types are checked."""
-    if not 0 < len(segments) <= MAX_PAGE_SEGMENTS:
-        raise BadRequest(f"a page holds 1 to {MAX_PAGE_SEGMENTS} segments")
-    bodies = _bodies(storage, segments)
+    if not 0 < len(segments) <= protocol.MAX_PAGE_SEGMENTS:
+        raise BadRequest(f"a page holds 1 to {protocol.MAX_PAGE_SEGMENTS} segments")
+    wanted = [_segment(s) for s in segments]
+    bodies = _bodies(storage, wanted)
     labels: list[str] = []
     columns: list[list[Any]] = []
     counts: list[int] = []
-    for segment in segments:
-        records = _records(bodies[(str(segment["trial"]), int(segment["position"]))],
-                           int(segment["start"]), int(segment["end"]))
+    for trial, position, start, end in wanted:
+        records = _records(bodies[(trial, position)], start, end)
         if where:
             records = [r for r in records if all(c.holds(r) for c in where)]
         _extend(labels, columns, sum(counts), records)
@@ -44,16 +42,30 @@ def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition
     return {"labels": labels, "columns": columns, "counts": counts}
 
 
-def _bodies(storage: Storage, segments: list[dict[str, Any]]) -> dict[tuple[str, int], bytes]:
-    wanted: dict[str, list[int]] = {}
-    for segment in segments:
-        wanted.setdefault(str(segment["trial"]), []).append(int(segment["position"]))
+def _segment(segment: dict[str, Any]) -> tuple[str, int, int, int]:
+    """A segment's trial, position, start and end, or BadRequest."""
+    trial, position = str(segment["trial"]), int(segment["position"])
+    start, end = int(segment["start"]), int(segment["end"])
+    if position % POSITION_STRIDE or not 0 <= start <= end <= POSITION_STRIDE:
+        raise BadRequest(f"not a segment of stored statistics: position {position}, records "
+                         f"{start} to {end}; ask `stats` with `segments` for them")
+    return trial, position, start, end
+
+
+def _bodies(storage: Storage, wanted: list[tuple[str, int, int, int]]
+            ) -> dict[tuple[str, int], bytes]:
+    positions: dict[str, set[int]] = {}
+    for trial, position, _, _ in wanted:
+        positions.setdefault(trial, set()).add(position)
     bodies = {(trial, chunk["position"]): chunk["body"]
-              for trial, positions in wanted.items()
+              for trial, chosen in positions.items()
               for chunk in storage.read_chunks(trial, [protocol.STATISTIC],
-                                               positions=positions)}
-    if len(bodies) != len({(t, p) for t, ps in wanted.items() for p in ps}):
-        raise BadRequest("these statistics are no longer stored; read them again")
+                                               positions=sorted(chosen))}
+    missing = [(t, p) for t, p, _, _ in wanted if (t, p) not in bodies]
+    if missing:
+        trial, position = missing[0]
+        raise BadRequest(f"no statistics of trial {trial[:12]!r} are stored at position "
+                         f"{position}; ask `stats` with `segments` for them")
     return bodies
 
 

@@ -80,6 +80,8 @@ def test_resumed_mid_epoch_from_the_last_checkpoint_each_step_once(kleio, train,
     assert lines[0].split()[0] == "EXEC"
     assert [line.split()[0] for line in lines[1:]] == [
         "1" if (r["epoch"], r["step"]) < (5, 0) else "2" for r in resumed]
+    none = kleio.ok("stats", tid, "--where", "epoch>99", "--format", "csv").stdout
+    assert none.splitlines()[0].split(",")[0] == "EXEC"  # even with no row
     info = kleio.json("info", tid)
     assert info["executions"][1]["resume_point"] is not None
 

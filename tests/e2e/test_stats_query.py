@@ -39,6 +39,11 @@ def test_a_malformed_condition_is_one_clear_line(kleio, script):
     done = kleio("stats", tid, "--where", "epoch~3")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--where takes KEY=VALUE" in done.stderr
+    garbled = kleio("stats", tid, "--where", "split=\udcff")  # a byte that is not UTF-8
+    assert garbled.returncode == 2
+    assert garbled.stderr.count("\n") == 1 and "not valid text" in garbled.stderr
+    huge = kleio.ok("stats", tid, "--where", "epoch<99999999999999999999999", "--json")
+    assert len(json.loads(huge.stdout)) == 12  # past 64 bits: compared as a float
 
 
 def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
@@ -142,6 +147,8 @@ for i in range(70_000):
     record = {"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000}
     if i >= 67_000:
         record["note"] = "late"
+    if i == 5:
+        record["shape"] = (1, 2)
     kleio_logger.log_statistic(**record)
 """
 
@@ -152,16 +159,18 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script):
     last page holds a float, come out as one table and as the records logged."""
     tid = trial_id(kleio.ok("python", script(PAGES)).stderr)
     logged = [{"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000,
-               **({"note": "late"} if i >= 67_000 else {})} for i in range(70_000)]
+               **({"note": "late"} if i >= 67_000 else {}),
+               **({"shape": [1, 2]} if i == 5 else {})} for i in range(70_000)]
     ordered = sorted(logged, key=lambda r: r["loss"])
     assert json.loads(kleio.ok("stats", tid, "--sort", "loss", "--json").stdout) == ordered
     numbers = json.loads(kleio.ok("stats", tid, "--keys", "step,loss", "--json").stdout)
     assert numbers == [{"step": r["step"], "loss": r["loss"]} for r in logged]
     lines = kleio.ok("stats", tid, "--sort", "loss").stdout.splitlines()
-    assert lines[0].split() == ["step", "loss", "note"] and len(lines) == 70_001
-    assert lines[1].split() == ["0", "0", "-"]  # the first of loss 0.0, stable
+    assert lines[0].split() == ["step", "loss", "shape", "note"] and len(lines) == 70_001
+    assert lines[1].split() == ["0", "0", "-", "-"]  # the first of loss 0.0, stable
     assert {line.index(line.split()[1], len(line.split()[0])) for line in lines[1:]} == {
         lines[0].index("loss")}  # one column, aligned on every page
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["69999.5"] == ["69999.5", "0.081", "late"]
-    assert rows["66999"][2] == "-" and rows["67000"][2] == "late"
+    assert rows["69999.5"] == ["69999.5", "0.081", "-", "late"]
+    assert rows["66999"][3] == "-" and rows["67000"][3] == "late"
+    assert "[1, 2]" in next(line for line in lines if line.startswith("5 "))  # as logged
