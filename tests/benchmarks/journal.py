@@ -11,6 +11,7 @@ import uuid
 from functools import partial
 from pathlib import Path
 
+from tests.benchmarks import resources
 from tests.benchmarks.harness import Figure, kleio_argv, timed
 
 GENERATE = """
@@ -61,6 +62,7 @@ def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
                        stdout=subprocess.DEVNULL)
 
     table = timed(lambda: stats("--sort", "loss"), runs)
+    meanwhile = resources.latencies(root, env, 500, lambda: stats("--sort", "loss"))
     as_json = timed(lambda: stats("--sort", "loss", "--json"), runs)
     api = []
     for run in range(runs):  # a new child trial reads its parent's 1,000,000 records
@@ -73,6 +75,7 @@ def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
         Figure("kleio stats, 1M records, --sort loss", "s", table, "<= 2 s"),
         Figure("kleio stats --json, 1M records, --sort", "s", as_json, "<= 2 s"),
         Figure("kleio_logger.statistics(), 1M records", "s", api, "<= 2 s"),
+        Figure("latency while kleio stats reads 1M", "ms", meanwhile, "<= 200 ms"),
     ]
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -19,7 +21,7 @@ import sys, time
 from kleio_client import kleio_logger
 print("ready", flush=True)
 sys.stdin.readline()
-for index in range(200):
+for index in range(int(sys.argv[1])):
     kleio_logger.log_statistic(index=index, at=time.time())
     time.sleep(0.01)
 """
@@ -46,8 +48,15 @@ print(f"{count / total} {(peak - before) / 2**20} {loop}")
 
 
 def bench_latency(root: Path, env: dict[str, str]) -> list[Figure]:
-    """Per record: from its `time.time()` in the script to its arrival through the daemon's
-    live feed, published right after the commit."""
+    return [Figure("record committed after logged (latency)", "ms", latencies(root, env),
+                   "<= 200 ms")]
+
+
+def latencies(root: Path, env: dict[str, str], records: int = 200,
+              meanwhile: Callable[[], object] | None = None) -> list[float]:
+    """Per record, in ms: from its `time.time()` in the script to its arrival through the
+    daemon's live feed, published right after the commit; with ``meanwhile`` called again
+    and again in another thread while the script logs (a reader of the journal)."""
     import msgpack
     import zmq
 
@@ -55,8 +64,8 @@ def bench_latency(root: Path, env: dict[str, str]) -> list[Figure]:
 
     script = root / "latency.py"
     script.write_text(textwrap.dedent(LATENCY))
-    run = subprocess.Popen(kleio_argv("python", str(script), uuid.uuid4().hex), env=env,
-                           cwd=root,
+    run = subprocess.Popen(kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
+                           env=env, cwd=root,
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     assert run.stdout is not None and run.stdin is not None
@@ -70,18 +79,31 @@ def bench_latency(root: Path, env: dict[str, str]) -> list[Figure]:
     runtime = Path(env["XDG_RUNTIME_DIR"]) / "kleio"
     sub.connect(protocol.Endpoints.in_directory(str(runtime)).publish)
     time.sleep(0.3)
+    logging = threading.Event()
+    reader = threading.Thread(target=_repeat, args=(meanwhile, logging), daemon=True)
+    if meanwhile is not None:
+        logging.set()
+        reader.start()
+        time.sleep(0.5)
     run.stdin.write("go\n")
     run.stdin.flush()
     delays: list[float] = []
-    while len(delays) < 200 and sub.poll(5000):
+    while len(delays) < records and sub.poll(5000):
         message = protocol.unpack(sub.recv_multipart()[-1], limit=None)
         arrived = time.time()
         delays += [arrived - pair[1]["at"] for pair in msgpack.unpackb(message["records"])]
+    logging.clear()
+    if reader.is_alive():
+        reader.join()
     sub.close(0)
     context.term()
     run.communicate(timeout=60)
-    return [Figure("record committed after logged (latency)", "ms",
-                   [1000 * d for d in delays], "<= 200 ms")]
+    return [1000 * d for d in delays]
+
+
+def _repeat(call: Callable[[], object] | None, going: threading.Event) -> None:
+    while call is not None and going.is_set():
+        call()
 
 
 def bench_flood(root: Path, env: dict[str, str], runs: int, records: int) -> list[Figure]:
