@@ -79,9 +79,10 @@ class SpillFile:
         return self.size >= FILE_BYTES
 
     def remove(self) -> None:
-        """Everything in the file was acknowledged."""
-        self._handle.close()
+        """Everything in the file was acknowledged.  Unlinked while still locked: the
+        daemon never sees it unlocked, as a dead producer's."""
         self.path.unlink(missing_ok=True)
+        self._handle.close()
 
     def leave(self) -> None:
         """Keep the file for the daemon; release the lock so that it can take it in."""
@@ -121,10 +122,16 @@ def orphans(directory: Path) -> Iterator[tuple[Path, BinaryIO]]:
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(f"*{SUFFIX}")):
-        handle = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
+        except FileNotFoundError:  # removed since listed: everything in it was taken
+            continue
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()  # its producer still lives
+            continue
+        if os.fstat(handle.fileno()).st_nlink == 0:  # removed while we waited for it
+            handle.close()
             continue
         yield path, handle

@@ -148,10 +148,17 @@ class Daemon:
                 _commit_quietly(ingest)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + sweep_every
-                self.spawner.reap()
-                ingest.adopt_orphans()
-                if self._leases_trusted(ingest):
-                    _expire_leases(storage)
+                self._sweep(ingest, storage)
+
+    def _sweep(self, ingest: Ingest, storage: Storage) -> None:
+        """Reap spawned trials, take in dead producers' spills, expire leases."""
+        try:
+            self.spawner.reap()
+            ingest.adopt_orphans()
+            if self._leases_trusted(ingest):
+                _expire_leases(storage)
+        except Exception:  # the one logged catch-all of the sweep: it never stops the daemon
+            log.exception("a sweep failed; the next one tries again")
 
 
     def _leases_trusted(self, ingest: Ingest) -> bool:

@@ -201,7 +201,7 @@ class Ingest:
                 for frame in spill.frames(path):
                     self.accept(b"", frame)
                 self.commit()
-                path.unlink()
+                path.unlink(missing_ok=True)
             except StorageError as exc:
                 log.error("%s; %s is kept for later", exc, path)
             finally:

@@ -135,3 +135,19 @@ def test_a_stalled_io_thread_costs_the_loop_one_short_wait(kleio, script):
     assert float(done.stdout.split("loop")[1]) < 0.8  # the stall lasts 3 s
     steps = [r["step"] for r in kleio.json("stats", trial_id(done.stderr))]
     assert steps == list(range(-1, 100_000))
+
+
+def test_a_spill_file_gone_while_the_daemon_looks_never_stops_it(kleio, isolated,
+                                                                 monkeypatch):
+    """A producer removes its spill file once acknowledged, perhaps while the daemon's
+    sweep lists the directory: a name listed but gone is skipped (here a dangling link,
+    which a sweep lists and cannot open)."""
+    monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")  # a sweep every 0.25 s
+    kleio.ok("daemon", "start")
+    directory = isolated.kleio_runtime / "spill"
+    directory.mkdir(exist_ok=True)
+    (directory / "0123456789abcdef-1-000000.frames").symlink_to(directory / "gone")
+    time.sleep(1.0)
+    assert kleio.json("daemon", "status")["pid"]
+    log = (isolated.kleio_runtime / "kleiod.log").read_text()
+    assert "Traceback" not in log
