@@ -186,9 +186,13 @@ def main() -> None:
         if args.peers:
             logged = [f for f in figures if f.name.startswith("log_statistic")]
             figures += peers.bench_peers(root, args.runs, logged[0].runs if logged else [])
-    finally:
+    except BaseException:
+        print(f"a benchmark failed: its daemon's log is kept in {root / 'run' / 'kleio'}",
+              file=sys.stderr)
         subprocess.run(kleio_argv("daemon", "stop"), env=env, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        raise
+    subprocess.run(kleio_argv("daemon", "stop"), env=env, capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps([f.__dict__ for f in figures], indent=2))
     else:
