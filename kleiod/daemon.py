@@ -29,6 +29,7 @@ from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Buffering, Ingest
 from kleiod.live import Live
 from kleiod.lock import PidLock
+from kleiod.memory import Trimmer
 from kleiod.running import DRAIN_SECONDS, RunningExecutions
 from kleiod.spawner import Spawner
 from kleiod.spill import Spill, spill_directory
@@ -53,6 +54,7 @@ class Daemon:
         self._drain_logged = False
         self.spawner = Spawner()
         self.running = RunningExecutions(config.lease_seconds)
+        self.trimmer = Trimmer()
 
     def stop(self, on_purpose: bool = True) -> None:
         """Stop serving.  On purpose (`kleio daemon stop`, Ctrl-C, `systemctl stop`), the
@@ -139,6 +141,8 @@ class Daemon:
             timeout = IDLE_POLL_MS if due is None else int(due * 1000)
             poller.modify(ingest_socket, zmq.POLLIN if ingest.accepting() else 0)
             events = dict(poller.poll(timeout))
+            if not events:
+                self.trimmer.idle(ingest.counters.committed)
             if ingest_socket in events:
                 _drain(ingest_socket, INGEST_BURST, lambda frames: _accept(ingest, frames))
             if control_socket in events:
