@@ -10,6 +10,7 @@ from typing import Any
 from kleio_cli import render, statistics
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client import segments as stored
 from kleiod.config import resolve
 
 
@@ -40,7 +41,7 @@ def _row(client: Any, detail: dict[str, Any], keys: tuple[str, ...],
          best: str | None) -> dict[str, Any]:
     """The trial's last record, or with ``best`` (``loss``, or ``max:acc``) the best one;
     only ``keys`` when given."""
-    records, _ = statistics.unpacked(client.call("stats", id=detail["id"], segments=True))
+    records, _ = statistics.unpacked(stored.read(client, detail["id"]))
     if best:
         sign, _, key = best.rpartition(":")
         if sign not in ("", "min", "max"):

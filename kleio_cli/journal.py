@@ -13,6 +13,7 @@ from kleio_cli.capture.configuration import typed
 from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
+from kleio_client import segments as stored
 from kleio_client.journal import options
 from kleio_client.values import ABSENT, sort_rank
 from kleiod.config import resolve
@@ -388,8 +389,8 @@ def _json_records(query: StatsQuery, where: list[statistics.Condition]
     hold a null, a string, NaN, or lack a key (read again as records, the rare case: of a
     running trial, perhaps with records that came since).  Sorted as the table is: a
     null as a missing key."""
-    segments = _call("stats", id=query.trial, segments=True)
-    records = statistics.matching(segments, where)
+    with connect(resolve()) as client:
+        records = statistics.matching(stored.read(client, query.trial), where)
     if query.sort:
         key = query.sort
         records.sort(key=lambda record: sort_rank(

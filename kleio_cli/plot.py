@@ -15,6 +15,7 @@ from typing import Any
 from kleio_cli import render, statistics
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
+from kleio_client import segments as stored
 from kleiod.config import resolve
 
 MARKERS = "*o+x#@%&"
@@ -55,7 +56,7 @@ def _series(request: PlotRequest) -> list[Series]:
     with connect(resolve()) as client:
         for trial in request.trials:
             trial_id = str(client.call("resolve", id=trial))
-            records, _ = statistics.unpacked(client.call("stats", id=trial_id, segments=True))
+            records, _ = statistics.unpacked(stored.read(client, trial_id))
             points = []
             for rank, record in enumerate(r for r in records if all(c.holds(r) for c in where)):
                 x: Any = rank if request.x is None else record.get(request.x)

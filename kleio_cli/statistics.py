@@ -3,16 +3,15 @@
 `kleio stats` has the daemon cut the effective history into columns a page at a time
 (:func:`paged`, see kleiod.columns), formatting each page while the daemon cuts the
 next.  `kleio plot` and `kleio compare` take the records themselves: the segments of
-stored chunks (packed ``[kind, record]`` pairs with the slice that counts), unpacked here
-in one C call per chunk.
+stored chunks (packed ``[kind, record]`` pairs with the slice that counts), read a page
+at a time too (kleio_client.segments) and unpacked here in one C call per chunk.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
@@ -22,7 +21,7 @@ import msgpack
 
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
-from kleio_client import protocol
+from kleio_client import segments as stored
 from kleio_client.control import ControlClient
 from kleio_client.journal import Condition
 from kleio_client.values import ABSENT, sort_rank
@@ -72,9 +71,6 @@ class Columns:
             self.origins.extend([index] * count)
 
 
-PAGE_RECORDS = 65536  # records the daemon cuts into columns per request
-PAGES_IN_FLIGHT = 2  # the daemon cuts the next while this process formats one
-
 Page = Callable[[list[str], list[list[Any]]], None]
 
 
@@ -83,39 +79,16 @@ def paged(client: ControlClient, segments: list[dict[str, Any]], where: list[Con
     """The records of the segments that match ``where``, as columns cut by the daemon a
     page at a time; ``on_page`` sees each page's labels and columns as it comes (to format
     them while the daemon cuts the next)."""
-    conditions = [[c.key, c.op, c.value] for c in where]
     table = Columns()
-    asked: deque[tuple[int, int]] = deque()  # (first segment, request)
-    for first, page in _pages(segments):
-        described = [{k: s[k] for k in ("trial", "position", "start", "end")} for s in page]
-        asked.append((first, client.submit("columns", segments=described, where=conditions)))
-        if len(asked) >= PAGES_IN_FLIGHT:
-            _take(client, asked.popleft(), table, on_page)
-    while asked:
-        _take(client, asked.popleft(), table, on_page)
+
+    def take(first: int, _page: list[dict[str, Any]], answer: dict[str, Any]) -> None:
+        if on_page is not None and answer["labels"]:
+            on_page(answer["labels"], answer["columns"])
+        table.extend(answer["labels"], answer["columns"], answer["counts"], first)
+
+    stored.each_page(client, segments, "columns", take,
+                     where=[[c.key, c.op, c.value] for c in where])
     return table
-
-
-def _pages(segments: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """Consecutive segments of about ``PAGE_RECORDS`` records, each with its first index."""
-    first, size = 0, 0
-    for index, segment in enumerate(segments):
-        size += segment["end"] - segment["start"]
-        if size >= PAGE_RECORDS or index + 1 - first >= protocol.MAX_PAGE_SEGMENTS:
-            yield first, segments[first:index + 1]
-            first, size = index + 1, 0
-    if first < len(segments):
-        yield first, segments[first:]
-
-
-def _take(client: ControlClient, asked: tuple[int, int], table: Columns,
-          on_page: Page | None) -> None:
-    first, request = asked
-    page = client.result(request, "columns")
-    columns = page["columns"]
-    if on_page is not None and page["labels"]:
-        on_page(page["labels"], columns)
-    table.extend(page["labels"], columns, page["counts"], first)
 
 
 def _records(segment: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
-"""Statistics cut into columns, a page of segments at a time: how `kleio stats` reads.
+"""Statistics a page of segments at a time: cut into columns (how `kleio stats` reads),
+or as stored bodies (how `kleio plot`, `kleio compare` and the Python API read).
 
-The CLI first asks for the effective history's segments without their bodies
-(:func:`kleiod.history.statistic_segments`), then for pages of them as columns, two
-pages in flight: the daemon reads, unpacks and cuts one page on its core while the CLI
-formats the one before on its own.  Each page is read from storage when asked for: a
-history of any length costs the daemon one page of memory.
+A reader first asks for the effective history's segments without their bodies
+(:func:`kleiod.history.statistic_segments`), then for pages of them, two pages in
+flight (kleio_client.segments): for `kleio stats` the daemon reads, unpacks and cuts
+one page on its core while the CLI formats the one before on its own.  Each page is
+read from storage when asked for: a history of any length costs the daemon one page of
+memory, and a request holds it tens of milliseconds at most.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition
     appearance), ``columns`` of values (None where a record lacks the key) and, for each
     segment, how many of the rows are its own (``counts``).  A list of numbers is packed
     and unpacked at C speed, faster than an ``array``'s bytes once its types are checked."""
-    if not 0 < len(segments) <= protocol.MAX_PAGE_SEGMENTS:
-        raise BadRequest(f"a page holds 1 to {protocol.MAX_PAGE_SEGMENTS} segments")
-    wanted = [_segment(s) for s in segments]
+    wanted = _checked(segments)
     bodies = _bodies(storage, wanted)
     labels: list[str] = []
     columns: list[list[Any]] = []
@@ -40,6 +40,20 @@ def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition
         _extend(labels, columns, sum(counts), records)
         counts.append(len(records))
     return {"labels": labels, "columns": columns, "counts": counts}
+
+
+def bodies(storage: Storage, segments: list[dict[str, Any]]) -> list[bytes]:
+    """The stored bodies of ``segments``, in their order (for a reader that wants the
+    records themselves, a page at a time)."""
+    wanted = _checked(segments)
+    found = _bodies(storage, wanted)
+    return [found[(trial, position)] for trial, position, _, _ in wanted]
+
+
+def _checked(segments: list[dict[str, Any]]) -> list[tuple[str, int, int, int]]:
+    if not 0 < len(segments) <= protocol.MAX_PAGE_SEGMENTS:
+        raise BadRequest(f"a page holds 1 to {protocol.MAX_PAGE_SEGMENTS} segments")
+    return [_segment(s) for s in segments]
 
 
 def _segment(segment: dict[str, Any]) -> tuple[str, int, int, int]:

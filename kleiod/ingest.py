@@ -20,10 +20,10 @@ import msgpack
 import zmq
 
 from kleio_client import protocol, spill
+from kleio_client.segments import collection_paused
 from kleiod import history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.live import Live
-from kleiod.queries import collection_paused
 from kleiod.spill import Spill
 from kleiod.storage.base import Appended, BlobWriter, Chunk, Storage
 

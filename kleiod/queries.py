@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from kleio_client import protocol
 from kleio_client.journal import COMPARISONS, Condition
+from kleio_client.segments import collection_paused
 from kleio_client.values import ABSENT, sort_rank
 from kleiod import columns, history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound
 from kleiod.live import FOLLOWED_KINDS, Live
 from kleiod.storage.base import Storage
-
-
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """Reading a large history makes millions of small objects, none cyclic: the cyclic
-    garbage collector would walk the growing heap again and again (2.4x slower)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class Queries:
@@ -44,6 +30,7 @@ class Queries:
             "stats": self.stats, "cat": self.cat, "diff": self.diff,
             "artifacts": self.artifacts, "branch_point": self.branch_point,
             "resources": self.resources, "tail": self.tail, "columns": self.columns,
+            "chunks": self.chunks,
         }
         return {name: self._committed(verb) for name, verb in verbs.items()}
 
@@ -117,6 +104,10 @@ class Queries:
         the records matching ``where`` (``[key, op, value]`` triples)."""
         where = [_condition(c) for c in args.get("where") or []]
         return columns.page(self._storage, list(args["segments"]), where)
+
+    def chunks(self, args: dict[str, Any]) -> list[bytes]:
+        """The stored bodies of a page of ``segments`` (as ``stats`` gave them), in order."""
+        return columns.bodies(self._storage, list(args["segments"]))
 
     def artifacts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The effective history's artifacts matching filename and metadata, oldest first."""

@@ -37,7 +37,7 @@ INGEST_TYPES = (protocol.RECORDS, protocol.SYNC, protocol.SPILLED, protocol.BLOB
 # `import`, which would stop the daemon, start processes or write files where told.
 SAFE_COMMANDS = ("ping", "status", "heartbeat", "reserve", "start_execution",
                  "end_execution", "resolve", "ls", "trial", "info", "stats", "cat", "diff",
-                 "artifacts", "branch_point", "resources", "tail", "columns")
+                 "artifacts", "branch_point", "resources", "tail", "columns", "chunks")
 ARGUMENT_NAMES = ("id", "execution", "pid", "spec", "capture", "fields", "allow", "exact",
                   "host", "signals", "exit_code", "kind", "where", "filename", "metadata",
                   "other", "after", "follow", "timestamp", "limit", "segments")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from kleio_client.journal import Journal
 from tests.conftest import trial_id
 
 SCRIPT = """
@@ -153,16 +154,19 @@ for i in range(70_000):
 """
 
 
-def test_a_history_of_several_pages_reads_as_one(kleio, script):
+def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     """`kleio stats` reads the history a page of about 65,536 records at a time, cut into
     columns by the daemon: a key that only later pages hold, and a column of ints whose
-    last page holds a float, come out as one table and as the records logged."""
+    last page holds a float, come out as one table and as the records logged; the Python
+    API reads the stored records a page at a time too."""
     tid = trial_id(kleio.ok("python", script(PAGES)).stderr)
     logged = [{"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000,
                **({"note": "late"} if i >= 67_000 else {}),
                **({"shape": [1, 2]} if i == 5 else {})} for i in range(70_000)]
     ordered = sorted(logged, key=lambda r: r["loss"])
     assert json.loads(kleio.ok("stats", tid, "--sort", "loss", "--json").stdout) == ordered
+    with Journal(str(isolated.kleio_runtime)) as journal:
+        assert journal.trial(tid).statistics() == logged
     numbers = json.loads(kleio.ok("stats", tid, "--keys", "step,loss", "--json").stdout)
     assert numbers == [{"step": r["step"], "loss": r["loss"]} for r in logged]
     lines = kleio.ok("stats", tid, "--sort", "loss").stdout.splitlines()

@@ -44,6 +44,8 @@ def test_a_page_of_segments_as_columns(database_url: str):
                                [None, None, None, None, "x"],
                                [None, None, None, None, [1, 2]]]
     assert page["counts"] == [3, 2]
+    stored = columns.bodies(storage, segments[::-1])  # in the order asked
+    assert [[r["step"] for _, r in msgpack.unpackb(b)] for b in stored] == [[3, 4], [0, 1, 2]]
     sliced = [{**segments[0], "start": 1, "end": 2}, segments[1]]
     matching = columns.page(storage, sliced, [Condition("step", "le", 3)])
     assert matching["columns"][:2] == [[1, 3], [0.25, 0.1]] and matching["counts"] == [1, 1]
@@ -60,5 +62,7 @@ def test_what_is_not_a_page_of_stored_statistics_is_refused(database_url: str, c
     storage, segments = _stored(database_url)
     with pytest.raises(BadRequest, match=says):
         columns.page(storage, [{**segments[0], **change}], [])
+    with pytest.raises(BadRequest, match=says):
+        columns.bodies(storage, [{**segments[0], **change}])
     with pytest.raises(BadRequest, match="a page holds 1 to"):
         columns.page(storage, [], [])

@@ -1,0 +1,32 @@
+"""`Trial.statistics(sort=...)` orders as ``sort_rank`` says, whichever way it sorts: by
+the values themselves (numbers only, or strings only: at C speed) or by their ranks."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from kleio_client.journal import Trial
+from kleio_client.values import ABSENT, sort_rank
+
+COLUMNS = {
+    "numbers": lambda rng: rng.choice([rng.randint(-3, 3), rng.random(), True, -0.0]),
+    "strings": lambda rng: rng.choice(["a", "b", "ab", ""]),
+    "nan": lambda rng: rng.choice([1, 0.5, math.nan]),
+    "mixed": lambda rng: rng.choice([1, "a", None, [1], math.nan]),
+}
+
+
+@pytest.mark.parametrize("column", sorted(COLUMNS))
+@pytest.mark.parametrize("descending", [False, True])
+def test_the_order_is_sort_ranks_whichever_way(column: str, descending: bool):
+    rng = random.Random(column)
+    records = [{"i": i, **({"v": COLUMNS[column](rng)} if rng.random() < 0.9 else {})}
+               for i in range(500)]
+    keyed = sorted((r for r in records if "v" in r), reverse=descending,
+                   key=lambda r: sort_rank(r.get("v", ABSENT)))
+    expected = keyed + [r for r in records if "v" not in r]
+    shaped = Trial._shaped(records, None, "v", descending, {})
+    assert [r["i"] for r in shaped] == [r["i"] for r in expected]
