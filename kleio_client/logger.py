@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO, cast
 import msgpack
 
 from kleio_client import protocol
+from kleio_client import segments as stored
 from kleio_client.artifact import Artifact
 from kleio_client.channel import QUEUE_RECORDS, Channel
 from kleio_client.values import MAX_STRING, normalize_record, not_text
@@ -189,7 +190,11 @@ class Logger:
         channel = self._channel or self._start()
         if channel is None:
             return []
-        segments = channel.query("statistics", {"where": where})["segments"]
+        segments = channel.query("statistics", {"where": where, "bodies": False})["segments"]
+        for _, page in stored.pages(segments):  # no query holds the daemon long
+            bodies = channel.query("chunks", {"segments": stored.described(page)})
+            for segment, body in zip(page, bodies, strict=True):
+                segment["body"] = body
         records = [pair[1] for segment in segments for pair in msgpack.unpackb(
             segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
         if not where:

@@ -58,8 +58,12 @@ def _checked(segments: list[dict[str, Any]]) -> list[tuple[str, int, int, int]]:
 
 def _segment(segment: dict[str, Any]) -> tuple[str, int, int, int]:
     """A segment's trial, position, start and end, or BadRequest."""
-    trial, position = str(segment["trial"]), int(segment["position"])
-    start, end = int(segment["start"]), int(segment["end"])
+    try:
+        trial, position = str(segment["trial"]), int(segment["position"])
+        start, end = int(segment["start"]), int(segment["end"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise BadRequest(f"a segment is a map of trial, position, start and end: {exc!r:.80}"
+                         ) from None
     if position % POSITION_STRIDE or not 0 <= start <= end <= POSITION_STRIDE:
         raise BadRequest(f"not a segment of stored statistics: position {position}, records "
                          f"{start} to {end}; ask `stats` with `segments` for them")

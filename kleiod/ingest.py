@@ -21,7 +21,7 @@ import zmq
 
 from kleio_client import protocol, spill
 from kleio_client.segments import collection_paused
-from kleiod import history
+from kleiod import columns, history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.live import Live
 from kleiod.spill import Spill
@@ -262,8 +262,13 @@ class Ingest:
         name = message["name"]
         if name == "statistics":  # stored chunks: the script unpacks and filters them
             with collection_paused():
-                segments = history.statistic_segments(self._storage, trial)
+                segments = history.statistic_segments(self._storage, trial,
+                                                      bodies=bool(args.get("bodies", True)))
             self._send(identity, protocol.answer(req, {"segments": segments}))
+            return
+        if name == "chunks":  # their bodies, a page at a time
+            bodies = columns.bodies(self._storage, list(args["segments"]))
+            self._send(identity, protocol.answer(req, bodies))
             return
         loading = execution if name == "load_artifact" else None
         with collection_paused():

@@ -151,6 +151,8 @@ for i in range(70_000):
     if i == 5:
         record["shape"] = (1, 2)
     kleio_logger.log_statistic(**record)
+read = kleio_logger.statistics()  # its own history, a page at a time
+print("read", len(read), read[-1]["step"], kleio_logger.statistics(note="late")[0]["step"])
 """
 
 
@@ -159,7 +161,9 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     columns by the daemon: a key that only later pages hold, and a column of ints whose
     last page holds a float, come out as one table and as the records logged; the Python
     API reads the stored records a page at a time too."""
-    tid = trial_id(kleio.ok("python", script(PAGES)).stderr)
+    done = kleio.ok("python", script(PAGES))
+    assert done.stdout.split() == ["read", "70000", "69999.5", "67000"]
+    tid = trial_id(done.stderr)
     logged = [{"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000,
                **({"note": "late"} if i >= 67_000 else {}),
                **({"shape": [1, 2]} if i == 5 else {})} for i in range(70_000)]

@@ -57,6 +57,8 @@ def test_a_page_of_segments_as_columns(database_url: str):
     ({"end": POSITION_STRIDE + 1}, "not a segment of stored statistics"),
     ({"position": 1000 * POSITION_STRIDE}, "no statistics of trial"),
     ({"trial": "ef" * 16}, "no statistics of trial"),
+    ({"position": float("inf")}, "a segment is a map"),
+    ({"start": None}, "a segment is a map"),
 ])
 def test_what_is_not_a_page_of_stored_statistics_is_refused(database_url: str, change, says):
     storage, segments = _stored(database_url)
