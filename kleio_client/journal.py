@@ -195,7 +195,7 @@ class Trial:
         if sort:
             order = [sort] if isinstance(sort, str) else list(sort)
             keyed = [r for r in records if order[0] in r]
-            keyed.sort(key=_sort_key(keyed, order), reverse=descending)
+            _sort(keyed, order, descending)
             records = keyed + [r for r in records if order[0] not in r]  # keyless: last
         if keys:
             records = [{k: r.get(k) for k in keys} for r in records]
@@ -270,14 +270,22 @@ def _unpacked(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
         segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
 
 
-def _sort_key(records: list[dict[str, Any]], order: list[str]) -> Callable[[Any], Any]:
-    """How records sort by the keys of ``order`` (``sort_rank``): by the value itself, at C
-    speed, when the one key holds only numbers (no NaN) or only strings in every record."""
-    if len(order) == 1:
-        values = [record.get(order[0], ABSENT) for record in records]
-        kinds = set(map(type, values))
-        numbers = kinds <= {int, float, bool} and not (
-            float in kinds and any(v != v for v in values))  # NaN is not equal to itself
-        if numbers or kinds == {str}:
-            return operator.itemgetter(order[0])
-    return lambda record: tuple(sort_rank(record.get(k, ABSENT)) for k in order)
+def _sort(records: list[dict[str, Any]], order: list[str], descending: bool) -> None:
+    """Sort records by the keys of ``order`` as ``sort_rank`` says (stable).  When every
+    record has every key, each holding only numbers (no NaN) or only strings, by the values
+    themselves at C speed: one stable pass per key, the last key first."""
+    if all(map(_plain_column, ([r.get(k, ABSENT) for r in records] for k in order))):
+        for key in reversed(order):
+            records.sort(key=operator.itemgetter(key), reverse=descending)
+        return
+    records.sort(key=lambda record: tuple(sort_rank(record.get(k, ABSENT)) for k in order),
+                 reverse=descending)
+
+
+def _plain_column(values: list[Any]) -> bool:
+    """Whether values order by themselves as by ``sort_rank``: numbers without NaN (NaN
+    is not equal to itself), or strings."""
+    kinds = set(map(type, values))
+    if kinds <= {int, float, bool}:
+        return not (float in kinds and any(v != v for v in values))
+    return kinds == {str}
