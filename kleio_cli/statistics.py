@@ -9,22 +9,18 @@ at a time too (kleio_client.segments) and unpacked here in one C call per chunk.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from operator import itemgetter
 from typing import Any, TypeVar
-
-import msgpack
 
 from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_client import segments as stored
 from kleio_client.control import ControlClient
 from kleio_client.journal import Condition
-from kleio_client.values import ABSENT, sort_rank
+from kleio_client.values import ABSENT, orders_by_itself, sort_rank
 
 T = TypeVar("T")
 
@@ -92,9 +88,7 @@ def paged(client: ControlClient, segments: list[dict[str, Any]], where: list[Con
 
 
 def _records(segment: dict[str, Any]) -> list[dict[str, Any]]:
-    pairs = msgpack.unpackb(segment["body"], raw=False, strict_map_key=False,
-                            use_list=False)[segment["start"]:segment["end"]]
-    return list(map(itemgetter(1), pairs))
+    return stored.records(segment["body"], segment["start"], segment["end"], use_list=False)
 
 
 def ranks(key: str, labels: list[str], columns: list[list[Any]]) -> list[Any]:
@@ -104,11 +98,8 @@ def ranks(key: str, labels: list[str], columns: list[list[Any]]) -> list[Any]:
         raise CliError(f"kleio: no record has the key {key!r}; keys: "
                        f"{', '.join(sorted(labels))}", EXIT_USAGE)
     values = columns[labels.index(key)]
-    kinds = set(map(type, values))
-    if kinds <= {int, float} and not (float in kinds and any(map(math.isnan, values))):
+    if orders_by_itself(values):
         return values  # the usual case: compared at C speed
-    if kinds == {str}:
-        return values
     # columns hold None where a record lacks the key: it sorts as absent
     return [sort_rank(ABSENT if v is None else v) for v in values]
 

@@ -23,12 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import msgpack
-
 from kleio_client import protocol, segments
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
-from kleio_client.values import ABSENT, sort_rank
+from kleio_client.values import ABSENT, orders_by_itself, sort_rank
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
@@ -79,16 +77,16 @@ class Journal:
                                      timeout=timeout)
 
     def call(self, cmd: str, **args: Any) -> Any:
-        try:
-            return self._client.call(cmd, **args)
-        except DaemonUnavailable:
-            raise DaemonUnavailable(
-                "kleio: no daemon answers; start one with `kleio daemon start`") from None
+        return self._answered(self._client.call, cmd, **args)
 
     def stored(self, trial_id: str) -> list[dict[str, Any]]:
         """The trial's segments of stored statistics with their bodies, read in pages."""
+        return self._answered(segments.read, self._client, trial_id)
+
+    @staticmethod
+    def _answered(ask: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return segments.read(self._client, trial_id)
+            return ask(*args, **kwargs)
         except DaemonUnavailable:
             raise DaemonUnavailable(
                 "kleio: no daemon answers; start one with `kleio daemon start`") from None
@@ -174,7 +172,7 @@ class Trial:
         several (numbers, then strings; records without the key last), ``keys`` only."""
         with segments.collection_paused():
             stored = self.journal.stored(self.id)
-            return self._shaped(_unpacked(stored), keys, sort, descending, where)
+            return self._shaped(segments.unpacked(stored), keys, sort, descending, where)
 
     def every_execution(self, **where: Any) -> list[dict[str, Any]]:
         """Every execution's statistics, superseded ones too, oldest first: dicts with the
@@ -265,27 +263,15 @@ class StoredArtifact:
         return path
 
 
-def _unpacked(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [pair[1] for segment in segments for pair in msgpack.unpackb(
-        segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
-
 
 def _sort(records: list[dict[str, Any]], order: list[str], descending: bool) -> None:
     """Sort records by the keys of ``order`` as ``sort_rank`` says (stable).  When every
     record has every key, each holding only numbers (no NaN) or only strings, by the values
     themselves at C speed: one stable pass per key, the last key first."""
-    if all(map(_plain_column, ([r.get(k, ABSENT) for r in records] for k in order))):
+    if all(map(orders_by_itself, ([r.get(k, ABSENT) for r in records] for k in order))):
         for key in reversed(order):
             records.sort(key=operator.itemgetter(key), reverse=descending)
         return
     records.sort(key=lambda record: tuple(sort_rank(record.get(k, ABSENT)) for k in order),
                  reverse=descending)
 
-
-def _plain_column(values: list[Any]) -> bool:
-    """Whether values order by themselves as by ``sort_rank``: numbers without NaN (NaN
-    is not equal to itself), or strings."""
-    kinds = set(map(type, values))
-    if kinds <= {int, float, bool}:
-        return not (float in kinds and any(v != v for v in values))
-    return kinds == {str}

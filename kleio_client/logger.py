@@ -192,11 +192,8 @@ class Logger:
             return []
         segments = channel.query("statistics", {"where": where, "bodies": False})["segments"]
         for _, page in stored.pages(segments):  # no query holds the daemon long
-            bodies = channel.query("chunks", {"segments": stored.described(page)})
-            for segment, body in zip(page, bodies, strict=True):
-                segment["body"] = body
-        records = [pair[1] for segment in segments for pair in msgpack.unpackb(
-            segment["body"], raw=False, strict_map_key=False)[segment["start"]:segment["end"]]]
+            stored.attach(page, channel.query("chunks", {"segments": stored.described(page)}))
+        records = stored.unpacked(segments)
         if not where:
             return records
         return [r for r in records if all(r.get(k) == v for k, v in where.items())]

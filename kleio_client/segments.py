@@ -13,7 +13,10 @@ import contextlib
 import gc
 from collections import deque
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any
+
+import msgpack
 
 from kleio_client import protocol
 from kleio_client.control import ControlClient
@@ -73,10 +76,24 @@ def each_page(client: ControlClient, segments: list[Segment], cmd: str,
 def read(client: ControlClient, trial: str) -> list[Segment]:
     """The trial's segments, each with its ``body`` (packed ``[kind, record]`` pairs)."""
     segments: list[Segment] = client.call("stats", id=trial, segments=True, bodies=False)
-
-    def attach(_first: int, page: list[Segment], bodies: list[bytes]) -> None:
-        for segment, body in zip(page, bodies, strict=True):
-            segment["body"] = body
-
-    each_page(client, segments, "chunks", attach)
+    each_page(client, segments, "chunks", lambda _first, page, bodies: attach(page, bodies))
     return segments
+
+
+def attach(page: list[Segment], bodies: list[bytes]) -> None:
+    """Give a page's segments the bodies a ``chunks`` request answered, in order."""
+    for segment, body in zip(page, bodies, strict=True):
+        segment["body"] = body
+
+
+def records(body: bytes, start: int, end: int, use_list: bool = True) -> list[dict[str, Any]]:
+    """The records ``start`` to ``end`` of a stored body, in one C call (``use_list=False``:
+    nested lists as tuples, a little faster)."""
+    pairs = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=use_list)
+    return list(map(itemgetter(1), pairs[start:end]))
+
+
+def unpacked(segments: list[Segment], use_list: bool = True) -> list[dict[str, Any]]:
+    """The records of segments with their bodies, in order."""
+    return [record for s in segments
+            for record in records(s["body"], s["start"], s["end"], use_list)]

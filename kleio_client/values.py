@@ -116,6 +116,15 @@ def _short_repr(value: Any) -> str:
 ABSENT = object()  # a record without the key being sorted on
 
 
+def orders_by_itself(values: list[Any]) -> bool:
+    """Whether values sort by themselves (at C speed) as by ``sort_rank``: numbers without
+    NaN (NaN is not equal to itself), or strings."""
+    kinds = set(map(type, values))
+    if kinds <= {int, float, bool}:
+        return not (float in kinds and any(v != v for v in values))
+    return kinds == {str}
+
+
 def sort_rank(value: Any) -> tuple[int, Any]:
     """How records sort by a key, everywhere (`kleio stats --sort`, ``Trial.statistics``):
     numbers by value, then strings, then NaN, then other values (by repr), then records

@@ -14,9 +14,8 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any
 
-import msgpack
-
 from kleio_client import protocol
+from kleio_client import segments as stored
 from kleio_client.journal import Condition
 from kleiod.errors import BadRequest
 from kleiod.storage.base import POSITION_STRIDE, Storage
@@ -34,7 +33,7 @@ def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition
     columns: list[list[Any]] = []
     counts: list[int] = []
     for trial, position, start, end in wanted:
-        records = _records(bodies[(trial, position)], start, end)
+        records = stored.records(bodies[(trial, position)], start, end, use_list=False)
         if where:
             records = [r for r in records if all(c.holds(r) for c in where)]
         _extend(labels, columns, sum(counts), records)
@@ -85,11 +84,6 @@ def _bodies(storage: Storage, wanted: list[tuple[str, int, int, int]]
         raise BadRequest(f"no statistics of trial {trial[:12]!r} are stored at position "
                          f"{position}; ask `stats` with `segments` for them")
     return bodies
-
-
-def _records(body: bytes, start: int, end: int) -> list[dict[str, Any]]:
-    pairs = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=False)[start:end]
-    return list(map(itemgetter(1), pairs))
 
 
 def _extend(labels: list[str], columns: list[list[Any]], rows: int,
