@@ -15,7 +15,6 @@ from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
 from kleio_client import segments as stored
 from kleio_client.journal import options
-from kleio_client.values import ABSENT, sort_rank
 from kleiod.config import resolve
 from kleiod.storage.base import SCRATCH
 
@@ -392,9 +391,9 @@ def _json_records(query: StatsQuery, where: list[statistics.Condition]
     with connect(resolve()) as client:
         records = statistics.matching(stored.read(client, query.trial), where)
     if query.sort:
-        key = query.sort
-        records.sort(key=lambda record: sort_rank(
-            ABSENT if record.get(key) is None else record[key]))
+        column = [record.get(query.sort) for record in records]
+        records = statistics.arranged(records, statistics.ranks(query.sort, [query.sort],
+                                                                [column]))
     return [_selected(record, query.keys) for record in records] if query.keys else records
 
 

@@ -182,3 +182,17 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     assert rows["69999.5"] == ["69999.5", "0.081", "-", "late"]
     assert rows["66999"][3] == "-" and rows["67000"][3] == "late"
     assert "[1, 2]" in next(line for line in lines if line.startswith("5 "))  # as logged
+
+
+def test_json_and_the_table_sort_a_null_as_a_missing_key(kleio, script):
+    tid = trial_id(kleio.ok("python", script("""
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(i=0)
+        kleio_logger.log_statistic(i=1, x=None)
+        kleio_logger.log_statistic(i=2, x="s")
+        kleio_logger.log_statistic(i=3, x=1.5)
+    """)).stderr)
+    lines = kleio.ok("stats", tid, "--sort", "x").stdout.splitlines()[1:]
+    table = [line.split()[0] for line in lines]
+    as_json = [r["i"] for r in json.loads(kleio.ok("stats", tid, "--sort", "x", "--json").stdout)]
+    assert table == ["3", "2", "0", "1"] and as_json == [3, 2, 0, 1]  # stable among them
