@@ -27,6 +27,7 @@ import zmq
 
 from kleio_client import protocol, spill
 from kleio_client.errors import DaemonUnavailable, RequestRefused
+from kleio_client.signals import FlushOnSigterm, start_without_signals
 from kleio_client.spill import SpillFile
 from kleio_client.values import not_text
 
@@ -91,6 +92,8 @@ class Channel:
         self._trial = trial
         self._execution = execution
         self._wake = _pipe()
+        # The logger's SIGTERM handler, which the I/O thread watches over (see signals.py).
+        self.sigterm: FlushOnSigterm | None = None
         self._reset()
         self._ensure_running()
         os.register_at_fork(after_in_child=self._reset_in_child)
@@ -168,7 +171,7 @@ class Channel:
             return
         self._stopping = False
         self._thread = threading.Thread(target=self._io_loop, name="kleio-io", daemon=True)
-        self._thread.start()
+        start_without_signals(self._thread)
         if "multiprocessing" in sys.modules:
             import multiprocessing
             from multiprocessing import util
@@ -176,19 +179,31 @@ class Channel:
             if multiprocessing.parent_process() is not None:
                 util.Finalize(self, self.close, exitpriority=100)
 
+    @property
+    def wake_fd(self) -> int:
+        """The writing end of the I/O thread's wake pipe (also the signals' wakeup fd)."""
+        return self._wake[1]
+
     def _reset_in_child(self) -> None:
         """After a fork: state only. No thread yet: a child that only execs (subprocess)
         must not run libzmq, and a multiprocessing child's finalizers are registered
-        after its bootstrap clears the inherited ones, at its first record."""
-        for end in self._wake:  # the parent's
-            os.close(end)
-        self._wake = _pipe()
+        after its bootstrap clears the inherited ones, at its first record.  The wake
+        pipe is the child's own under the parent's numbers (the signals' wakeup fd may
+        name them); the parent's spill files are closed here, still locked for it."""
+        reader, writer = _pipe()
+        for new, inherited in zip((reader, writer), self._wake, strict=True):
+            os.dup2(new, inherited, inheritable=False)
+            os.close(new)
+        for spilled in self._spills:
+            spilled.close_inherited()
         self._reset()
         self.append = self._first_append
 
     def _first_append(self, item: Pending) -> None:
         self.append = self._pending.append
         self._ensure_running()
+        if self.sigterm is not None:
+            self.sigterm.arm(self.wake_fd)
         self.append(item)
 
     def _append_after_close(self, item: Pending) -> None:
@@ -226,9 +241,12 @@ class Channel:
                 self._watch(monitor, sock)
                 if stopping:
                     return
+                woken = b""
                 if dict(poller.poll(int(FLUSH_INTERVAL * 1000))).get(self._wake[0]):
                     with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake[0], 4096)
+                        woken = os.read(self._wake[0], 4096)
+                if self.sigterm is not None:
+                    self.sigterm.watch(woken)
         finally:
             self._leave_unacknowledged()
             sock.disable_monitor()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import io
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from kleio_client import protocol
 from kleio_client import segments as stored
 from kleio_client.artifact import Artifact
 from kleio_client.channel import QUEUE_RECORDS, Channel
+from kleio_client.signals import FlushOnSigterm
 from kleio_client.values import MAX_STRING, normalize_record, not_text
 
 __all__ = ["Logger", "kleio_logger"]
@@ -58,8 +58,11 @@ class Logger:
         self._endpoint = env.get(protocol.ENV_INGEST) or None
         self._channel: Channel | None = None
         self._said_no_artifacts = False
+        # Held across a fork, so that a child never sees a channel half made.
         self._start_lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._reset_lock)
+        os.register_at_fork(before=self._start_lock.acquire,
+                            after_in_parent=self._start_lock.release,
+                            after_in_child=self._start_lock.release)
         self._log_statistic: Callable[..., None] = self.log_statistic
         if self.trial_id is not None and self._endpoint is not None:
             self._log_statistic = self.log_statistic = (  # type: ignore[method-assign]
@@ -75,10 +78,6 @@ class Logger:
             raise _misuse(args)
         record.setdefault("rank", self.rank)
         self._log_statistic(**record)
-
-    def _reset_lock(self) -> None:
-        """A fork taken while another thread held the lock must not deadlock the child."""
-        self._start_lock = threading.Lock()
 
     # -- statistics -------------------------------------------------------------
 
@@ -221,7 +220,8 @@ class Logger:
             if self._channel is None:
                 self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0)
                 atexit.register(self._close)
-                _flush_on_sigterm(self)
+                self._channel.sigterm = FlushOnSigterm(self.flush)
+                self._channel.sigterm.arm(self._channel.wake_fd)
         return self._channel
 
 
@@ -229,24 +229,6 @@ def _artifact(found: dict[str, Any]) -> Artifact:
     return Artifact(filename=found["filename"], metadata=found["metadata"],
                     sha256=found["sha256"], size=found["size"], path=found["path"],
                     position=found["position"])
-
-
-def _flush_on_sigterm(logger: Logger) -> None:
-    """On SIGTERM with its default disposition, flush before dying of it.
-
-    Safe wherever the signal lands: flushing takes no lock (see channel.py).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def terminate(signum: int, _frame: Any) -> None:
-        logger.flush()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, terminate)
 
 
 kleio_logger = Logger()

@@ -84,6 +84,11 @@ class SpillFile:
         self.path.unlink(missing_ok=True)
         self._handle.close()
 
+    def close_inherited(self) -> None:
+        """In a forked child: close the parent's file without unlocking it (the lock
+        belongs to the open file, which the parent keeps)."""
+        self._handle.close()
+
     def leave(self) -> None:
         """Keep the file for the daemon; release the lock so that it can take it in."""
         self._handle.close()
