@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +117,29 @@ def _info_json(detail: dict[str, Any]) -> dict[str, Any]:
         "updated": render.iso(detail["updated"]),
         "since": render.iso(detail["since"]),
         "executions": [
-            {**e, "start": render.iso(e["start"]), "end": render.iso(e["end"])}
+            {**e, "start": render.iso(e["start"]), "end": render.iso(e["end"]),
+             "exit_signal": _exit_signal(e["exit_code"])}
             for e in detail["executions"]
         ],
         "history": [{**h, "at": render.iso(h["at"])} for h in detail["history"]],
     }
+
+
+def _exit_signal(exit_code: int | None) -> str | None:
+    """The signal an execution's process died of (its exit code is minus its number)."""
+    if exit_code is None or exit_code >= 0:
+        return None
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"
+
+
+def _signals(execution: dict[str, Any]) -> str | None:
+    """The signals its supervisor forwarded, then the one it died of."""
+    died = _exit_signal(execution["exit_code"])
+    shown = list(execution["signals"]) + ([f"died of {died}"] if died else [])
+    return ", ".join(shown) or None
 
 
 def _info_text(detail: dict[str, Any]) -> str:
@@ -139,7 +158,7 @@ def _info_text(detail: dict[str, Any]) -> str:
                               "inherits nothing: no execution loaded an inherited artifact")])
     executions = [
         [e["number"], e["host"], e["pid"], render.when(e["start"]), render.when(e["end"]),
-         e["exit_code"], e["status"], ",".join(e["signals"]) or None, _resumed(e)]
+         e["exit_code"], e["status"], _signals(e), _resumed(e)]
         for e in detail["executions"]
     ]
     artifacts = [

@@ -27,7 +27,7 @@ import zmq
 
 from kleio_client import protocol, spill
 from kleio_client.errors import DaemonUnavailable, RequestRefused
-from kleio_client.signals import FlushOnSigterm, start_without_signals
+from kleio_client.signals import SignalWatch, start_without_signals
 from kleio_client.spill import SpillFile
 from kleio_client.values import not_text
 
@@ -60,7 +60,7 @@ _BIN32 = b"\xc6"
 _EMPTY_RECORDS = msgpack.packb("records") + msgpack.packb(b"", use_bin_type=True)  # last
 # A packed record is [kind, body]: a fixed 2-array header and the packed kind, then the body.
 PREFIXES = {kind: b"\x92" + msgpack.packb(kind) for kind in (
-    protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE)}
+    protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE, protocol.SIGNAL)}
 _STATISTIC = PREFIXES[protocol.STATISTIC]
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 64
 
@@ -92,8 +92,8 @@ class Channel:
         self._trial = trial
         self._execution = execution
         self._wake = _pipe()
-        # The logger's SIGTERM handler, which the I/O thread watches over (see signals.py).
-        self.sigterm: FlushOnSigterm | None = None
+        # The logger's watch over the script's signals, kept by the I/O thread (signals.py).
+        self.signals: SignalWatch | None = None
         self._reset()
         self._ensure_running()
         os.register_at_fork(after_in_child=self._reset_in_child)
@@ -202,8 +202,8 @@ class Channel:
     def _first_append(self, item: Pending) -> None:
         self.append = self._pending.append
         self._ensure_running()
-        if self.sigterm is not None:
-            self.sigterm.arm(self.wake_fd)
+        if self.signals is not None:
+            self.signals.arm(self.wake_fd)
         self.append(item)
 
     def _append_after_close(self, item: Pending) -> None:
@@ -241,18 +241,24 @@ class Channel:
                 self._watch(monitor, sock)
                 if stopping:
                     return
-                woken = b""
-                if dict(poller.poll(int(FLUSH_INTERVAL * 1000))).get(self._wake[0]):
-                    with contextlib.suppress(BlockingIOError):
-                        woken = os.read(self._wake[0], 4096)
-                if self.sigterm is not None:
-                    self.sigterm.watch(woken)
+                woken = dict(poller.poll(int(FLUSH_INTERVAL * 1000))).get(self._wake[0])
+                self._take_wakeups(bool(woken))
         finally:
             self._leave_unacknowledged()
             sock.disable_monitor()
             monitor.close(0)
             sock.close(0)
             context.term()
+
+    def _take_wakeups(self, readable: bool) -> None:
+        """Empty the wake pipe, showing the signals it noted (see signals.py) to the watch,
+        which it also sees at every turn."""
+        woken = b""
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                woken = os.read(self._wake[0], 4096)
+        if self.signals is not None:
+            self.signals.watch(woken)
 
     def _watch(self, monitor: zmq.Socket, sock: zmq.Socket) -> None:
         """On every (re)connection to a daemon, and after ``RESEND_AFTER`` seconds without
@@ -520,6 +526,7 @@ class Channel:
         target: list[int] = []
 
         def sync(sock: zmq.Socket) -> None:
+            self._take_wakeups(True)  # a signal that came before the flush is journaled
             self._send_records(sock)  # what was appended since the records step, too
             last = self._sent_seq
             self._send(sock, protocol.pack(

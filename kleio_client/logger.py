@@ -23,7 +23,7 @@ from kleio_client import protocol
 from kleio_client import segments as stored
 from kleio_client.artifact import Artifact
 from kleio_client.channel import QUEUE_RECORDS, Channel
-from kleio_client.signals import FlushOnSigterm
+from kleio_client.signals import SignalWatch
 from kleio_client.values import MAX_STRING, normalize_record, not_text
 
 __all__ = ["Logger", "kleio_logger"]
@@ -208,6 +208,11 @@ class Logger:
         if self._channel is not None:
             self._channel.close()
 
+    def _received(self, name: str) -> None:
+        """Journal that this process received SIGINT or SIGTERM (see protocol.SIGNAL)."""
+        if self._channel is not None:
+            self._channel.record(protocol.SIGNAL, {"signal": name, "pid": os.getpid()})
+
     def _open(self) -> Channel:
         channel = self._start()
         assert channel is not None, "the hot path is installed under kleio only"
@@ -220,8 +225,8 @@ class Logger:
             if self._channel is None:
                 self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0)
                 atexit.register(self._close)
-                self._channel.sigterm = FlushOnSigterm(self.flush)
-                self._channel.sigterm.arm(self._channel.wake_fd)
+                self._channel.signals = SignalWatch(self.flush, self._received)
+                self._channel.signals.arm(self._channel.wake_fd)
         return self._channel
 
 

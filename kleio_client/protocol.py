@@ -60,6 +60,9 @@ ARTIFACT = "artifact"
 OUTPUT = "output"
 RESOURCE = "resource"
 LOAD = "load"
+# A process of the trial received SIGINT or SIGTERM ({"signal": "SIGTERM", "pid": 42}): an
+# exit status of 130 or 143 is then the interruption's, passed on by a launcher or a shell.
+SIGNAL = "signal"
 
 # Error codes carried by replies; the CLI maps them to exit statuses.
 E_NOT_FOUND = "not_found"

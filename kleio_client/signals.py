@@ -1,4 +1,5 @@
-"""How the client treats the script's signals: its threads take none, SIGTERM flushes.
+"""How the client treats the script's signals: its thread takes none, SIGTERM flushes,
+SIGINT and SIGTERM are journaled.
 
 The client's I/O thread starts with every signal blocked, as libzmq's threads do: a
 signal sent to the process then lands on a thread of the script, never on Kleio's,
@@ -16,6 +17,10 @@ in thirty runs on a loaded machine.  So the I/O thread's wake pipe is also the
 signals' wakeup fd (``signal.set_wakeup_fd``): the I/O thread sees each SIGTERM, and
 while the handler has not started it sends the signal again to the main thread
 (``pthread_kill``), whose blocking call then returns to run the handler.
+
+The same pipe shows which signals the process received: a SIGINT or SIGTERM is
+journaled (``protocol.SIGNAL``), so that a launcher or a shell that exits 130 or 143
+after its child died of one is known to have been interrupted.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 # Sent again to a main thread that has not started the handler this long after it came.
 NUDGE_AFTER = 0.1
-_SIGTERM_BYTE = bytes([signal.SIGTERM])
+JOURNALED = (signal.SIGINT, signal.SIGTERM)
 
 
 def start_without_signals(thread: threading.Thread) -> None:
@@ -42,11 +47,14 @@ def start_without_signals(thread: threading.Thread) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-class FlushOnSigterm:
-    """The SIGTERM handler of a script that left the default: flush, then die of it."""
+class SignalWatch:
+    """The SIGTERM handler of a script that left the default (flush, then die of it),
+    and the watch that the I/O thread keeps over it and over the signals received."""
 
-    def __init__(self, flush: Callable[[], None]) -> None:
+    def __init__(self, flush: Callable[[], None], received: Callable[[str], None]) -> None:
         self._flush = flush
+        self._received = received
+        self._journaled: set[int] = set()
         self._started = False
         self._came_at: float | None = None
         self._nudged_at = 0.0
@@ -54,34 +62,38 @@ class FlushOnSigterm:
         os.register_at_fork(after_in_child=self._disarm_in_child)
 
     def arm(self, wakeup_fd: int) -> None:
-        """Become the SIGTERM handler if SIGTERM has its default disposition (in the main
-        thread only: Python's rule); ``wakeup_fd`` becomes the signals' wakeup fd unless
-        the script set one."""
+        """In the main thread (Python's rule for both): ``wakeup_fd`` becomes the signals'
+        wakeup fd unless the script set one, and the handler becomes SIGTERM's if SIGTERM
+        has its default disposition."""
         if threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        signal.signal(signal.SIGTERM, self.handler)
         previous = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
         if previous not in (-1, wakeup_fd):  # the script's own (an event loop's): kept
             signal.set_wakeup_fd(previous)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self.handler)
 
-    def _terminate(self, _signum: int, _frame: Any) -> None:
+    def _terminate(self, signum: int, _frame: Any) -> None:
         if self._started:  # a nudge that came while it runs
             return
         self._started = True
+        self._journal(signum)
         self._flush()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
     def watch(self, woken: bytes) -> None:
-        """Called by the I/O thread at each turn with what its wake pipe held: a SIGTERM
-        whose handler has not started within ``NUDGE_AFTER`` is sent again to the main
-        thread, every ``NUDGE_AFTER``, until it starts."""
+        """Called by the I/O thread at each turn with what its wake pipe held (a byte per
+        signal, as ``set_wakeup_fd`` writes them): SIGINT and SIGTERM are journaled, and a
+        SIGTERM whose handler has not started within ``NUDGE_AFTER`` is sent again to the
+        main thread, every ``NUDGE_AFTER``, until it starts."""
+        for signum in JOURNALED:
+            if signum in woken:
+                self._journal(signum)
         if self._started:
             return
         now = time.monotonic()
-        if _SIGTERM_BYTE in woken and self._came_at is None:
+        if signal.SIGTERM in woken and self._came_at is None:
             self._came_at = now
         if self._came_at is None or now - max(self._came_at, self._nudged_at) < NUDGE_AFTER:
             return
@@ -93,10 +105,16 @@ class FlushOnSigterm:
         if main is not None:
             signal.pthread_kill(main, signal.SIGTERM)
 
+    def _journal(self, signum: int) -> None:
+        if signum not in self._journaled:
+            self._journaled.add(signum)
+            self._received(signal.Signals(signum).name)
+
     def _disarm_in_child(self) -> None:
         """A forked child has nothing to flush until it logs, and no I/O thread to watch
         over the handler: SIGTERM ends it at once, as it would without Kleio, until its
         first record arms the handler again (``Channel``)."""
+        self._journaled = set()
         self._started = False
         self._came_at = None
         self._nudged_at = 0.0

@@ -163,8 +163,10 @@ class Handlers:
         trial_id, execution = str(args["id"]), int(args["execution"])
         signals = [str(s) for s in args.get("signals") or []]
         exit_code = args.get("exit_code")
-        status = states.final_status(-1 if exit_code is None else int(exit_code), signals)
-        self._ctx.ingest.commit()
+        self._ctx.ingest.commit()  # the trial's last records, its signals among them
+        received = self._storage.logged_counts(trial_id, [protocol.SIGNAL]).get(execution, 0)
+        status = states.final_status(-1 if exit_code is None else int(exit_code), signals,
+                                     received=received > 0)
         self._storage.end_execution(
             ExecutionEnd(trial_id, execution, status, exit_code, signals, time.time())
         )

@@ -33,7 +33,7 @@ BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
 MAX_BACKOFF = 5.0
 RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
-                          protocol.RESOURCE})
+                          protocol.RESOURCE, protocol.SIGNAL})
 
 
 @dataclass

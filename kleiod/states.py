@@ -13,10 +13,21 @@ ALL = (NEW, RUNNING, COMPLETED, INTERRUPTED, BROKEN, LOST)
 RESUMABLE = frozenset({NEW, INTERRUPTED, BROKEN, LOST})
 # SIGUSR1/2 are recorded only inside a SLURM job, where they warn of preemption.
 INTERRUPTING_SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"})
+_SIGINT, _SIGTERM = 2, 15  # the same on every Linux architecture
+# A process dead of SIGINT or SIGTERM (as waitpid's exit code: negative).
+INTERRUPTED_DEATHS = frozenset({-_SIGINT, -_SIGTERM})
+# What a shell or a launcher exits with once its child died of SIGINT or SIGTERM.
+INTERRUPTED_EXITS = frozenset({128 + _SIGINT, 128 + _SIGTERM})
 
 
-def final_status(exit_code: int, signals: list[str]) -> str:
-    """The status an execution ends in: interrupted whenever SIGINT/SIGTERM was seen."""
-    if INTERRUPTING_SIGNALS.intersection(signals):
+def final_status(exit_code: int, signals: list[str], received: bool = False) -> str:
+    """The status an execution ends in.  Interrupted: whenever its supervisor forwarded or
+    received SIGINT or SIGTERM (inside a SLURM job, SIGUSR1 or SIGUSR2), whatever the exit
+    code; when the trial's process died of SIGINT or SIGTERM, whoever sent it; when it
+    exited 130 or 143 and a process of the trial had ``received`` one.  Otherwise exit 0
+    is completed, anything else (death by SIGKILL included) broken."""
+    if INTERRUPTING_SIGNALS.intersection(signals) or exit_code in INTERRUPTED_DEATHS:
+        return INTERRUPTED
+    if received and exit_code in INTERRUPTED_EXITS:
         return INTERRUPTED
     return COMPLETED if exit_code == 0 else BROKEN

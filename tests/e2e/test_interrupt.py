@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import time
 
 from tests.conftest import trial_id, wait_for_line
@@ -180,3 +182,76 @@ def test_ctrl_z_suspends_the_trial_and_sigcont_resumes_it(kleio, script):
     tid = trial_id(seen.decode(errors="replace").replace("\r", ""))
     assert len(kleio.json("stats", tid)) == 30
     assert kleio.json("info", tid)["status"] == "completed"
+
+
+def test_a_trial_that_interrupts_itself_is_interrupted_and_resumes_each_step_once(
+        kleio, script):
+    """Its own process dies of SIGINT, no supervisor involved: interrupted, resumable."""
+    name = script("""
+        import io, os, signal
+        from kleio_client import kleio_logger
+        ckpt = kleio_logger.load_artifact("ckpt")
+        start = 0 if ckpt is None else int(ckpt.open().read()) + 1
+        for step in range(start, 10):
+            kleio_logger.log_statistic(step=step)
+            kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % step), step=step)
+            if step == 4 and os.environ["KLEIO_EXECUTION"] == "1":
+                os.kill(os.getpid(), signal.SIGINT)
+    """)
+    first = kleio("python", name)
+    assert first.returncode == 130, first.stderr
+    tid = trial_id(first.stderr)
+    info = kleio.json("info", tid)
+    assert info["status"] == "interrupted"
+    assert info["executions"][0]["signals"] == []  # the supervisor forwarded nothing
+    assert info["executions"][0]["exit_signal"] == "SIGINT"
+    again = kleio("python", name)
+    assert again.returncode == 0, again.stderr
+    assert "resuming the interrupted trial as execution 2" in again.stderr
+    assert [r["step"] for r in kleio.json("stats", tid)] == list(range(10))
+    assert kleio.json("info", tid)["status"] == "completed"
+
+
+def test_a_sigterm_sent_to_the_script_itself_is_interrupted(kleio, script):
+    name = script("""
+        import os, time
+        from kleio_client import kleio_logger
+        for step in range(1000):
+            kleio_logger.log_statistic(step=step)
+        print(os.getpid(), flush=True)
+        time.sleep(60)
+    """)
+    proc = kleio.popen("python", name)
+    pid = int(wait_for_line(proc.stdout, "\n").split()[0])
+    os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    tid = trial_id(err.decode())
+    info = kleio.json("info", tid)
+    assert (info["status"], info["executions"][0]["exit_signal"]) == ("interrupted", "SIGTERM")
+    assert [r["step"] for r in kleio.json("stats", tid)] == list(range(1000))
+
+
+def test_a_shell_exiting_130_after_its_python_child_was_interrupted_is_interrupted(
+        kleio, script, workdir):
+    """The launcher case: the shell is the trial's process and exits 130; the child that
+    received SIGINT journaled it."""
+    script("""
+        import os, signal
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(step=0)
+        os.kill(os.getpid(), signal.SIGINT)
+    """, name="child.py")
+    (workdir / "launch.sh").write_text(f"{sys.executable} child.py\n")
+    done = kleio("sh", "launch.sh")
+    assert done.returncode == 130, done.stderr
+    tid = trial_id(done.stderr)
+    info = kleio.json("info", tid)
+    assert (info["status"], info["executions"][0]["exit_signal"]) == ("interrupted", None)
+    assert kleio.json("stats", tid) == [{"step": 0}]
+
+
+def test_exiting_130_with_no_signal_anywhere_is_broken(kleio):
+    done = kleio("sh", "-c", "exit 130")
+    assert done.returncode == 130
+    assert kleio.json("info", trial_id(done.stderr))["status"] == "broken"

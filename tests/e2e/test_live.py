@@ -56,7 +56,9 @@ def test_a_sigkilled_script_loses_at_most_the_last_flush_interval(kleio, script)
     assert done.returncode == 128 + signal.SIGKILL
     tid = trial_id(done.stderr)
     assert [r["step"] for r in kleio.json("stats", tid)] == list(range(1000))
-    assert kleio.json("info", tid)["status"] == "broken"
+    info = kleio.json("info", tid)
+    assert (info["status"], info["executions"][0]["exit_signal"]) == ("broken", "SIGKILL")
+    assert "died of SIGKILL" in kleio.ok("info", tid).stdout
 
 
 @pytest.mark.parametrize("attempt", range(5))
