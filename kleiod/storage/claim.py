@@ -2,7 +2,7 @@
 
 SQLite's WAL keeps its index in shared memory, which two machines cannot share:
 two daemons on two nodes writing one file over NFS corrupt it.  The default
-refuses such a path (see ``sqlite.SQLiteStorage``); a user who allows it
+refuses such a path (see ``sqlite_connection``); a user who allows it
 anyway gets this guard.  The daemon that opens the journal writes
 ``<journal>.host`` (host, pid, heartbeat) and refreshes it every
 ``REFRESH_SECONDS``; a daemon on another host refuses the journal while that

@@ -1,0 +1,148 @@
+"""The executions of trials in the SQLite journal: reservation, leases, ends, status history.
+
+Owns the one ``BEGIN IMMEDIATE`` transaction that reserves a trial (creating
+it if new, declaring lost an execution whose lease expired, and numbering the
+new execution, the fencing token), the start of an execution, the renewal and
+expiry of leases, the end of an execution, and every row of status history.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from kleiod import states
+from kleiod.storage.base import (
+    Claim,
+    ExecutionEnd,
+    Reservation,
+    TrialSpec,
+    already_running,
+    completed,
+)
+from kleiod.storage.sqlite_connection import SQLiteConnection
+
+
+def record_status(db: sqlite3.Connection, trial_id: str, execution: int, status: str,
+                  at: float) -> None:
+    """One change of a trial's status, kept as history (also by an import)."""
+    db.execute("INSERT INTO status_history VALUES (?, ?, ?, ?)",
+               (trial_id, execution, status, at))
+
+
+class SQLiteExecutions(SQLiteConnection):
+    """Reserving trials and recording their executions."""
+
+    def reserve(self, spec: TrialSpec, claim: Claim,
+                capture: dict[str, Any] | None = None) -> Reservation:
+        with self._transaction(f"reserving trial {spec.id}") as db:
+            row = db.execute(
+                "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until "
+                "FROM trials WHERE id = ?",
+                (spec.id,),
+            ).fetchone()
+            previous = None if row is None else row[0]
+            if row is None:
+                db.execute(
+                    "INSERT INTO trials (id, parent, status, command, identity, cwd, user, "
+                    "created, updated, root, branch_kind, branch_point) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (spec.id, spec.parent, states.NEW, json.dumps(spec.command),
+                     json.dumps(spec.identity, sort_keys=True), spec.cwd, spec.user,
+                     claim.now, claim.now, spec.root or spec.id, spec.branch_kind,
+                     spec.branch_point),
+                )
+                record_status(db, spec.id, 0, states.NEW, claim.now)
+                executions = 0
+            else:
+                executions = row[1]
+                previous = self._check_reservable(db, spec.id, row, claim)
+            execution = executions + 1
+            db.execute(
+                "UPDATE trials SET status = ?, executions = ?, owner_host = ?, owner_pid = ?, "
+                "owner_since = ?, lease_until = ?, updated = ? WHERE id = ?",
+                (states.RUNNING, execution, claim.host, claim.pid, claim.now,
+                 claim.lease_until, claim.now, spec.id),
+            )
+            db.execute(
+                "INSERT INTO executions (trial_id, number, host, pid, started, status, capture) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING,
+                 None if capture is None else json.dumps(capture)),
+            )
+            record_status(db, spec.id, execution, states.RUNNING, claim.now)
+        return Reservation(spec.id, execution, previous)
+
+    def _check_reservable(
+        self, db: sqlite3.Connection, trial_id: str, row: tuple[Any, ...], claim: Claim
+    ) -> str:
+        status, executions, host, pid, since, lease_until = row
+        if status == states.COMPLETED:
+            raise completed(trial_id)
+        if status == states.RUNNING:
+            if lease_until is not None and lease_until >= claim.now:
+                raise already_running(trial_id, host, pid, since)
+            db.execute(
+                "UPDATE executions SET status = ?, ended = ? WHERE trial_id = ? AND number = ?",
+                (states.LOST, claim.now, trial_id, executions),
+            )
+            record_status(db, trial_id, executions, states.LOST, claim.now)
+            return states.LOST
+        return str(status)
+
+    def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
+        with self._transaction("recording an execution's start") as db:
+            db.execute("UPDATE executions SET pid = ? WHERE trial_id = ? AND number = ?",
+                       (pid, trial_id, execution))
+            db.execute("UPDATE trials SET owner_pid = ? WHERE id = ? AND executions = ?",
+                       (pid, trial_id, execution))
+
+    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+        """Renew the latest execution's lease; one declared lost while alive (a paused
+        machine) runs again, as long as no other execution took the trial over."""
+        with self._transaction("renewing a lease") as db:
+            row = db.execute("SELECT status FROM trials WHERE id = ? AND executions = ?",
+                             (trial_id, execution)).fetchone()
+            if row is None or row[0] not in (states.RUNNING, states.LOST):
+                return False
+            db.execute("UPDATE trials SET lease_until = ?, status = ? WHERE id = ?",
+                       (until, states.RUNNING, trial_id))
+            if row[0] == states.LOST:
+                db.execute("UPDATE executions SET status = ?, ended = NULL "
+                           "WHERE trial_id = ? AND number = ?",
+                           (states.RUNNING, trial_id, execution))
+                record_status(db, trial_id, execution, states.RUNNING, until)
+        return True
+
+    def end_execution(self, end: ExecutionEnd) -> None:
+        with self._transaction("recording an execution's end") as db:
+            db.execute(
+                "UPDATE executions SET ended = ?, exit_code = ?, signals = ?, "
+                "status = CASE WHEN status IN ('running', 'lost') THEN ? ELSE status END "
+                "WHERE trial_id = ? AND number = ?",
+                (end.now, end.exit_code, json.dumps(end.signals), end.status, end.trial_id,
+                 end.execution),
+            )
+            cursor = db.execute(
+                "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
+                "WHERE id = ? AND executions = ? AND status IN ('running', 'lost')",
+                (end.status, end.now, end.trial_id, end.execution),
+            )
+            if cursor.rowcount:
+                record_status(db, end.trial_id, end.execution, end.status, end.now)
+
+    def expire_leases(self, now: float) -> list[str]:
+        with self._transaction("expiring leases") as db:
+            rows = db.execute(
+                "SELECT id, executions FROM trials WHERE status = ? AND lease_until < ?",
+                (states.RUNNING, now),
+            ).fetchall()
+            for trial_id, execution in rows:
+                db.execute("UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
+                           "WHERE id = ?", (states.LOST, now, trial_id))
+                db.execute("UPDATE executions SET status = ?, ended = ? "
+                           "WHERE trial_id = ? AND number = ?",
+                           (states.LOST, now, trial_id, execution))
+                record_status(db, trial_id, execution, states.LOST, now)
+        return [row[0] for row in rows]
