@@ -1,0 +1,66 @@
+"""An open MongoDB journal: the client, the database, its indexes and its GridFS bucket.
+
+Owns connecting (with a short server selection timeout, then a ping, so an
+unreachable server is said at once), the indexes every collection relies on
+(the unique key of a chunk of records on (trial, execution, producer, seq)
+among them), the bucket artifacts are kept in, closing, and the translation
+of pymongo errors to StorageError, at the seam, with the URL's credentials
+redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+from kleiod.config import redact
+from kleiod.errors import StorageError
+
+SERVER_TIMEOUT_MS = 2000
+
+
+@contextlib.contextmanager
+def _translated(what: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StorageError(
+            f"MongoDB at {redact(url)} failed while {what}: {type(exc).__name__}; check that "
+            "the server runs and is reachable, and the credentials in KLEIO_DATABASE"
+        ) from exc
+
+
+class MongoConnection:
+    """One MongoDB database, connected and indexed."""
+
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url
+        self._cache = cache_dir
+        with _translated("connecting", url):
+            self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+                url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=False)
+            self._db = self._client.get_default_database(default="kleio")
+            self._client.admin.command("ping")
+            self._ensure_indexes()
+        import gridfs
+
+        self._blobs = gridfs.GridFSBucket(self._db, bucket_name="artifacts")
+
+    def _ensure_indexes(self) -> None:
+        self._db.trials.create_index([("root", 1)])
+        self._db.executions.create_index([("trial_id", 1), ("number", 1)], unique=True)
+        self._db.history.create_index([("trial_id", 1), ("at", 1)])
+        self._db.chunks.create_index(
+            [("trial_id", 1), ("execution", 1), ("producer", 1), ("seq", 1)], unique=True)
+        self._db.chunks.create_index([("trial_id", 1), ("kind", 1), ("chunk", 1)])
+
+    def _t(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(what, self.url)
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,148 @@
+"""The executions of trials in MongoDB: reservation, leases, ends, status history.
+
+Owns the reservation, one ``find_one_and_update`` on the trial that also
+increments its execution number (the fencing token) and takes over a
+running trial only when its lease has expired; the refusal that names the
+owner; the start of an execution, the renewal and expiry of leases, the end
+of an execution, and every document of status history.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from kleiod import states
+from kleiod.storage.base import (
+    Claim,
+    ExecutionEnd,
+    Reservation,
+    TrialSpec,
+    already_running,
+    completed,
+)
+from kleiod.storage.mongo_connection import MongoConnection
+
+RESUMABLE = sorted(states.RESUMABLE)
+
+
+def record_status(db: Database[dict[str, Any]], trial_id: str, execution: int, status: str,
+                  at: float) -> None:
+    """One change of a trial's status, kept as history (also by an import)."""
+    db.history.insert_one({"trial_id": trial_id, "execution": execution,
+                           "status": status, "at": at})
+
+
+class MongoExecutions(MongoConnection):
+    """Reserving trials and recording their executions."""
+
+    def reserve(self, spec: TrialSpec, claim: Claim,
+                capture: dict[str, Any] | None = None) -> Reservation:
+        with self._t(f"reserving trial {spec.id}"):
+            self._create(spec, claim)
+            before = self._db.trials.find_one_and_update(
+                {"_id": spec.id, "$or": [
+                    {"status": {"$in": RESUMABLE}},
+                    {"status": states.RUNNING, "lease_until": {"$lt": claim.now}},
+                ]},
+                {"$set": {"status": states.RUNNING, "owner_host": claim.host,
+                          "owner_pid": claim.pid, "owner_since": claim.now,
+                          "lease_until": claim.lease_until, "updated": claim.now},
+                 "$inc": {"executions": 1}},
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is None:
+                self._refuse(spec.id, claim)
+            execution = int(before["executions"]) + 1
+            previous = None if before["status"] == states.NEW and execution == 1 \
+                else str(before["status"])
+            if before["status"] == states.RUNNING:  # its lease had expired
+                self._mark(spec.id, execution - 1, states.LOST, claim.now - 1e-6)
+                previous = states.LOST
+            self._db.executions.insert_one({
+                "trial_id": spec.id, "number": execution, "host": claim.host, "pid": claim.pid,
+                "started": claim.now, "ended": None, "exit_code": None,
+                "status": states.RUNNING, "signals": [],
+                "capture": None if capture is None else json.dumps(capture)})
+            record_status(self._db, spec.id, execution, states.RUNNING, claim.now)
+        return Reservation(spec.id, execution, previous)
+
+    def _create(self, spec: TrialSpec, claim: Claim) -> None:
+        result = self._db.trials.update_one({"_id": spec.id}, {"$setOnInsert": {
+            "parent": spec.parent, "status": states.NEW, "command": spec.command,
+            "identity": json.dumps(spec.identity, sort_keys=True), "cwd": spec.cwd,
+            "user": spec.user, "created": claim.now, "updated": claim.now, "executions": 0,
+            "owner_host": None, "owner_pid": None, "owner_since": None, "lease_until": None,
+            "root": spec.root or spec.id, "branch_kind": spec.branch_kind,
+            "branch_point": spec.branch_point}}, upsert=True)
+        if result.upserted_id is not None:
+            record_status(self._db, spec.id, 0, states.NEW, claim.now - 2e-6)
+
+    def _refuse(self, trial_id: str, claim: Claim) -> NoReturn:
+        trial = self._db.trials.find_one({"_id": trial_id}) or {}
+        if trial.get("status") == states.COMPLETED:
+            raise completed(trial_id)
+        raise already_running(trial_id, trial.get("owner_host"), trial.get("owner_pid"),
+                              trial.get("owner_since"))
+
+    def _mark(self, trial_id: str, execution: int, status: str, at: float) -> None:
+        self._db.executions.update_one({"trial_id": trial_id, "number": execution},
+                                       {"$set": {"status": status, "ended": at}})
+        record_status(self._db, trial_id, execution, status, at)
+
+    def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
+        with self._t("recording an execution's start"):
+            self._db.executions.update_one({"trial_id": trial_id, "number": execution},
+                                           {"$set": {"pid": pid}})
+            self._db.trials.update_one({"_id": trial_id, "executions": execution},
+                                       {"$set": {"owner_pid": pid}})
+
+    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+        with self._t("renewing a lease"):
+            before = self._db.trials.find_one_and_update(
+                {"_id": trial_id, "executions": execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"lease_until": until, "status": states.RUNNING}},
+                return_document=ReturnDocument.BEFORE)
+            if before is None:
+                return False
+            if before["status"] == states.LOST:
+                self._db.executions.update_one(
+                    {"trial_id": trial_id, "number": execution},
+                    {"$set": {"status": states.RUNNING, "ended": None}})
+                record_status(self._db, trial_id, execution, states.RUNNING, until)
+        return True
+
+    def end_execution(self, end: ExecutionEnd) -> None:
+        with self._t("recording an execution's end"):
+            self._db.executions.update_one(
+                {"trial_id": end.trial_id, "number": end.execution},
+                {"$set": {"ended": end.now, "exit_code": end.exit_code,
+                          "signals": end.signals}})
+            self._db.executions.update_one(
+                {"trial_id": end.trial_id, "number": end.execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"status": end.status}})
+            done = self._db.trials.update_one(
+                {"_id": end.trial_id, "executions": end.execution,
+                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {"$set": {"status": end.status, "updated": end.now, "lease_until": None}})
+            if done.modified_count:
+                record_status(self._db, end.trial_id, end.execution, end.status, end.now)
+
+    def expire_leases(self, now: float) -> list[str]:
+        expired = []
+        with self._t("expiring leases"):
+            for trial in self._db.trials.find({"status": states.RUNNING,
+                                               "lease_until": {"$lt": now}}):
+                done = self._db.trials.update_one(
+                    {"_id": trial["_id"], "executions": trial["executions"],
+                     "status": states.RUNNING, "lease_until": {"$lt": now}},
+                    {"$set": {"status": states.LOST, "updated": now, "lease_until": None}})
+                if done.modified_count:
+                    self._mark(trial["_id"], trial["executions"], states.LOST, now)
+                    expired.append(str(trial["_id"]))
+        return expired
