@@ -113,7 +113,7 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
                                         "for several."),
         as_json: bool = JSON) -> None:
     """List the trials."""
-    from kleio_cli import journal
+    from kleio_cli import listing
     from kleiod.states import ALL
 
     unknown = [s for s in status if s not in ALL]
@@ -121,17 +121,17 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
         raise typer.BadParameter(f"{unknown[0]!r} is not a status: {', '.join(ALL)}",
                                  param_hint="--status")
     with reported():
-        journal.ls(as_json, tuple(status), tree, tuple(tag), tuple(where))
+        listing.ls(as_json, tuple(status), tree, tuple(tag), tuple(where))
 
 
 @app.command()
 def info(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
          as_json: bool = JSON) -> None:
     """Show a trial: command, status, executions, artifacts."""
-    from kleio_cli import journal
+    from kleio_cli.info import info as show
 
     with reported():
-        journal.info(trial, as_json)
+        show(trial, as_json)
 
 
 class Stream(str, Enum):
@@ -209,10 +209,10 @@ def tag_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
          remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
          as_json: bool = JSON) -> None:
     """Add tags to a trial (or remove them); `kleio ls --tag NAME` finds them."""
-    from kleio_cli import journal
+    from kleio_cli import listing
 
     with reported():
-        journal.tag(trial, names, remove, as_json)
+        listing.tag(trial, names, remove, as_json)
 
 
 @app.command()
@@ -291,20 +291,20 @@ def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution 
          b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
          as_json: bool = JSON) -> None:
     """What differs between two trials (or executions): configuration, code, environment."""
-    from kleio_cli import journal
+    from kleio_cli.info import diff as differences
 
     with reported():
-        journal.diff(a, b, as_json)
+        differences(a, b, as_json)
 
 
 @app.command("artifacts")
 def artifacts_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
                as_json: bool = JSON) -> None:
     """List the artifacts of a trial's effective history (inherited ones included)."""
-    from kleio_cli import journal
+    from kleio_cli import artifacts
 
     with reported():
-        journal.artifacts(trial, as_json)
+        artifacts.artifacts(trial, as_json)
 
 
 @artifact_app.command("get")
@@ -315,10 +315,10 @@ def artifact_get(trial: str = typer.Argument(..., help="Trial id or unique prefi
                  output: Optional[str] = typer.Option(None, "-o", "--output",
                                                       help="Where to write it.")) -> None:
     """Write the latest matching artifact to a file (default: its name, here)."""
-    from kleio_cli import journal
+    from kleio_cli import artifacts
 
     with reported():
-        journal.artifact_get(trial, filename, where, output)
+        artifacts.artifact_get(trial, filename, where, output)
 
 
 @app.command("export")

@@ -1,0 +1,90 @@
+"""Listing the trials: ``kleio ls`` (filtered by status, tag or command-line option,
+flat or as branch trees, as a table or JSON), and ``kleio tag``, which names the tags it
+filters by."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from kleio_cli import render, statistics
+from kleio_cli.connection import connect
+from kleio_cli.request import call
+from kleio_client.journal import options
+from kleiod.config import resolve
+from kleiod.storage.base import SCRATCH
+
+
+def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
+       tags: tuple[str, ...] = (), where: tuple[str, ...] = ()) -> None:
+    trials = [t for t in call("ls") if t.get("branch_kind") != SCRATCH
+              and (not statuses or t["status"] in statuses)
+              and set(tags) <= set(t.get("tags") or [])]
+    if where:
+        trials = _configured(trials, statistics.conditions(list(where)))
+    if as_json:
+        render.print_json([
+            {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
+             "argv": t["command"], "created": render.iso(t["created"]), "parent": t["parent"],
+             "host": t["host"], "executions": t["executions"], "tags": t.get("tags") or []}
+            for t in trials
+        ])
+        return
+    if not trials:
+        print("no trials" + (" with that status or tag" if statuses or tags else
+                             " yet; run one with `kleio python train.py`"), file=sys.stderr)
+        return
+    if tree:
+        trials, depths = _as_tree(trials)
+    else:
+        depths = [0] * len(trials)
+    rows = [["  " * depth + ("└─ " if depth else "") + (render.short(t["id"]) or ""),
+             t["status"], render.clip(render.command(t["command"])), render.when(t["created"]),
+             t["host"], render.short(t["parent"])] for t, depth in zip(trials, depths,
+                                                                         strict=True)]
+    headers = ["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"]
+    if any(t.get("tags") for t in trials):
+        headers.append("TAGS")
+        for row, trial in zip(rows, trials, strict=True):
+            row.append(",".join(trial.get("tags") or []) or None)
+    print(render.table(headers, rows))
+
+
+def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:
+    result = call("tag", id=trial, **{"remove" if remove else "add": names})
+    if as_json:
+        render.print_json(result)
+        return
+    print(f"{render.short(result['id'])}: {', '.join(result['tags']) or 'no tags'}")
+
+
+def _configured(trials: list[dict[str, Any]], where: list[statistics.Condition]
+                ) -> list[dict[str, Any]]:
+    """The trials whose command-line options match (``lr>0.01``: ``--lr``, ``batch_size``:
+    ``--batch-size``)."""
+    kept = []
+    with connect(resolve()) as client:
+        for trial in trials:
+            captured = client.call("info", id=trial["id"]).get("configuration") or {}
+            if all(c.holds(options(captured)) for c in where):
+                kept.append(trial)
+    return kept
+
+
+def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Trials in branch-tree order (each child under its parent, oldest first) and depths;
+    a trial whose parent is not listed is a root."""
+    listed = {t["id"] for t in trials}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for trial in trials:
+        parent = trial["parent"] if trial["parent"] in listed else None
+        children.setdefault(parent, []).append(trial)
+    ordered: list[dict[str, Any]] = []
+    depths: list[int] = []
+    stack = [(t, 0) for t in reversed(children.get(None, []))]
+    while stack:
+        trial, depth = stack.pop()
+        ordered.append(trial)
+        depths.append(depth)
+        stack += [(c, depth + 1) for c in reversed(children.get(trial["id"], []))]
+    return ordered, depths
