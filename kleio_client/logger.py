@@ -208,11 +208,6 @@ class Logger:
         if self._channel is not None:
             self._channel.close()
 
-    def _received(self, name: str) -> None:
-        """Journal that this process received SIGINT or SIGTERM (see protocol.SIGNAL)."""
-        if self._channel is not None:
-            self._channel.record(protocol.SIGNAL, {"signal": name, "pid": os.getpid()})
-
     def _open(self) -> Channel:
         channel = self._start()
         assert channel is not None, "the hot path is installed under kleio only"
@@ -225,7 +220,7 @@ class Logger:
             if self._channel is None:
                 self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0)
                 atexit.register(self._close)
-                self._channel.signals = SignalWatch(self.flush, self._received)
+                self._channel.signals = SignalWatch(self.flush)
                 self._channel.signals.arm(self._channel.wake_fd)
         return self._channel
 

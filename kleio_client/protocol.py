@@ -62,6 +62,7 @@ RESOURCE = "resource"
 LOAD = "load"
 # A process of the trial received SIGINT or SIGTERM ({"signal": "SIGTERM", "pid": 42}): an
 # exit status of 130 or 143 is then the interruption's, passed on by a launcher or a shell.
+# Sent as a query of that name (an older daemon refuses it alone), journaled as a record.
 SIGNAL = "signal"
 
 # Error codes carried by replies; the CLI maps them to exit statuses.
@@ -190,6 +191,45 @@ def sync(trial: str, execution: int, producer: str, seq: int) -> dict[str, Any]:
         "producer": producer,
         "seq": seq,
     }
+
+
+# -- the records frame, written as ``pack(records(...))`` would write it -------------------
+
+_ARRAY16 = b"\xdc"
+_BIN32 = b"\xc6"
+_EMPTY_ITEMS = msgpack.packb("records") + msgpack.packb(b"", use_bin_type=True)
+# A packed record is [kind, body]: a fixed 2-array header and the packed kind, then the body.
+RECORD_PREFIXES = {kind: b"\x92" + msgpack.packb(kind) for kind in (
+    STATISTIC, ARTIFACT, OUTPUT, RESOURCE)}
+_STATISTIC_PREFIX = RECORD_PREFIXES[STATISTIC]
+
+# A record waiting to be framed: a statistic's packed body (the client's hot path: no
+# prefix, no tuple), or another kind's (prefix, packed body) pair.
+PackedRecord = bytes | tuple[bytes, bytes]
+
+
+def records_frame(trial: str, execution: int, producer: str, first_seq: int,
+                  items: list[PackedRecord]) -> bytes:
+    """The packed ``records`` message of ``items``, the records copied once, straight into
+    it: the message packed with empty items, its last field then replaced by the items'
+    header and the items themselves."""
+    head = pack(records(trial, execution, producer, first_seq, b""))
+    if not head.endswith(_EMPTY_ITEMS):  # not the layout this relies on: pack it all
+        return pack(records(trial, execution, producer, first_seq, packed_items(items)))
+    count = len(items)
+    size = 3 + count * len(_STATISTIC_PREFIX) + sum(map(len, items))  # array16 header too
+    head = head[:-2] + _BIN32 + size.to_bytes(4, "big") + _ARRAY16 + count.to_bytes(2, "big")
+    try:
+        return _STATISTIC_PREFIX.join([head, *items])
+    except TypeError:  # other kinds among them (as pairs): they are rare
+        return pack(records(trial, execution, producer, first_seq, packed_items(items)))
+
+
+def packed_items(items: list[PackedRecord]) -> bytes:
+    """``items`` as one packed list of [kind, body] records (at most 65535)."""
+    return _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(
+        b"".join(item) if isinstance(item, tuple) else _STATISTIC_PREFIX + item
+        for item in items)
 
 
 def blob(upload: str, offset: int, data: bytes, last: bool) -> dict[str, Any]:

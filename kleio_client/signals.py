@@ -51,9 +51,8 @@ class SignalWatch:
     """The SIGTERM handler of a script that left the default (flush, then die of it),
     and the watch that the I/O thread keeps over it and over the signals received."""
 
-    def __init__(self, flush: Callable[[], None], received: Callable[[str], None]) -> None:
+    def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
-        self._received = received
         self._journaled: set[int] = set()
         self._started = False
         self._came_at: float | None = None
@@ -77,19 +76,23 @@ class SignalWatch:
         if self._started:  # a nudge that came while it runs
             return
         self._started = True
-        self._journal(signum)
-        self._flush()
+        self._flush()  # the I/O thread journals the SIGTERM first: it is in the wake pipe
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def watch(self, woken: bytes) -> None:
+    def watch(self, woken: bytes) -> list[str]:
         """Called by the I/O thread at each turn with what its wake pipe held (a byte per
-        signal, as ``set_wakeup_fd`` writes them): SIGINT and SIGTERM are journaled, and a
-        SIGTERM whose handler has not started within ``NUDGE_AFTER`` is sent again to the
-        main thread, every ``NUDGE_AFTER``, until it starts."""
-        for signum in JOURNALED:
-            if signum in woken:
-                self._journal(signum)
+        signal, as ``set_wakeup_fd`` writes them): the names of the signals to journal
+        (SIGINT and SIGTERM, once each).  A SIGTERM whose handler has not started within
+        ``NUDGE_AFTER`` is sent again to the main thread, every ``NUDGE_AFTER``, until it
+        starts."""
+        fresh = [signum for signum in JOURNALED
+                 if signum in woken and signum not in self._journaled]
+        self._journaled.update(fresh)
+        self._nudge(woken)
+        return [signal.Signals(signum).name for signum in fresh]
+
+    def _nudge(self, woken: bytes) -> None:
         if self._started:
             return
         now = time.monotonic()
@@ -104,11 +107,6 @@ class SignalWatch:
         main = threading.main_thread().ident
         if main is not None:
             signal.pthread_kill(main, signal.SIGTERM)
-
-    def _journal(self, signum: int) -> None:
-        if signum not in self._journaled:
-            self._journaled.add(signum)
-            self._received(signal.Signals(signum).name)
 
     def _disarm_in_child(self) -> None:
         """A forked child has nothing to flush until it logs, and no I/O thread to watch

@@ -33,7 +33,7 @@ BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
 MAX_BACKOFF = 5.0
 RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
-                          protocol.RESOURCE, protocol.SIGNAL})
+                          protocol.RESOURCE})
 
 
 @dataclass
@@ -270,6 +270,10 @@ class Ingest:
             bodies = columns.bodies(self._storage, list(args["segments"]))
             self._send(identity, protocol.answer(req, bodies))
             return
+        if name == protocol.SIGNAL:
+            self._journal_signal(trial, execution, str(message["producer"]), req, args)
+            self._send(identity, protocol.answer(req, None))
+            return
         loading = execution if name == "load_artifact" else None
         with collection_paused():
             seen = history.effective(self._storage, trial, loading=loading, statistics=False)
@@ -299,6 +303,17 @@ class Ingest:
                 "artifact_position": found["position"]}
         chunk = Chunk(trial, execution, producer + "/load", req, 1, protocol.LOAD,
                       msgpack.packb([[protocol.LOAD, body]], use_bin_type=True))
+        self._storage.append_chunks([chunk])
+
+    def _journal_signal(self, trial: str, execution: int, producer: str, req: int,
+                        args: dict[str, Any]) -> None:
+        """A process of the execution received SIGINT or SIGTERM (see protocol.SIGNAL)."""
+        name = str(args["signal"])
+        if name not in ("SIGINT", "SIGTERM"):
+            raise BadRequest(f"a signal note names SIGINT or SIGTERM, not {name[:20]!r}")
+        body = {"signal": name, "pid": _counter(args["pid"], "pid")}
+        chunk = Chunk(trial, execution, producer + "/signal", req, 1, protocol.SIGNAL,
+                      msgpack.packb([[protocol.SIGNAL, body]], use_bin_type=True))
         self._storage.append_chunks([chunk])
 
     # -- committing -------------------------------------------------------------

@@ -106,21 +106,23 @@ def test_a_tight_loop_keeps_a_bounded_queue_in_the_script(kleio, script):
 
 
 STALLED_IO_THREAD = """
-import time
+import threading, time
 from kleio_client import kleio_logger
-from kleio_client.channel import Channel
+from kleio_client.link import Link
 kleio_logger.log_statistic(step=-1)
 kleio_logger.flush()
-turn = Channel._drain_backlog
+turn = Link.drain
 stalls = [3.0]
+in_stall = threading.Event()
 
-def stalled_turn(self, sock):  # the I/O thread blocked, as on a stalled disk
+def stalled_turn(self):  # the I/O thread blocked, as on a stalled disk
     if stalls:
+        in_stall.set()
         time.sleep(stalls.pop())
-    turn(self, sock)
+    turn(self)
 
-Channel._drain_backlog = stalled_turn
-time.sleep(0.05)  # it is in its stall now
+Link.drain = stalled_turn
+assert in_stall.wait(30), "the I/O thread never came to its stall"
 started = time.perf_counter()
 for i in range(100_000):
     kleio_logger.log_statistic(step=i)
