@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -238,9 +239,29 @@ def _fork_supervisor(spec: SupervisorSpec) -> int:
 
     for signum in FORWARDED:  # what the supervisor forwards to the trial
         signal.signal(signum, suspend if signum == signal.SIGTSTP else forward)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(_wait_for(pid))
     return code if code >= 0 else 128 - code
+
+
+WAIT_SLICE = 0.25
+
+
+def _wait_for(pid: int) -> int:
+    """The child's wait status, waited for in slices: Python runs a signal's handler only
+    between two bytecodes, so a Ctrl-C that came just before a blocking ``waitpid`` would
+    be forwarded only once the trial had ended.  Its pidfd wakes the wait at the exit."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (Linux before 5.3): wait as before
+        return os.waitpid(pid, 0)[1]
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            select.select([pidfd], [], [], WAIT_SLICE)
+    finally:
+        os.close(pidfd)
 
 
 def _become_supervisor(spec: SupervisorSpec) -> NoReturn:

@@ -15,6 +15,9 @@ from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 
 _ids = itertools.count(1)
+# The longest single wait in a poll: a Ctrl-C that comes just before the poll blocks
+# (Python has noted it, but runs its handler only once the poll returns) waits no longer.
+POLL_SLICE = 0.25
 
 
 class ControlClient:
@@ -46,11 +49,13 @@ class ControlClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while req_id not in self._answers:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+            if remaining <= 0:
                 self._waiting.discard(req_id)  # a late answer is dropped
                 raise DaemonUnavailable(
                     f"kleiod did not answer {cmd!r} in time; check `kleio daemon status`"
                 )
+            if not self._socket.poll(int(min(remaining, POLL_SLICE) * 1000) + 1, zmq.POLLIN):
+                continue
             try:
                 reply = protocol.unpack(self._socket.recv(), limit=None)
             except protocol.ProtocolError as exc:

@@ -183,7 +183,7 @@ def test_tail_follow_survives_sigint_cleanly(kleio, script):
     follow = kleio.popen("tail", "-f", tid)
     wait_for_line(follow.stdout, "up")
     follow.send_signal(signal.SIGINT)
-    _, err = follow.communicate(timeout=10)
+    _, err = follow.communicate(timeout=30)
     assert follow.returncode == 130
     assert b"Traceback" not in err
     run.send_signal(signal.SIGINT)
