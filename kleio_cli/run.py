@@ -68,6 +68,8 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
              exact: dict[str, Any] | None = None) -> int:
     """Capture, reserve and supervise: the command's trial, or with ``exact`` that trial
     (``id``, and for a new branch its ``parent``, ``root``, ``branch_kind``, ``branch_point``)."""
+    if options.detach:
+        _check_detachable()
     config = resolve()
     shown = redacted(argv)  # what is stored: no secret of the command line
     ident = identity.compute(shown, cwd)
@@ -120,6 +122,17 @@ def detach(config: Config, spec: SupervisorSpec) -> int:
     print(f"kleio: trial {spec.trial_id[:12]} runs detached; follow it with "
           f"`kleio tail -f {spec.trial_id[:8]}`", file=sys.stderr)
     return 0
+
+
+def _check_detachable() -> None:
+    """A detached trial is the daemon's child, outside the caller's batch job: refused in a
+    SLURM job, where it would run beyond the job's allocation and its end."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        raise CliError(
+            f"kleio: --detach inside SLURM job {job} would run the trial outside the job (its "
+            "allocation, its limits, its end); run it in the foreground, which outlives the "
+            "terminal too, or submit it as a job of its own with sbatch", EXIT_USAGE)
 
 
 def _resource_hashes(paths: list[str]) -> dict[str, str | None]:

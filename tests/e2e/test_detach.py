@@ -98,3 +98,14 @@ def test_a_detached_command_that_does_not_exist_is_refused_before_it_is_a_trial(
     done = kleio("run", "-d", "no-such-program-xyz")
     assert done.returncode == 127
     assert kleio.json("ls") == []
+
+
+def test_detach_inside_a_slurm_job_is_refused_before_it_is_a_trial(kleio, script):
+    """The daemon's child would run outside the job: its allocation, limits and end."""
+    import os
+
+    env = {**os.environ, "SLURM_JOB_ID": "4242"}
+    done = kleio("-d", "python", script("print('ran')\n"), env=env)
+    assert done.returncode == 2
+    assert "inside SLURM job 4242" in done.stderr and "foreground" in done.stderr
+    assert kleio.json("ls") == []
