@@ -89,6 +89,7 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
                 exact=exact is not None,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                launch=launch_key(os.environ),
             )
         except RequestRefused as exc:
             if exc.code == protocol.E_COMPLETED:
@@ -122,6 +123,19 @@ def detach(config: Config, spec: SupervisorSpec) -> int:
     print(f"kleio: trial {spec.trial_id[:12]} runs detached; follow it with "
           f"`kleio tail -f {spec.trial_id[:8]}`", file=sys.stderr)
     return 0
+
+
+def launch_key(env: Any) -> str | None:
+    """The launch this command is one process of, whose processes make one execution:
+    $KLEIO_LAUNCH, else the tasks of one srun step (``srun -N2 kleio torchrun ...``: the
+    first node reserves the trial, the others join its execution)."""
+    if env.get("KLEIO_LAUNCH"):
+        return str(env["KLEIO_LAUNCH"])
+    job, step, tasks = (env.get(name, "") for name in (
+        "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS"))
+    if job and step and tasks.isdigit() and int(tasks) > 1:
+        return f"slurm:{job}.{step}"
+    return None
 
 
 def _check_detachable() -> None:
@@ -197,7 +211,10 @@ def _announce(reservation: dict[str, Any]) -> None:
         for change in reservation["changes"]:
             print(f"  {change}", file=sys.stderr)
     print(f"trial reserved with id: {reservation['id']}", file=sys.stderr)
-    if reservation["execution"] > 1:
+    if reservation.get("joined"):
+        print(f"kleio: joining execution {reservation['execution']} of the trial, one process "
+              "of its launch", file=sys.stderr)
+    elif reservation["execution"] > 1:
         print(f"kleio: resuming the {reservation['previous_status']} trial as execution "
               f"{reservation['execution']}", file=sys.stderr)
 

@@ -115,13 +115,16 @@ class Handlers:
             exact=bool(args.get("exact")),
         )
         now = time.time()
+        launch = args.get("launch")
         claim = Claim(host=str(args.get("host") or socket.gethostname()), pid=int(args["pid"]),
-                      now=now, lease_until=now + self._ctx.config.lease_seconds)
+                      now=now, lease_until=now + self._ctx.config.lease_seconds,
+                      launch=None if launch is None else str(launch))
         outcome = reservation.reserve(self._storage, request, claim)
         return {
             "id": outcome.reservation.trial_id,
             "execution": outcome.reservation.execution,
             "previous_status": outcome.reservation.previous_status,
+            "joined": outcome.reservation.joined,
             "branched_from": outcome.branched_from,
             "changes": list(outcome.changes),
             "lease_seconds": self._ctx.config.lease_seconds,

@@ -31,3 +31,23 @@ def final_status(exit_code: int, signals: list[str], received: bool = False) -> 
     if received and exit_code in INTERRUPTED_EXITS:
         return INTERRUPTED
     return COMPLETED if exit_code == 0 else BROKEN
+
+
+# What an execution of several processes (the nodes of one launch) ends in, the first
+# that applies: one broke; one was interrupted; all completed.
+_PRECEDENCE = (BROKEN, INTERRUPTED, COMPLETED)
+
+
+def combined(statuses: list[str]) -> str:
+    """The status of an execution whose processes ended in ``statuses``."""
+    for status in _PRECEDENCE:
+        if status in statuses:
+            return status
+    return statuses[-1] if statuses else BROKEN
+
+
+def combined_exit(exit_codes: list[int | None]) -> int | None:
+    """The exit code of such an execution: the first that is not 0, else 0."""
+    failed = [code for code in exit_codes if code]
+    return failed[0] if failed else (exit_codes[0] if exit_codes else None)
+

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import msgpack
 
+from kleiod import states
 from kleiod.errors import AlreadyRunning, AmbiguousId, TrialCompleted, TrialNotFound
 
 
@@ -47,6 +48,10 @@ class Claim:
     pid: int
     now: float
     lease_until: float
+    # The launch this process is one of (``slurm:JOB.STEP`` for the tasks of one srun step,
+    # or $KLEIO_LAUNCH): a claim of a trial running under the same launch joins its
+    # execution instead of being refused as already running.
+    launch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Reservation:
     trial_id: str
     execution: int
     previous_status: str | None
+    joined: bool = False  # one more process of a launch whose execution runs already
 
 
 SCRATCH = "scratch"  # the branch kind of a `kleio pdb` session: hidden, never resumed
@@ -144,6 +150,20 @@ class ExecutionEnd:
     exit_code: int | None
     signals: list[str]
     now: float
+
+
+def participant_end(end: ExecutionEnd) -> dict[str, Any]:
+    """How one process of an execution ended, as kept until the last one ends."""
+    return {"exit_code": end.exit_code, "signals": end.signals, "status": end.status}
+
+
+def combined_end(end: ExecutionEnd, ends: Sequence[dict[str, Any]]) -> ExecutionEnd:
+    """The end of an execution whose processes (one, or a launch's) ended so."""
+    if len(ends) <= 1:
+        return end
+    return replace(end, status=states.combined([e["status"] for e in ends]),
+                   exit_code=states.combined_exit([e["exit_code"] for e in ends]),
+                   signals=[s for e in ends for s in e["signals"]])
 
 
 class BlobWriter(Protocol):

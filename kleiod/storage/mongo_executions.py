@@ -22,7 +22,9 @@ from kleiod.storage.base import (
     Reservation,
     TrialSpec,
     already_running,
+    combined_end,
     completed,
+    participant_end,
 )
 from kleiod.storage.mongo_connection import MongoConnection
 
@@ -43,6 +45,9 @@ class MongoExecutions(MongoConnection):
                 capture: dict[str, Any] | None = None) -> Reservation:
         with self._t(f"reserving trial {spec.id}"):
             self._create(spec, claim)
+            joined = self._join(spec.id, claim)
+            if joined is not None:
+                return joined
             before = self._db.trials.find_one_and_update(
                 {"_id": spec.id, "$or": [
                     {"status": {"$in": RESUMABLE}},
@@ -50,7 +55,8 @@ class MongoExecutions(MongoConnection):
                 ]},
                 {"$set": {"status": states.RUNNING, "owner_host": claim.host,
                           "owner_pid": claim.pid, "owner_since": claim.now,
-                          "lease_until": claim.lease_until, "updated": claim.now},
+                          "lease_until": claim.lease_until, "updated": claim.now,
+                          "owner_launch": claim.launch},
                  "$inc": {"executions": 1}},
                 return_document=ReturnDocument.BEFORE,
             )
@@ -65,10 +71,27 @@ class MongoExecutions(MongoConnection):
             self._db.executions.insert_one({
                 "trial_id": spec.id, "number": execution, "host": claim.host, "pid": claim.pid,
                 "started": claim.now, "ended": None, "exit_code": None,
-                "status": states.RUNNING, "signals": [],
+                "status": states.RUNNING, "signals": [], "launch": claim.launch,
+                "participants": 1, "ends": [],
                 "capture": None if capture is None else json.dumps(capture)})
             record_status(self._db, spec.id, execution, states.RUNNING, claim.now)
         return Reservation(spec.id, execution, previous)
+
+    def _join(self, trial_id: str, claim: Claim) -> Reservation | None:
+        """One more process of the launch whose execution runs: it joins that execution."""
+        if claim.launch is None:
+            return None
+        trial = self._db.trials.find_one(
+            {"_id": trial_id, "status": states.RUNNING, "owner_launch": claim.launch,
+             "lease_until": {"$gte": claim.now}}, {"executions": 1})
+        if trial is None:
+            return None
+        joined = self._db.executions.update_one(
+            {"trial_id": trial_id, "number": trial["executions"], "status": states.RUNNING},
+            {"$inc": {"participants": 1}})
+        if not joined.modified_count:  # it ended meanwhile: reserve as usual
+            return None
+        return Reservation(trial_id, int(trial["executions"]), states.RUNNING, joined=True)
 
     def _create(self, spec: TrialSpec, claim: Claim) -> None:
         result = self._db.trials.update_one({"_id": spec.id}, {"$setOnInsert": {
@@ -118,6 +141,14 @@ class MongoExecutions(MongoConnection):
 
     def end_execution(self, end: ExecutionEnd) -> None:
         with self._t("recording an execution's end"):
+            # One process of it ended; the last to end (older documents count none) ends it.
+            after = self._db.executions.find_one_and_update(
+                {"trial_id": end.trial_id, "number": end.execution},
+                {"$inc": {"participants": -1}, "$push": {"ends": participant_end(end)}},
+                return_document=ReturnDocument.AFTER)
+            if after is None or after["participants"] > 0:
+                return
+            end = combined_end(end, after["ends"])
             self._db.executions.update_one(
                 {"trial_id": end.trial_id, "number": end.execution},
                 {"$set": {"ended": end.now, "exit_code": end.exit_code,

@@ -19,7 +19,9 @@ from kleiod.storage.base import (
     Reservation,
     TrialSpec,
     already_running,
+    combined_end,
     completed,
+    participant_end,
 )
 from kleiod.storage.sqlite_connection import SQLiteConnection
 
@@ -31,6 +33,13 @@ def record_status(db: sqlite3.Connection, trial_id: str, execution: int, status:
                (trial_id, execution, status, at))
 
 
+def _joins(row: tuple[Any, ...], claim: Claim) -> bool:
+    """Whether the claim is one more process of the launch whose execution runs."""
+    status, _, _, _, _, lease_until, launch = row
+    return (claim.launch is not None and launch == claim.launch and status == states.RUNNING
+            and lease_until is not None and lease_until >= claim.now)
+
+
 class SQLiteExecutions(SQLiteConnection):
     """Reserving trials and recording their executions."""
 
@@ -38,10 +47,14 @@ class SQLiteExecutions(SQLiteConnection):
                 capture: dict[str, Any] | None = None) -> Reservation:
         with self._transaction(f"reserving trial {spec.id}") as db:
             row = db.execute(
-                "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until "
-                "FROM trials WHERE id = ?",
+                "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until, "
+                "owner_launch FROM trials WHERE id = ?",
                 (spec.id,),
             ).fetchone()
+            if row is not None and _joins(row, claim):
+                db.execute("UPDATE executions SET participants = participants + 1 "
+                           "WHERE trial_id = ? AND number = ?", (spec.id, row[1]))
+                return Reservation(spec.id, row[1], states.RUNNING, joined=True)
             previous = None if row is None else row[0]
             if row is None:
                 db.execute(
@@ -61,15 +74,15 @@ class SQLiteExecutions(SQLiteConnection):
             execution = executions + 1
             db.execute(
                 "UPDATE trials SET status = ?, executions = ?, owner_host = ?, owner_pid = ?, "
-                "owner_since = ?, lease_until = ?, updated = ? WHERE id = ?",
+                "owner_since = ?, lease_until = ?, updated = ?, owner_launch = ? WHERE id = ?",
                 (states.RUNNING, execution, claim.host, claim.pid, claim.now,
-                 claim.lease_until, claim.now, spec.id),
+                 claim.lease_until, claim.now, claim.launch, spec.id),
             )
             db.execute(
-                "INSERT INTO executions (trial_id, number, host, pid, started, status, capture) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO executions (trial_id, number, host, pid, started, status, capture, "
+                "launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING,
-                 None if capture is None else json.dumps(capture)),
+                 None if capture is None else json.dumps(capture), claim.launch),
             )
             record_status(db, spec.id, execution, states.RUNNING, claim.now)
         return Reservation(spec.id, execution, previous)
@@ -77,7 +90,7 @@ class SQLiteExecutions(SQLiteConnection):
     def _check_reservable(
         self, db: sqlite3.Connection, trial_id: str, row: tuple[Any, ...], claim: Claim
     ) -> str:
-        status, executions, host, pid, since, lease_until = row
+        status, executions, host, pid, since, lease_until, _ = row
         if status == states.COMPLETED:
             raise completed(trial_id)
         if status == states.RUNNING:
@@ -117,12 +130,25 @@ class SQLiteExecutions(SQLiteConnection):
 
     def end_execution(self, end: ExecutionEnd) -> None:
         with self._transaction("recording an execution's end") as db:
+            row = db.execute("SELECT participants, ends FROM executions "
+                             "WHERE trial_id = ? AND number = ?",
+                             (end.trial_id, end.execution)).fetchone()
+            if row is None:
+                return
+            ends = [*json.loads(row[1] or "[]"), participant_end(end)]
+            if row[0] > 1:  # other processes of its launch still run
+                db.execute("UPDATE executions SET participants = ?, ends = ? "
+                           "WHERE trial_id = ? AND number = ?",
+                           (row[0] - 1, json.dumps(ends), end.trial_id, end.execution))
+                return
+            end = combined_end(end, ends)
             db.execute(
-                "UPDATE executions SET ended = ?, exit_code = ?, signals = ?, "
+                "UPDATE executions SET ended = ?, exit_code = ?, signals = ?, participants = 0, "
+                "ends = ?, "
                 "status = CASE WHEN status IN ('running', 'lost') THEN ? ELSE status END "
                 "WHERE trial_id = ? AND number = ?",
-                (end.now, end.exit_code, json.dumps(end.signals), end.status, end.trial_id,
-                 end.execution),
+                (end.now, end.exit_code, json.dumps(end.signals), json.dumps(ends), end.status,
+                 end.trial_id, end.execution),
             )
             cursor = db.execute(
                 "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "

@@ -20,6 +20,10 @@ ADDED_COLUMNS = (
     ("trials", "branch_point", "INTEGER"),
     ("executions", "capture", "TEXT"),
     ("trials", "tags", "TEXT"),
+    ("trials", "owner_launch", "TEXT"),
+    ("executions", "launch", "TEXT"),
+    ("executions", "participants", "INTEGER NOT NULL DEFAULT 1"),
+    ("executions", "ends", "TEXT"),
 )
 
 SCHEMA = """
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS trials (
     root TEXT,
     branch_kind TEXT,
     branch_point INTEGER,
-    tags TEXT
+    tags TEXT,
+    owner_launch TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_by_root ON trials (root);
 CREATE TABLE IF NOT EXISTS executions (
@@ -56,6 +61,9 @@ CREATE TABLE IF NOT EXISTS executions (
     status TEXT NOT NULL,
     signals TEXT NOT NULL DEFAULT '[]',
     capture TEXT,
+    launch TEXT,
+    participants INTEGER NOT NULL DEFAULT 1,  -- its processes still running (a launch's)
+    ends TEXT,  -- JSON: the exit code, signals and status of each that ended
     PRIMARY KEY (trial_id, number)
 );
 CREATE TABLE IF NOT EXISTS status_history (

@@ -316,3 +316,42 @@ for i in range(300):
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout == "".join(f"line {i}\n" for i in range(300))
     assert follow.stderr == "".join(f"warn {i}\n" for i in range(0, 300, 3))
+
+
+NODE = """
+import os, pathlib, time
+from kleio_client import kleio_logger
+rank = int(os.environ["SLURM_PROCID"])
+pathlib.Path(f"up.{rank}").touch()
+deadline = time.monotonic() + 60
+while not pathlib.Path(f"up.{1 - rank}").exists():  # both nodes run at once
+    assert time.monotonic() < deadline, "the other node never came"
+    time.sleep(0.01)
+for step in range(100):
+    kleio_logger.log_statistic(step=step)
+print("rank", rank, "execution", os.environ["KLEIO_EXECUTION"], flush=True)
+"""
+
+
+def test_one_srun_step_on_two_nodes_is_one_execution_of_one_trial(kleio, script, machines):
+    """`srun -N2 kleio torchrun ...`: each node's kleio names the same trial; the first
+    reserves it, the other joins that execution, and the trial ends once both did."""
+    name = script(NODE)
+    procs = []
+    for rank, env in enumerate(machines.values()):
+        step = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                "SLURM_PROCID": str(rank)}
+        procs.append(subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd,
+                                      env={**env, **step}, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum("joining execution 1" in err for _, err in outputs) == 1
+    assert sorted(out for out, _ in outputs) == ["rank 0 execution 1\n", "rank 1 execution 1\n"]
+    tid = trial_id(outputs[0][1])
+    info = json.loads(_kleio(kleio, machines["a"], "info", tid, "--json").stdout)
+    assert info["status"] == "completed"
+    assert [(e["number"], e["status"]) for e in info["executions"]] == [(1, "completed")]
+    rows = json.loads(_kleio(kleio, machines["b"], "stats", tid, "--json").stdout)
+    assert sorted((r["rank"], r["step"]) for r in rows) == [
+        (rank, step) for rank in (0, 1) for step in range(100)]

@@ -228,3 +228,54 @@ def test_tags_are_added_and_removed_and_listed(database_url: str):
     assert [t["tags"] for t in storage.list_trials()] == [["a", "c"]]
     with pytest.raises(TrialNotFound):
         storage.set_tags("cd" * 16, ["x"], [])
+
+
+def _launch_claim(pid: int, launch: str | None) -> Claim:
+    now = time.time()
+    return Claim(host=f"node{pid}", pid=pid, now=now, lease_until=now + 30, launch=launch)
+
+
+def test_the_processes_of_one_launch_join_one_execution(database_url: str):
+    """`srun -N3 kleio torchrun ...`: the first reserves, the others join its execution;
+    a process of another launch is refused as ever."""
+    storage = open_storage(database_url)
+    first = storage.reserve(SPEC, _launch_claim(1, "slurm:7.0"))
+    joined = [storage.reserve(SPEC, _launch_claim(pid, "slurm:7.0")) for pid in (2, 3)]
+    assert (first.execution, first.joined) == (1, False)
+    assert [(j.execution, j.joined) for j in joined] == [(1, True), (1, True)]
+    for launch in ("slurm:8.0", None):
+        with pytest.raises(AlreadyRunning):
+            storage.reserve(SPEC, _launch_claim(4, launch))
+    trial = storage.get_trial(SPEC.id)
+    assert len(trial["executions"]) == 1
+    assert [h["status"] for h in trial["history"]] == ["new", "running"]
+
+
+def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
+        database_url: str):
+    storage = open_storage(database_url)
+    for pid in (1, 2, 3):
+        storage.reserve(SPEC, _launch_claim(pid, "slurm:7.0"))
+    ends = [(states.COMPLETED, 0, []), (states.BROKEN, 1, []),
+            (states.INTERRUPTED, -15, ["SIGTERM"])]
+    for status, code, signals in ends[:2]:
+        storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals, time.time()))
+        assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # one still runs
+    status, code, signals = ends[2]
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals, time.time()))
+    trial = storage.get_trial(SPEC.id)
+    execution = trial["executions"][0]
+    assert (trial["status"], execution["status"]) == (states.BROKEN, states.BROKEN)
+    assert (execution["exit_code"], execution["signals"]) == (1, ["SIGTERM"])
+    assert [h["status"] for h in trial["history"]] == ["new", "running", "broken"]
+    again = storage.reserve(SPEC, _launch_claim(4, "slurm:7.0"))  # a new execution now
+    assert (again.execution, again.joined) == (2, False)
+
+
+def test_a_launch_whose_lease_expired_is_not_joined_but_resumed(database_url: str):
+    storage = open_storage(database_url)
+    now = time.time()
+    storage.reserve(SPEC, Claim(host="a", pid=1, now=now, lease_until=now - 1,
+                                launch="slurm:7.0"))
+    again = storage.reserve(SPEC, _launch_claim(2, "slurm:7.0"))
+    assert (again.execution, again.joined, again.previous_status) == (2, False, states.LOST)
