@@ -23,17 +23,18 @@ from kleio_client import protocol, spill
 from kleio_client.segments import collection_paused
 from kleiod import columns, history
 from kleiod.errors import BadRequest, KleiodError, StorageError
+from kleiod.ingest_message import RECORD_KINDS, checked_records, counter
 from kleiod.live import Live
 from kleiod.spill import Spill
 from kleiod.storage.base import Appended, BlobWriter, Chunk, Storage
+
+__all__ = ["RECORD_KINDS", "Buffering", "Ingest", "IngestCounters"]
 
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 50_000
 BATCH_SECONDS = 0.02
 MAX_BACKOFF = 5.0
-RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
-                          protocol.RESOURCE})
 
 
 @dataclass
@@ -121,24 +122,19 @@ class Ingest:
         }
 
     def _records(self, identity: bytes, message: dict[str, Any]) -> None:
-        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
-        producer, first = str(message["producer"]), _counter(message["seq"], "seq")
-        packed = message["records"]
-        kinds, offsets = _checked_items(packed)
+        trial, execution = str(message["trial"]), counter(message["execution"], "execution")
+        producer, first = str(message["producer"]), counter(message["seq"], "seq")
+        records = checked_records(message["records"])
         if not self._in_order(trial, execution, producer, first):
             return
         batch = self._batch
         if not batch.chunks:
             batch.started = time.monotonic()
-        runs = _runs_of_one_kind(kinds)
-        for start, end, kind in runs:
-            body = packed if len(runs) == 1 else _sliced(packed, offsets, start, end)
-            batch.chunks.append(
-                Chunk(trial, execution, producer, first + start, end - start, kind, body))
-        batch.records += len(kinds)
-        batch.size += len(packed)
+        batch.chunks.extend(records.chunks(trial, execution, producer, first))
+        batch.records += len(records.kinds)
+        batch.size += len(records.packed)
         batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
-                                                         len(kinds))
+                                                         len(records.kinds))
         batch.sources.setdefault((trial, execution), set()).add((identity, producer))
         if self._retry_at:
             self.counters.held = batch.records
@@ -211,7 +207,7 @@ class Ingest:
         if self._retry_at:
             return  # the database is away: the acknowledgement follows the commit
         self.commit()
-        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
+        trial, execution = str(message["trial"]), counter(message["execution"], "execution")
         producer = str(message["producer"])
         seq = self._advance(trial, execution, producer, 1, 0)
         self._send(identity, protocol.ack(producer, seq))
@@ -230,7 +226,7 @@ class Ingest:
         if not _UPLOAD_NAME.fullmatch(upload):
             raise BadRequest(f"an upload is named by 1 to 64 letters, digits, - or _; "
                              f"not {upload[:80]!r}")
-        offset, data = _counter(message["offset"], "offset", low=0), message["data"]
+        offset, data = counter(message["offset"], "offset", low=0), message["data"]
         if not isinstance(data, bytes):
             raise BadRequest("blob data must be bytes")
         last = bool(message["last"])
@@ -256,8 +252,8 @@ class Ingest:
     def _query(self, identity: bytes, message: dict[str, Any]) -> None:
         """A script asks about its trial: answered from the effective history it sees."""
         self.commit()
-        req = _counter(message["req"], "req")
-        trial, execution = str(message["trial"]), _counter(message["execution"], "execution")
+        req = counter(message["req"], "req")
+        trial, execution = str(message["trial"]), counter(message["execution"], "execution")
         args = dict(message["args"])
         name = message["name"]
         if name == "statistics":  # stored chunks: the script unpacks and filters them
@@ -311,7 +307,7 @@ class Ingest:
         name = str(args["signal"])
         if name not in ("SIGINT", "SIGTERM"):
             raise BadRequest(f"a signal note names SIGINT or SIGTERM, not {name[:20]!r}")
-        body = {"signal": name, "pid": _counter(args["pid"], "pid")}
+        body = {"signal": name, "pid": counter(args["pid"], "pid")}
         chunk = Chunk(trial, execution, producer + "/signal", req, 1, protocol.SIGNAL,
                       msgpack.packb([[protocol.SIGNAL, body]], use_bin_type=True))
         self._storage.append_chunks([chunk])
@@ -438,69 +434,5 @@ class Ingest:
             log.warning("could not answer a producer: %s", exc)
 
 
+
 _UPLOAD_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_COUNTER_LIMIT = 1 << 62  # seqs, executions, offsets: well inside SQLite's 64 bits
-
-
-def _counter(value: Any, name: str, low: int = 1) -> int:
-    """A message's counter, or BadRequest: a value the database cannot store never reaches
-    a batch, where it would fail every later commit."""
-    if type(value) is not int or not low <= value < _COUNTER_LIMIT:
-        raise BadRequest(f"{name} must be an integer from {low} to 2**62; got {value!r:.40}")
-    return value
-
-
-def _checked_items(packed: Any) -> tuple[list[str], list[int]]:
-    """The kinds of a records message's ``[kind, body]`` pairs, and where each pair starts
-    in ``packed`` (one more offset: the end), or BadRequest.  Each body is checked to be a
-    well-formed map and skipped, never decoded: no dict per record on the ingest path."""
-    if not isinstance(packed, bytes):
-        raise BadRequest("records must be a packed list")
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
-                                max_buffer_size=len(packed) + 1)
-    unpacker.feed(packed)
-    kinds: list[str] = []
-    offsets: list[int] = []
-    try:
-        count = unpacker.read_array_header()
-        if not 0 < count <= protocol.MAX_RECORDS_PER_MESSAGE:
-            raise BadRequest("records must be a list of 1 to "
-                             f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs")
-        for _ in range(count):
-            offsets.append(unpacker.tell())
-            if unpacker.read_array_header() != 2:
-                raise BadRequest("a record is a [kind, body] pair")
-            kind = unpacker.unpack()
-            if kind not in RECORD_KINDS:
-                raise BadRequest(f"unknown record kind {str(kind)[:40]!r}")
-            if packed[unpacker.tell()] not in _MAP_HEADS:
-                raise BadRequest(f"a {kind} record's body must be a map")
-            unpacker.skip()
-            kinds.append(kind)
-        offsets.append(unpacker.tell())
-    except BadRequest:
-        raise
-    except Exception as exc:  # msgpack raises several unrelated types; truncation too
-        raise BadRequest(f"undecodable records: {exc!r:.120}") from None
-    if offsets[-1] != len(packed):
-        raise BadRequest("records are followed by stray bytes")
-    return kinds, offsets
-
-
-_MAP_HEADS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # fixmap, map16, map32
-
-
-def _runs_of_one_kind(kinds: list[str]) -> list[tuple[int, int, str]]:
-    """Split consecutive records into (start, end, kind) runs of the same kind."""
-    runs: list[tuple[int, int, str]] = []
-    start = 0
-    for index in range(1, len(kinds) + 1):
-        if index == len(kinds) or kinds[index] != kinds[start]:
-            runs.append((start, index, kinds[start]))
-            start = index
-    return runs
-
-
-def _sliced(packed: bytes, offsets: list[int], start: int, end: int) -> bytes:
-    """Records ``start`` to ``end`` of a packed list, as a packed list of their own."""
-    return b"\xdd" + (end - start).to_bytes(4, "big") + packed[offsets[start]:offsets[end]]
