@@ -25,6 +25,7 @@ from kleiod import columns, history
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.ingest_message import RECORD_KINDS, checked_records, counter
 from kleiod.live import Live
+from kleiod.producer_order import ProducerOrder
 from kleiod.spill import Spill
 from kleiod.storage.base import Appended, BlobWriter, Chunk, Storage
 
@@ -84,8 +85,7 @@ class Ingest:
         self._producer_spills = buffering.producer_spills
         self._batch = _Batch()
         self._uploads: dict[str, BlobWriter] = {}
-        # Per producer, the last seq up to which everything was received in order.
-        self._contiguous: dict[tuple[str, int, str], int] = {}
+        self._order = ProducerOrder(storage, self.spill)
         self.counters = IngestCounters()
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -125,7 +125,8 @@ class Ingest:
         trial, execution = str(message["trial"]), counter(message["execution"], "execution")
         producer, first = str(message["producer"]), counter(message["seq"], "seq")
         records = checked_records(message["records"])
-        if not self._in_order(trial, execution, producer, first):
+        if not self._order.in_order(trial, execution, producer, first):
+            self.counters.out_of_order += 1
             return
         batch = self._batch
         if not batch.chunks:
@@ -133,49 +134,13 @@ class Ingest:
         batch.chunks.extend(records.chunks(trial, execution, producer, first))
         batch.records += len(records.kinds)
         batch.size += len(records.packed)
-        batch.acks[(identity, producer)] = self._advance(trial, execution, producer, first,
-                                                         len(records.kinds))
+        batch.acks[(identity, producer)] = self._order.advance(
+            trial, execution, producer, first, len(records.kinds))
         batch.sources.setdefault((trial, execution), set()).add((identity, producer))
         if self._retry_at:
             self.counters.held = batch.records
             if batch.size > self._hold_bytes:
                 self._spill_batch()
-
-    def _in_order(self, trial: str, execution: int, producer: str, first: int) -> bool:
-        """Whether a message continues what its producer sent.  One past a hole (messages
-        lost with a daemon that stopped or crashed) is dropped unacknowledged: the
-        producer sends everything unacknowledged again, in order, when it reconnects,
-        and the journal keeps each producer's records in the order they were logged.
-        What the producer sent before is what storage has, or the spill holds."""
-        key = (trial, execution, producer)
-        if key not in self._contiguous:
-            self._contiguous[key] = self._known_last(key, first)
-        if first > self._contiguous[key] + 1:  # another daemon may have stored more since
-            self._contiguous[key] = max(self._contiguous[key], self._known_last(key, 1))
-        if first <= self._contiguous[key] + 1:
-            return True
-        self.counters.out_of_order += 1
-        log.info("producer %s of trial %s: records %d to %d are missing; waiting for them "
-                 "to be sent again", producer, trial[:12], self._contiguous[key] + 1, first - 1)
-        return False
-
-    def _known_last(self, key: tuple[str, int, str], first: int) -> int:
-        """The producer's last seq stored or spilled; with the database away, this
-        message's (trusted to continue what came before)."""
-        try:
-            stored = self._storage.last_seq(*key)
-        except StorageError:
-            stored = first - 1
-        return max(stored, self.spill.last_seq(*key))
-
-    def _advance(self, trial: str, execution: int, producer: str, first: int, count: int) -> int:
-        """Acknowledge only what has no hole before it: a lost message is never acked."""
-        key = (trial, execution, producer)
-        if key not in self._contiguous:
-            self._in_order(trial, execution, producer, first)
-        if first <= self._contiguous[key] + 1:
-            self._contiguous[key] = max(self._contiguous[key], first + count - 1)
-        return self._contiguous[key]
 
     def _spilled(self, identity: bytes, message: dict[str, Any]) -> None:
         """A producer's oldest messages wait in its spill file: take them in, in order."""
@@ -209,7 +174,7 @@ class Ingest:
         self.commit()
         trial, execution = str(message["trial"]), counter(message["execution"], "execution")
         producer = str(message["producer"])
-        seq = self._advance(trial, execution, producer, 1, 0)
+        seq = self._order.advance(trial, execution, producer, 1, 0)
         self._send(identity, protocol.ack(producer, seq))
 
     def _blob(self, identity: bytes, message: dict[str, Any]) -> None:
