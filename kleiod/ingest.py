@@ -3,16 +3,17 @@
 Messages from one producer arrive in order on the ingest ROUTER socket, so
 when a ``sync`` or ``query`` arrives, everything that producer sent before it
 is in the current batch: committing the batch then answering is enough to
-acknowledge all of it.
+acknowledge all of it.  The checks of a message are in ingest_message, the
+order per producer in producer_order, the batch and its acknowledgements in
+batch.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +23,18 @@ import zmq
 from kleio_client import protocol, spill
 from kleio_client.segments import collection_paused
 from kleiod import columns, history
+from kleiod.batch import BATCH_RECORDS, BATCH_SECONDS, MAX_BACKOFF, Committer, IngestCounters
 from kleiod.errors import BadRequest, KleiodError, StorageError
 from kleiod.ingest_message import RECORD_KINDS, checked_records, counter
 from kleiod.live import Live
 from kleiod.producer_order import ProducerOrder
 from kleiod.spill import Spill
-from kleiod.storage.base import Appended, BlobWriter, Chunk, Storage
+from kleiod.storage.base import BlobWriter, Chunk, Storage
 
-__all__ = ["RECORD_KINDS", "Buffering", "Ingest", "IngestCounters"]
+__all__ = ["BATCH_RECORDS", "BATCH_SECONDS", "MAX_BACKOFF", "RECORD_KINDS", "Buffering",
+           "Ingest", "IngestCounters"]
 
 log = logging.getLogger(__name__)
-
-BATCH_RECORDS = 50_000
-BATCH_SECONDS = 0.02
-MAX_BACKOFF = 5.0
-
-
-@dataclass
-class IngestCounters:
-    committed: int = 0
-    duplicates: int = 0
-    refused_messages: int = 0
-    refused_records: int = 0
-    held: int = 0  # records kept in memory while the database is away
-    out_of_order: int = 0  # messages past a hole, dropped until they are sent again
-
-
-@dataclass
-class _Batch:
-    chunks: list[Chunk] = field(default_factory=list)
-    records: int = 0
-    size: int = 0  # bytes of packed records
-    acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
-    sources: dict[tuple[str, int], set[tuple[bytes, str]]] = field(default_factory=dict)
-    started: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,17 +60,12 @@ class Ingest:
         self._socket = socket
         self.live = live
         self.spill = buffering.spill
-        self._hold_bytes = buffering.hold_bytes
         self._producer_spills = buffering.producer_spills
-        self._batch = _Batch()
-        self._uploads: dict[str, BlobWriter] = {}
-        self._order = ProducerOrder(storage, self.spill)
         self.counters = IngestCounters()
-        self._retry_at = 0.0
-        self._backoff = 0.0
-        self._away = ""
-        self._spill_failed = False
-        self.back_at: float | None = None  # when the database last came back
+        self._order = ProducerOrder(storage, self.spill)
+        self._batch = Committer(storage, live, self.spill, buffering.hold_bytes,
+                                self.counters, self._send)
+        self._uploads: dict[str, BlobWriter] = {}
 
     # -- receiving --------------------------------------------------------------
 
@@ -128,19 +102,9 @@ class Ingest:
         if not self._order.in_order(trial, execution, producer, first):
             self.counters.out_of_order += 1
             return
-        batch = self._batch
-        if not batch.chunks:
-            batch.started = time.monotonic()
-        batch.chunks.extend(records.chunks(trial, execution, producer, first))
-        batch.records += len(records.kinds)
-        batch.size += len(records.packed)
-        batch.acks[(identity, producer)] = self._order.advance(
-            trial, execution, producer, first, len(records.kinds))
-        batch.sources.setdefault((trial, execution), set()).add((identity, producer))
-        if self._retry_at:
-            self.counters.held = batch.records
-            if batch.size > self._hold_bytes:
-                self._spill_batch()
+        acked = self._order.advance(trial, execution, producer, first, len(records.kinds))
+        self._batch.add(identity, producer, records.chunks(trial, execution, producer, first),
+                        len(records.packed), acked)
 
     def _spilled(self, identity: bytes, message: dict[str, Any]) -> None:
         """A producer's oldest messages wait in its spill file: take them in, in order."""
@@ -169,7 +133,7 @@ class Ingest:
                 handle.close()
 
     def _sync(self, identity: bytes, message: dict[str, Any]) -> None:
-        if self._retry_at:
+        if self._batch.database_away():
             return  # the database is away: the acknowledgement follows the commit
         self.commit()
         trial, execution = str(message["trial"]), counter(message["execution"], "execution")
@@ -277,127 +241,46 @@ class Ingest:
                       msgpack.packb([[protocol.SIGNAL, body]], use_bin_type=True))
         self._storage.append_chunks([chunk])
 
-    # -- committing -------------------------------------------------------------
-
-    def due_in(self) -> float | None:
-        """Seconds until the batch must be committed; None when it is empty."""
-        if not self._batch.chunks and not self.spill.pending:
-            return None
-        if self._retry_at:  # the database failed: retry with backoff, records kept
-            return max(0.0, self._retry_at - time.monotonic())
-        if self._batch.records >= BATCH_RECORDS or self.spill.pending:
-            return 0.0
-        return max(0.0, self._batch.started + BATCH_SECONDS - time.monotonic())
-
-    def database_away(self) -> bool:
-        return bool(self._retry_at)
-
-    def ensure_database(self) -> None:
-        """Fail fast while the database is away, rather than block the daemon's loop."""
-        if self._retry_at and time.monotonic() < self._retry_at:
-            raise StorageError(f"{self._away}; kleiod retries in "
-                               f"{self._retry_at - time.monotonic():.1f} s and keeps every "
-                               "record meanwhile")
-
-    def commit(self) -> None:
-        """Write the spill (oldest first) and the batch; on a database error keep both,
-        spilling the batch to disk once it holds more than ``hold_bytes``."""
-        batch = self._batch
-        if not batch.chunks and not batch.acks and not self.spill.pending:
-            return
-        self.ensure_database()
-        try:
-            replayed = self.spill.replay(self._storage) if self.spill.pending else []
-            appended = self._storage.append_chunks(batch.chunks)
-        except StorageError as exc:
-            self._backoff = min(MAX_BACKOFF, self._backoff * 2 or 0.1)
-            self._retry_at = time.monotonic() + self._backoff
-            self._away = str(exc)
-            self.counters.held = batch.records
-            log.error("%s; keeping %d records, retrying in %.1f s", exc, batch.records,
-                      self._backoff)
-            if batch.size > self._hold_bytes:
-                self._spill_batch()
-            raise
-        if self._retry_at:
-            log.warning("the database is back: %d records written", batch.records)
-            self.back_at = time.monotonic()
-        self._retry_at, self._backoff, self.counters.held = 0.0, 0.0, 0
-        self._batch = _Batch()
-        for earlier in replayed:
-            self._account(earlier, sum(p.count for _, p in earlier.stored), 0)
-        refused = sum(c.count for c in batch.chunks if (c.trial_id, c.execution)
-                      in appended.refused)
-        self._account(appended, batch.records, refused)
-        self._refuse(batch, appended.refused)
-        # Refused records are acknowledged too: resending them cannot help.
-        self._acknowledge(batch)
-
-    def _account(self, appended: Appended, records: int, refused: int) -> None:
-        self.counters.committed += appended.inserted
-        self.counters.refused_records += refused
-        self.counters.duplicates += records - appended.inserted - refused
-        for position, chunk in appended.stored:
-            self.live.publish(position, chunk)
-
-    def _acknowledge(self, batch: _Batch) -> None:
-        for (identity, producer), seq in batch.acks.items():
-            self._send(identity, protocol.ack(producer, seq))
-
-    def _spill_batch(self) -> None:
-        """The batch to disk, acknowledged: memory stays bounded while the database is away.
-        A spill that cannot be written (the same full disk) keeps the batch in memory, and
-        the daemon stops reading producers until it shrinks: they buffer on their side."""
-        try:
-            self.spill.add(self._batch.chunks)
-        except OSError as exc:
-            if not self._spill_failed:
-                log.error("cannot spill records to disk (%s); keeping them in memory and "
-                          "pausing producers", exc)
-            self._spill_failed = True
-            return
-        self._spill_failed = False
-        batch, self._batch = self._batch, _Batch()
-        self.counters.held = 0
-        self._acknowledge(batch)
-
-    def accepting(self) -> bool:
-        """Whether to read producers now: not while memory holds twice the bound."""
-        return not self._retry_at or self._batch.size <= 2 * self._hold_bytes
-
-    @property
-    def database_error(self) -> str | None:
-        """Why the database takes no writes now, or None."""
-        return self._away if self._retry_at else None
-
-    def close(self) -> None:
-        """At the daemon's stop: commit, or leave what cannot be written in the spill."""
-        try:
-            self.commit()
-        except StorageError:
-            if self._batch.chunks:
-                self._spill_batch()
-            log.warning("the database is away: %d records are kept in the spill for the "
-                        "next daemon", self.spill.records)
-        self.spill.close()
-
-    def _refuse(self, batch: _Batch, refused: set[tuple[str, int]]) -> None:
-        for trial, execution in refused:
-            log.warning("refused records of execution %s of trial %s: not its owner",
-                        execution, trial)
-            message = protocol.refused(
-                protocol.E_NOT_FOUND,
-                f"execution {execution} of trial {trial[:12]} does not own the trial "
-                "(unknown, or resumed elsewhere); its records are not stored")
-            for identity, _producer in batch.sources.get((trial, execution), ()):
-                self._send(identity, message)
-
     def _send(self, identity: bytes, message: dict[str, Any]) -> None:
         try:
             self._socket.send_multipart([identity, protocol.pack(message)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("could not answer a producer: %s", exc)
 
+    # -- committing: see kleiod/batch.py ------------------------------------------
+
+    def due_in(self) -> float | None:
+        """Seconds until the batch must be committed; None when it is empty."""
+        return self._batch.due_in()
+
+    def database_away(self) -> bool:
+        return self._batch.database_away()
+
+    def ensure_database(self) -> None:
+        """Fail fast while the database is away, rather than block the daemon's loop."""
+        self._batch.ensure_database()
+
+    def commit(self) -> None:
+        """Write the daemon's spill and the batch, then acknowledge (see Committer.commit)."""
+        self._batch.commit()
+
+    def accepting(self) -> bool:
+        """Whether to read producers now: not while memory holds twice the bound."""
+        return self._batch.accepting()
+
+    @property
+    def database_error(self) -> str | None:
+        """Why the database takes no writes now, or None."""
+        return self._batch.database_error
+
+    @property
+    def back_at(self) -> float | None:
+        """When the database last came back (time.monotonic), or None."""
+        return self._batch.back_at
+
+    def close(self) -> None:
+        """At the daemon's stop: commit, or leave what cannot be written in the spill."""
+        self._batch.close()
 
 
 _UPLOAD_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
