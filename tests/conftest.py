@@ -67,7 +67,7 @@ def _stop_daemon(runtime_dir: Path) -> None:
     if pid is None:
         return
     os.kill(pid, signal.SIGINT)  # on purpose: no supervisor left by a failed test revives it
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while lock.is_held(runtime_dir) and time.monotonic() < deadline:
         time.sleep(0.02)
     if lock.is_held(runtime_dir):
@@ -81,7 +81,7 @@ def signal_daemon(runtime_dir: Path, signum: int = signal.SIGKILL) -> int:
     pid = lock.holder_pid(runtime_dir)
     assert pid is not None, "no daemon holds the lock"
     os.kill(pid, signum)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a graceful stop commits what it holds: slow when busy
     while lock.is_held(runtime_dir):
         assert time.monotonic() < deadline, f"kleiod (pid {pid}) kept its lock"
         time.sleep(0.02)
@@ -189,7 +189,16 @@ def trial_id(stderr: str) -> str:
     raise AssertionError(f"no trial id in:\n{stderr}")
 
 
-def wait_for_line(stream, text: str, timeout: float = 30) -> str:
+def first_to_exit(procs: list[subprocess.Popen], timeout: float = 60) -> subprocess.Popen:
+    """Wait until one of ``procs`` has exited; return it (the one refused, of two racing)."""
+    deadline = time.monotonic() + timeout
+    while not (ended := [p for p in procs if p.poll() is not None]):
+        assert time.monotonic() < deadline, f"none of {len(procs)} processes exited"
+        time.sleep(0.02)
+    return ended[0]
+
+
+def wait_for_line(stream, text: str, timeout: float = 60) -> str:
     """Read ``stream`` (bytes) until a line containing ``text``; return what was read."""
     import selectors
 
