@@ -13,10 +13,16 @@ from tests.conftest import signal_daemon, trial_id, wait_for_line
 STEPS = 3000
 
 STEADY = f"""
-import sys, time
+import os, sys, time
 from kleio_client import kleio_logger
+HOLD_AT = int(os.environ.get("HOLD_AT", "-1"))
 print("started", flush=True)
 for step in range({STEPS}):
+    if step == HOLD_AT:  # printing nothing, until the test creates the file `go`
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
     kleio_logger.log_statistic(step=step, loss=1.0 / (step + 1))
     print(f"step {{step}}", flush=True)
     time.sleep(0.001)
@@ -70,16 +76,19 @@ def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
-def test_the_trial_outlives_the_kleio_process_in_front_of_it(kleio, script, signum):
+def test_the_trial_outlives_the_kleio_process_in_front_of_it(kleio, script, workdir,
+                                                            monkeypatch, signum):
     """The foreground `kleio` killed (or its terminal hung up): the trial keeps running, is
     followed again with `kleio tail -f`, and ends completed with all its output."""
+    monkeypatch.setenv("HOLD_AT", "1000")  # still running when asked, however slow the test
     name = script(STEADY)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "step 300")
     run.send_signal(signum)
-    run.wait(timeout=10)
+    run.wait(timeout=60)
     tid = kleio.json("ls")[0]["id"]
     assert kleio.json("info", tid)["status"] == "running"
+    (workdir / "go").touch()
     follow = kleio("tail", "-f", "-n", "all", tid, timeout=90)
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout == _expected_output()
@@ -102,28 +111,30 @@ def test_ctrl_c_still_interrupts_and_a_second_one_kills(kleio, script):
     wait_for_line(run.stdout, "ignoring")
     time.sleep(0.1)  # a person's second Ctrl-C: slower than one signal's echo
     run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=30)
+    _, err = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGKILL
     info = kleio.json("info", trial_id(err.decode()))
     assert info["status"] == "interrupted"
     assert info["executions"][-1]["signals"] == ["SIGINT", "SIGINT"]
 
 
-def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, tmp_path):
+def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, tmp_path,
+                                                                workdir, monkeypatch):
     """Once the `kleio` in front is gone, the supervisor writes nothing more where it was."""
+    monkeypatch.setenv("HOLD_AT", "101")  # silent from step 100 on until the test says go
     name = script(STEADY)
     out = tmp_path / "terminal"
     with open(out, "wb") as terminal:
         run = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, stdout=terminal,
                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while b"step 100" not in out.read_bytes():
-            assert time.monotonic() < deadline
+        deadline = time.monotonic() + 60
+        while b"step 100\n" not in out.read_bytes():  # all it printed before it holds
+            assert time.monotonic() < deadline, "'step 100' never reached the terminal"
             time.sleep(0.02)
         run.kill()
-        run.wait()
-    time.sleep(0.5)
+        run.wait(timeout=60)
     size = out.stat().st_size
+    (workdir / "go").touch()  # the trial prints on, with the `kleio` in front gone
     tid = kleio.json("ls")[0]["id"]
     _wait_until_ended(kleio, tid)
     assert out.stat().st_size == size
