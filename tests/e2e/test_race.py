@@ -5,20 +5,27 @@ from __future__ import annotations
 import re
 import socket
 
+from tests.conftest import first_to_exit
+
 RACE_ROUNDS = 10
 
 
 def test_two_terminals_start_the_same_command_exactly_one_runs(kleio, script, workdir):
     name = script("""
-        import sys, time
+        import os, sys, time
         with open("ran-" + sys.argv[2], "a") as f:
             f.write("x")
-        time.sleep(0.8)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go-" + sys.argv[2]):  # runs until the other is refused
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
     """)
     kleio.ok("daemon", "start")
     for seed in range(RACE_ROUNDS):
         first = kleio.popen("python", name, "--seed", str(seed))
         second = kleio.popen("python", name, "--seed", str(seed))
+        first_to_exit([first, second])
+        (workdir / f"go-{seed}").touch()
         results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in (first, second)]
         codes = sorted(code for code, _ in results)
         assert codes == [0, 4], results
