@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import trial_id, wait_for_line
 
 
-def _poll(kleio, *args: str, until, timeout: float = 10.0):
+def _poll(kleio, *args: str, until, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         done = kleio(*args)
@@ -28,7 +28,7 @@ def test_statistics_and_output_are_visible_while_the_trial_runs(kleio, script):
         for epoch in range(5):
             kleio_logger.log_statistic(epoch=epoch)
         print("waiting", flush=True)
-        time.sleep(60)
+        time.sleep(300)  # until the test interrupts it: each poll may take a minute
     """)
     proc = kleio.popen("python", name)
     try:
@@ -40,21 +40,30 @@ def test_statistics_and_output_are_visible_while_the_trial_runs(kleio, script):
         assert kleio.json("info", tid)["status"] == "running"
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=60)
 
 
-def test_a_sigkilled_script_loses_at_most_the_last_flush_interval(kleio, script):
+def test_a_sigkilled_script_loses_at_most_the_last_flush_interval(kleio, script, workdir):
     name = script("""
         import os, signal, time
         from kleio_client import kleio_logger
         for step in range(1000):
             kleio_logger.log_statistic(step=step)
-        time.sleep(0.5)  # many flush intervals
+        print("logged", flush=True)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):  # flushed meanwhile, with no exit to flush them
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    done = kleio("python", name)
-    assert done.returncode == 128 + signal.SIGKILL
-    tid = trial_id(done.stderr)
+    proc = kleio.popen("python", name)
+    wait_for_line(proc.stdout, "logged")
+    tid = kleio.json("ls")[0]["id"]
+    _poll(kleio, "stats", tid, "--json", until=lambda out: len(json.loads(out)) == 1000)
+    (workdir / "go").touch()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGKILL
+    assert trial_id(err.decode()) == tid
     assert [r["step"] for r in kleio.json("stats", tid)] == list(range(1000))
     info = kleio.json("info", tid)
     assert (info["status"], info["executions"][0]["exit_signal"]) == ("broken", "SIGKILL")
