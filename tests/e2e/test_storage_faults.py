@@ -25,8 +25,21 @@ for step in range({steps}):
 print("done", flush=True)
 """
 
+# Until the test creates the file `end`: the trial lives (and its supervisor heartbeats,
+# which bring the news) until the test has heard all it waits for.
+HOLD = """
+import os
+deadline = time.monotonic() + 300
+while not os.path.exists("end"):
+    assert time.monotonic() < deadline, "the test never released the trial"
+    time.sleep(0.01)
+"""
 
-def _wait_for_status(kleio, check, timeout: float = 20) -> dict:
+CANNOT_WRITE = "kleio: kleiod cannot write the journal now"
+WRITABLE_AGAIN = "kleio: the journal is writable again; no record was lost"
+
+
+def _wait_for_status(kleio, check, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         status = kleio.json("daemon", "status")
@@ -38,14 +51,14 @@ def _wait_for_status(kleio, check, timeout: float = 20) -> dict:
 
 def _assert_told_in_output(kleio, tid: str) -> None:
     output = kleio.ok("cat", tid, "--stream", "stderr").stdout
-    assert "kleio: kleiod cannot write the journal now" in output
-    assert "kleio: the journal is writable again; no record was lost" in output
+    assert CANNOT_WRITE in output
+    assert WRITABLE_AGAIN in output
 
 
 def test_a_journal_locked_by_another_program_loses_nothing(kleio, script, isolated,
-                                                          monkeypatch):
+                                                          workdir, monkeypatch):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "2")  # heartbeats (and the news) every 0.5 s
-    name = script(SLOW.format(steps=3000, note="x", pause=0.001))
+    name = script(SLOW.format(steps=3000, note="x", pause=0.001) + HOLD)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "ready")
     other = sqlite3.connect(isolated.journal, isolation_level=None)
@@ -53,13 +66,16 @@ def test_a_journal_locked_by_another_program_loses_nothing(kleio, script, isolat
     try:
         status = _wait_for_status(kleio, lambda s: s["database_error"])
         assert "locked" in status["database_error"]
-        time.sleep(1.5)
+        told = wait_for_line(run.stderr, CANNOT_WRITE)  # a heartbeat brought the news
     finally:
         other.execute("COMMIT")
         other.close()
+    told += wait_for_line(run.stderr, WRITABLE_AGAIN)
+    (workdir / "end").touch()
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
-    assert b"kleio: kleiod cannot write the journal now" in err  # on the terminal too
+    err = told.encode() + err
+    assert CANNOT_WRITE.encode() in err  # on the terminal too
     tid = trial_id(err.decode())
     assert [r["step"] for r in kleio.json("stats", tid)] == list(range(3000))
     assert kleio.json("daemon", "status")["database_error"] is None
@@ -93,13 +109,14 @@ def test_a_full_disk_keeps_the_records_until_there_is_room(kleio, script, small_
     run = kleio.popen("python", name, stdin=subprocess.PIPE)
     status = _wait_for_status(kleio, lambda s: s["database_error"])
     assert "full" in status["database_error"]
-    time.sleep(1.5)  # heartbeats bring the news to the trial
+    told = wait_for_line(run.stderr, CANNOT_WRITE)  # heartbeats bring the news to the trial
     filler.unlink()
     _wait_for_status(kleio, lambda s: s["database_error"] is None)
-    time.sleep(1.5)
+    told += wait_for_line(run.stderr, WRITABLE_AGAIN)
     out, err = run.communicate(b"end\n", timeout=60)
     assert run.returncode == 0, err
-    assert b"kleio: kleiod cannot write the journal now" in err
+    err = told.encode() + err
+    assert CANNOT_WRITE.encode() in err
     tid = trial_id(err.decode())
     assert [r["step"] for r in kleio.json("stats", tid)] == list(range(20_000))
     _assert_told_in_output(kleio, tid)
