@@ -41,7 +41,7 @@ def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(
                 print("refused:", exc)
         kleio_logger.log_statistic(after=True)
     """)
-    done = kleio("python", name, timeout=180)
+    done = kleio("python", name, timeout=300)
     assert done.returncode == 0, done.stderr
     refusals = done.stdout.splitlines()
     assert "cannot log huge: a string of 40000000 characters" in refusals[0]
@@ -76,12 +76,24 @@ def test_workers_whose_parent_logs_only_later_keep_their_records(kleio, script, 
     assert len(kleio.json("stats", trial_id(done.stderr))) == 4001
 
 
-def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, monkeypatch):
+def _wait_for_trial_status(kleio, wanted: str, why: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (trial := kleio.json("ls")[0])["status"] != wanted:
+        assert time.monotonic() < deadline, f"{why}: the trial stayed {trial['status']}"
+        time.sleep(0.1)
+    return trial
+
+
+def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir,
+                                                         monkeypatch):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")
     name = script("""
-        import time
+        import os, time
         print("ready", flush=True)
-        time.sleep(5)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):  # runs on until the test has seen it taken back
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
     """)
     kleio.ok("daemon", "start")
     proc = kleio.popen("python", name)
@@ -89,11 +101,14 @@ def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, monkeypa
     cli = psutil.Process(proc.pid)
     supervisor = next(p for p in cli.children() if p.cmdline() == cli.cmdline())  # forked
     supervisor.suspend()  # a laptop lid closed, a VM paused
-    time.sleep(2.5)
-    [trial] = kleio.json("ls")
-    assert trial["status"] == "lost"
-    supervisor.resume()
-    _, err = proc.communicate(timeout=30)
+    try:
+        trial = _wait_for_trial_status(kleio, "lost", "no heartbeat for many leases")
+        assert len(kleio.json("ls")) == 1
+    finally:
+        supervisor.resume()
+    _wait_for_trial_status(kleio, "running", "the woken supervisor's heartbeat")
+    (workdir / "go").touch()
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     info = kleio.json("info", trial["id"])
     assert info["status"] == "completed"
@@ -101,29 +116,46 @@ def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, monkeypa
 
 
 def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, isolated,
-                                                                 monkeypatch):
-    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "2")
+                                                                 workdir, monkeypatch):
+    from kleiod.lock import PidLock
+
+    # The script's flush waits 4 s, then the supervisor's (4 s) and its report of the end
+    # (4 s): time enough for the daemon it starts, 3 to 4 s after the lock is let go.
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "4")
     name = script("""
-        import time
+        import os, time
         from kleio_client import kleio_logger
         kleio_logger.log_statistic(x=1)
         print("ready", flush=True)
-        time.sleep(1)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
         kleio_logger.log_statistic(x=2)
     """)
     proc = kleio.popen("python", name)
     wait_for_line(proc.stdout, "ready")
     signal_daemon(isolated.kleio_runtime)
     started = time.monotonic()
+    # The lock held here: the supervisor starts no daemon until the script's flush has
+    # given up, however slowly the script gets there.
+    held = PidLock(isolated.kleio_runtime)
+    held.acquire()
+    try:
+        (workdir / "go").touch()
+        told = wait_for_line(proc.stderr, "they are kept in")
+    finally:
+        held.release()
     _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 20  # about 8 s of bounds; the default waits 30 s
+    err = told.encode() + err
     # The script left what was not acknowledged in its spill; the supervisor started a
     # daemon that recorded the end, and took the spill in.
     assert b"they are kept in" in err
     tid = trial_id(err.decode())
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while [r["x"] for r in kleio.json("stats", tid)] != [1, 2]:
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "the spill's records never reached the journal"
         time.sleep(0.2)
     assert kleio.json("info", tid)["status"] == "completed"
 
