@@ -63,17 +63,18 @@ class Job:
                 except ProcessLookupError:
                     pass
 
-    def end(self, grace: float = 2.0) -> None:
-        """What the end of a job does: SIGTERM to every process in it, SIGKILL after grace."""
+    def end(self, grace: float = 30.0) -> None:
+        """What the end of a job does: SIGTERM to every process in it, SIGKILL after grace
+        (SLURM's KillWait is 30 s: time for a busy machine to record the trial's end)."""
         for signum in (signal.SIGTERM, signal.SIGKILL):
             self.signal(signum)
             deadline = time.monotonic() + grace
             while self.members() - _gone(self.members()) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        self.process.wait(timeout=10)
+        self.process.wait(timeout=60)
 
     def remove(self) -> None:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while self.cgroup is not None:
             try:
                 self.cgroup.rmdir()
@@ -156,11 +157,14 @@ def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_who
     wait_for_line(first.process.stdout, " up")
     daemon = first.note_daemon()
     assert daemon in first.members()  # no systemd here: the daemon is the first job's
-    second = jobs("python", script(STEADY, name="second.py"))
+    # The second trial holds at step 1000 until the first job has ended: it runs on
+    # without the daemon, and its supervisor starts the next one.
+    second = jobs("python", script(STEADY, name="second.py"), env={"HOLD_AT": "1000"})
     wait_for_line(second.process.stdout, "step 500")
 
     first.end()
     assert _gone({daemon}) == {daemon}
+    (kleio.cwd / "go").touch()
     out, err = second.process.communicate(timeout=120)
     assert second.process.returncode == 0, err
     tid = trial_id(err.decode())
@@ -181,6 +185,11 @@ print("from", start, "up", flush=True)
 for epoch in range(start, 40):
     kleio_logger.log_statistic(epoch=epoch, node=os.environ["SLURMD_NODENAME"])
     time.sleep(0.05)
+    if epoch == 10 and start == 0:  # the first job goes no further until it is signalled
+        deadline = time.monotonic() + 300
+        while not stop:
+            assert time.monotonic() < deadline, "the job was never signalled"
+            time.sleep(0.01)
     if stop:
         kleio_logger.log_artifact("checkpoint", io.BytesIO(b"%d" % epoch), epoch=epoch)
         sys.exit(0)
