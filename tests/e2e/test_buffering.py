@@ -42,7 +42,7 @@ def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(kleio, script, i
     _kill_daemon(isolated)
     run.stdin.write(b"go\n")
     run.stdin.flush()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not any(n.endswith(".frames") for n in _spills(isolated)):
         assert time.monotonic() < deadline, "the producer never spilled"
         time.sleep(0.05)
@@ -64,7 +64,9 @@ def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
     name = script(FLOOD.format(blocks=50, pause=0))
     run = kleio.popen("python", name, stdin=subprocess.PIPE)
     wait_for_line(run.stdout, "ready")
-    _kill_daemon(isolated)
+    # Stopped, not killed: the trial's supervisor starts no daemon 3 s later, which a busy
+    # machine's 50 blocks and 1 s flush could outlast (then the records are acknowledged).
+    kleio.ok("daemon", "stop")
     _, err = run.communicate(b"go\n", timeout=60)
     text = err.decode()
     assert "50000 records were not acknowledged within 1 s; they are kept in" in text
@@ -72,9 +74,9 @@ def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
     assert any(n.endswith(".frames") for n in _spills(isolated))
     kleio.ok("daemon", "start")
     tid = trial_id(text)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(steps := [r["step"] for r in kleio.json("stats", tid)]) < 50_000:
-        assert time.monotonic() < deadline, f"{len(steps)} records"
+        assert time.monotonic() < deadline, f"the spill was not taken in: {len(steps)} records"
         time.sleep(0.2)
     assert steps == list(range(50_000))
 
@@ -134,7 +136,7 @@ def test_a_stalled_io_thread_costs_the_loop_one_short_wait(kleio, script):
     """The loop hands the I/O thread the GIL while it is behind, but never waits on a
     thread that takes nothing: one wait of 50 ms, then the records queue meanwhile."""
     done = kleio.ok("python", script(STALLED_IO_THREAD))
-    assert float(done.stdout.split("loop")[1]) < 0.8  # the stall lasts 3 s
+    assert float(done.stdout.split("loop")[1]) < 1.5  # the stall lasts 3 s (0.3 s when busy)
     steps = [r["step"] for r in kleio.json("stats", trial_id(done.stderr))]
     assert steps == list(range(-1, 100_000))
 
@@ -144,12 +146,25 @@ def test_a_spill_file_gone_while_the_daemon_looks_never_stops_it(kleio, isolated
     """A producer removes its spill file once acknowledged, perhaps while the daemon's
     sweep lists the directory: a name listed but gone is skipped (here a dangling link,
     which a sweep lists and cannot open)."""
+    import psutil
+
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")  # a sweep every 0.25 s
     kleio.ok("daemon", "start")
     directory = isolated.kleio_runtime / "spill"
     directory.mkdir(exist_ok=True)
     (directory / "0123456789abcdef-1-000000.frames").symlink_to(directory / "gone")
-    time.sleep(1.0)
+    # A sweep that went past the spills: it expires the lease of a trial whose kleio,
+    # supervisor and process were killed after the link was made.
+    run = kleio.popen("python", "-c", "import time; print('ready', flush=True); time.sleep(300)")
+    wait_for_line(run.stdout, "ready")
+    cli = psutil.Process(run.pid)
+    for member in [cli, *cli.children(recursive=True)]:
+        member.kill()
+    _, err = run.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while kleio.json("info", trial_id(err.decode()))["status"] != "lost":
+        assert time.monotonic() < deadline, "no sweep expired the lease"
+        time.sleep(0.1)
     assert kleio.json("daemon", "status")["pid"]
     log = (isolated.kleio_runtime / "kleiod.log").read_text()
     assert "Traceback" not in log
