@@ -37,6 +37,10 @@ def test_run_detached_returns_the_id_at_once_and_the_daemon_runs_it(kleio, scrip
         import os, time
         from kleio_client import kleio_logger
         print("cwd", os.getcwd(), "flavour", os.environ.get("FLAVOUR"), flush=True)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):  # runs until the test has seen it running
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
         for step in range(20):
             kleio_logger.log_statistic(step=step)
             time.sleep(0.1)
@@ -45,10 +49,11 @@ def test_run_detached_returns_the_id_at_once_and_the_daemon_runs_it(kleio, scrip
     monkeypatch.setenv("FLAVOUR", "vanilla")
     started = time.monotonic()
     done = kleio.ok("run", "--detach", "python", name)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # the trial itself runs until the test says go
     tid = done.stdout.strip()
     assert tid == trial_id(done.stderr)
-    assert kleio.json("info", tid)["status"] == "running"  # it takes two seconds
+    assert kleio.json("info", tid)["status"] == "running"
+    (workdir / "go").touch()
     follow = kleio.ok("tail", "-f", "-n", "all", tid, timeout=60)
     assert follow.stdout == f"cwd {workdir} flavour vanilla\nfinished\n"
     info = _wait_status(kleio, tid)
@@ -74,18 +79,27 @@ def test_prefix_form_exec_and_branch_detach_too(kleio, script):
     assert "from 6" in kleio.ok("cat", child).stdout
 
 
-def test_a_detached_trial_outlives_a_daemon_restart(kleio, script):
+def test_a_detached_trial_outlives_a_daemon_restart(kleio, script, workdir):
     name = script("""
-        import time
+        import os, time
         from kleio_client import kleio_logger
         for step in range(60):
+            if step == 20:  # the rest once the daemon is stopped
+                deadline = time.monotonic() + 300
+                while not os.path.exists("go"):
+                    assert time.monotonic() < deadline, "the test never released the trial"
+                    time.sleep(0.01)
             kleio_logger.log_statistic(step=step)
             print(f"step {step}", flush=True)
             time.sleep(0.05)
     """)
     tid = kleio.ok("run", "-d", "python", name).stdout.strip()
-    time.sleep(1)
+    deadline = time.monotonic() + 60
+    while "step 19\n" not in kleio.ok("cat", tid).stdout:
+        assert time.monotonic() < deadline, "the detached trial never logged step 19"
+        time.sleep(0.1)
     kleio.ok("daemon", "stop")
+    (workdir / "go").touch()  # it logs on with no daemon
     time.sleep(0.3)
     kleio.ok("daemon", "start")
     info = _wait_status(kleio, tid)
