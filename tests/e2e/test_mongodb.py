@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import trial_id
+from tests.conftest import first_to_exit, trial_id
 
 TRAIN = """
 import io, os, sys
@@ -67,10 +67,18 @@ def test_a_trial_broken_on_one_machine_resumes_on_another(kleio, script, machine
 
 
 def test_the_same_command_on_two_machines_at_once_runs_once(kleio, script, machines):
-    name = script("import time\ntime.sleep(2)\n")
+    name = script("""
+        import os, time
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):  # runs until the other is refused
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
+    """)
     procs = [subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for env in machines.values()]
+    first_to_exit(procs, timeout=120)
+    (kleio.cwd / "go").touch()
     codes = sorted(p.wait(timeout=120) for p in procs)
     assert codes == [0, 4]
 
@@ -172,14 +180,14 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
             [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
              "--storage-path", str(data / "data"), "--log-level", "WARNING"], cwd=data,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 pymongo.MongoClient(f"mongodb://127.0.0.1:{port}",
                                     serverSelectionTimeoutMS=200).admin.command("ping")
                 return server
             except pymongo.errors.PyMongoError:
-                assert time.monotonic() < deadline
+                assert time.monotonic() < deadline, "SecantusDB did not start"
                 time.sleep(0.1)
 
     server = start()
@@ -188,12 +196,16 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
     if hold_bytes:
         monkeypatch.setenv("KLEIO_HOLD_BYTES", hold_bytes)
     name = script("""
-        import time
+        import os, time
         from kleio_client import kleio_logger
         for step in range(400):
             kleio_logger.log_statistic(step=step)
             if step == 50:
                 print("ready", flush=True)
+                deadline = time.monotonic() + 300
+                while not os.path.exists("away"):  # the rest once the database is away
+                    assert time.monotonic() < deadline, "the test never released the trial"
+                    time.sleep(0.01)
             time.sleep(0.015)
     """)
     try:
@@ -201,8 +213,12 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
         wait_for_line(proc.stdout, "ready", timeout=60)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-        time.sleep(2)  # records keep coming while the database is away
-        status = kleio.json("daemon", "status")
+        (kleio.cwd / "away").touch()  # records keep coming while the database is away
+        kept = "records_spilled" if hold_bytes else "records_held"
+        deadline = time.monotonic() + 60
+        while not (status := kleio.json("daemon", "status"))[kept]:
+            assert time.monotonic() < deadline, f"no record counted in {kept}: {status}"
+            time.sleep(0.1)
         if hold_bytes:
             assert status["records_spilled"] > 0
         else:
@@ -237,31 +253,42 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
             kleio_logger.log_statistic(epoch=epoch, machine=os.environ["MACHINE"])
             kleio_logger.log_artifact("ckpt", io.BytesIO(b"%d" % epoch), epoch=epoch)
             if epoch == 2 and os.environ["MACHINE"] == "a":
-                time.sleep(0.5)  # what it logged is committed; it dies while computing
                 print("ready", flush=True)
-                time.sleep(60)
+                time.sleep(300)  # it dies while computing, once what it logged is committed
     """)
     subprocess.run(kleio.argv("daemon", "start"), env=machines["a"], check=True,
                    capture_output=True, timeout=60)
     proc = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=machines["a"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for_line(proc.stdout, "ready", timeout=60)
+    deadline = time.monotonic() + 60
+    while True:  # epoch 2 and its checkpoint are in the database, as machine b reads it
+        listed = _kleio(kleio, machines["b"], "ls", "--json")
+        trials = json.loads(listed.stdout) if listed.returncode == 0 else []
+        if trials:
+            tid = trials[0]["id"]
+            stats = _kleio(kleio, machines["b"], "stats", tid, "--json")
+            saved = _kleio(kleio, machines["b"], "artifacts", tid, "--json")
+            if (stats.returncode == 0 and saved.returncode == 0
+                    and [r["epoch"] for r in json.loads(stats.stdout)] == [0, 1, 2]
+                    and 2 in {a["metadata"]["epoch"] for a in json.loads(saved.stdout)}):
+                break
+        assert time.monotonic() < deadline, "epoch 2 never reached the database"
+        time.sleep(0.1)
     daemon = lock.holder_pid(Path(machines["a"]["XDG_RUNTIME_DIR"]) / "kleio")
     cli = psutil.Process(proc.pid)
     for victim in [psutil.Process(daemon), cli, *cli.children(recursive=True)]:
         victim.send_signal(signal.SIGKILL)  # the whole machine goes down
-    proc.wait(timeout=30)
+    proc.wait(timeout=60)
     tid = None
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:  # machine b's daemon sweeps the expired lease
         listed = _kleio(kleio, machines["b"], "ls", "--json")
-        import json
-
         trials = json.loads(listed.stdout) if listed.returncode == 0 else []
         if trials and trials[0]["status"] == "lost":
             tid = trials[0]["id"]
             break
-        assert time.monotonic() < deadline, listed.stdout + listed.stderr
+        assert time.monotonic() < deadline, "never lost: " + listed.stdout + listed.stderr
         time.sleep(0.3)
     resumed = _kleio(kleio, machines["b"], "python", name)
     assert resumed.returncode == 0, resumed.stderr
