@@ -257,13 +257,13 @@ def test_a_child_left_holding_the_output_does_not_hold_kleio(kleio, script):
 
     name = script("""
         import subprocess
-        subprocess.Popen(["sleep", "30"])  # inherits stdout and stderr
+        subprocess.Popen(["sleep", "60"])  # inherits stdout and stderr
         print("parent done", flush=True)
     """)
     started = time.monotonic()
     done = kleio("python", name)
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # a run on a busy machine; the child holds 60 s
     assert kleio.json("info", trial_id(done.stderr))["status"] == "completed"
 
 
