@@ -36,7 +36,7 @@ class Terminal:
         os.close(follower)
         self.screen = b""
 
-    def expect(self, text: bytes, timeout: float = 30) -> None:
+    def expect(self, text: bytes, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.screen:
             remaining = deadline - time.monotonic()
@@ -53,7 +53,7 @@ class Terminal:
         os.write(self.leader, line.encode() + b"\n")
 
     def close(self) -> int:
-        code = self.proc.wait(timeout=30)
+        code = self.proc.wait(timeout=60)
         os.close(self.leader)
         return code
 

@@ -20,7 +20,7 @@ import pytest
 from kleio_cli import service
 from tests.conftest import REPO
 
-NOTIFY_TIMEOUT = 20.0
+NOTIFY_TIMEOUT = 60.0
 ENABLE = "systemctl --user daemon-reload && systemctl --user enable --now kleiod"
 
 
@@ -68,7 +68,7 @@ def _ready_status_stopping(kleio, address: str, log: Path) -> None:
             assert kleio.json("daemon", "status")["pid"] == proc.pid
             proc.terminate()
             assert _receive(sock, proc, log)["STOPPING"] == "1"
-            assert proc.wait(timeout=20) == 0
+            assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -97,7 +97,7 @@ def test_a_notify_socket_nobody_reads_is_logged_never_fatal(kleio, isolated, tmp
             time.sleep(0.05)
         assert kleio.json("daemon", "status")["pid"] == proc.pid
         proc.terminate()
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -43,7 +43,7 @@ def _run_in_terminal(kleio, *args: str, columns: int = 123) -> tuple[int, bytes]
             break
         seen += data
     os.close(leader)
-    return proc.wait(timeout=30), seen
+    return proc.wait(timeout=60), seen
 
 
 def test_a_tqdm_bar_renders_in_the_terminal_and_collapses_in_the_journal(kleio, script):
