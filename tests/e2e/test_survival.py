@@ -52,10 +52,12 @@ def _assert_complete_journal(kleio, tid: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["kleio daemon stop", "SIGINT", "SIGKILL"])
-def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
+def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, monkeypatch,
+                                           how):
     """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
     the trial runs on, the new daemon takes its output, statistics and exit code, and
     every record is in the journal once."""
+    monkeypatch.setenv("HOLD_AT", "1000")  # mid-run when the daemon goes, however slow
     name = script(STEADY)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "step 500")
@@ -63,6 +65,7 @@ def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, how):
         kleio.ok("daemon", "stop")
     else:
         signal_daemon(isolated.kleio_runtime, getattr(signal, how))
+    (workdir / "go").touch()
     time.sleep(0.5)  # the trial goes on logging with no daemon
     kleio.ok("daemon", "start")
     out, err = run.communicate(timeout=90)
@@ -169,15 +172,18 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
 
 
 def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isolated,
-                                                             monkeypatch):
+                                                             workdir, monkeypatch):
     """The daemon is killed and nobody starts another: the trial's supervisor does, and
     the trial's records and end reach the journal."""
     from kleiod import lock
 
+    # Near the end (its flush waits for a daemon), and not ended before the kill.
+    monkeypatch.setenv("HOLD_AT", "2901")
     name = script(STEADY)
     run = kleio.popen("python", name)
-    wait_for_line(run.stdout, "step 2900")  # near the end: its flush waits for a daemon
+    wait_for_line(run.stdout, "step 2900")
     killed = signal_daemon(isolated.kleio_runtime)
+    (workdir / "go").touch()
     out, err = run.communicate(timeout=90)
     assert run.returncode == 0, err
     assert lock.is_held(isolated.kleio_runtime)
@@ -187,7 +193,8 @@ def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isol
     _assert_complete_journal(kleio, tid)
 
 
-def test_tail_follows_on_across_a_daemon_restart(kleio, script):
+def test_tail_follows_on_across_a_daemon_restart(kleio, script, workdir, monkeypatch):
+    monkeypatch.setenv("HOLD_AT", "1000")  # still running when the daemon stops
     name = script(STEADY)
     run = kleio.popen("python", name)
     wait_for_line(run.stdout, "step 100")
@@ -195,7 +202,8 @@ def test_tail_follows_on_across_a_daemon_restart(kleio, script):
     follow = kleio.popen("tail", "-f", "-n", "all", tid)
     seen = wait_for_line(follow.stdout, "step 500")
     kleio.ok("daemon", "stop")
-    time.sleep(0.3)
+    (workdir / "go").touch()
+    time.sleep(0.3)  # it prints on with no daemon
     kleio.ok("daemon", "start")
     run.communicate(timeout=90)
     out, err = follow.communicate(timeout=90)
