@@ -39,6 +39,7 @@ from kleiod.errors import KleiodError
 KILL_WINDOW = 3.0
 HEARTBEAT_WAIT = 5.0
 DAEMON_GRACE = 3.0
+DAEMON_START_WAIT = 15.0  # for a daemon the supervisor starts, on a busy machine
 WATCH_INTERVAL = 1.0  # how long no daemon may hold the lock before the supervisor starts one
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
@@ -266,7 +267,7 @@ class Supervisor:
         self._next_launch = now + DAEMON_GRACE
         try:
             config = dataclasses.replace(resolve(), runtime_dir=runtime)
-            note = launcher.start(config, timeout=DAEMON_GRACE)
+            note = launcher.start(config, timeout=DAEMON_START_WAIT)
         except (KleiodError, OSError) as exc:
             note = f"could not start kleiod: {exc}"
         if note:

@@ -25,6 +25,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Tests send SIGINT to the commands they start, which must take it as a terminal's Ctrl-C:
+# a suite started with SIGINT ignored (`(pytest &)` in a script) would pass that on to them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @dataclass
 class Env:
