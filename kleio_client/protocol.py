@@ -100,7 +100,9 @@ def default_runtime_dir(env: Any = None) -> str:
     import tempfile
 
     private = f"kleio-{os.getuid()}"
-    candidate = os.path.join(tempfile.gettempdir(), private)
+    tmp = env.get("TMPDIR")
+    candidate = os.path.join(tmp if tmp and os.path.isdir(tmp) else tempfile.gettempdir(),
+                             private)
     # A long TMPDIR (a job's scratch directory) would push socket paths past the limit.
     return candidate if _fits(candidate) else os.path.join("/tmp", private)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,24 +138,37 @@ def test_a_daemon_serving_another_database_is_not_silently_used(kleio, tmp_path,
     assert kleio.json("daemon", "status")["database"] == f"sqlite:///{tmp_path / 'other.sqlite'}"
 
 
-def test_on_a_batch_node_a_private_short_runtime_dir_is_used(kleio, script, tmp_path):
-    """No XDG_RUNTIME_DIR (or one that does not exist), and a TMPDIR so long that sockets
-    there would pass the 107-byte limit: the daemon and the CLI agree on a private 0700
-    directory whose socket paths fit, and a trial runs."""
+def test_on_a_batch_node_a_private_runtime_dir_under_tmpdir_is_used(kleio, script):
+    """No XDG_RUNTIME_DIR (or one that does not exist): the daemon and the CLI agree on a
+    private 0700 directory under TMPDIR (the test's own, never the shared /tmp), and a
+    trial runs."""
+    tmp = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(tmp)
+    runtime = tmp / f"kleio-{os.getuid()}"
+    try:
+        for missing in (None, str(tmp / "no-such-dir")):
+            if missing:
+                env["XDG_RUNTIME_DIR"] = missing
+            assert Path(protocol.default_runtime_dir(env)) == runtime
+            try:
+                done = kleio("python", script("print('ran')\n"), "--x", str(missing), env=env)
+                assert done.returncode == 0, done.stderr
+                assert done.stdout == "ran\n"
+                assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+                assert (runtime / "control.sock").exists()
+            finally:
+                kleio("daemon", "stop", env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_tmpdir_too_deep_for_socket_paths_falls_back_to_a_short_one(tmp_path):
+    """A job's scratch TMPDIR would push socket paths past the 107-byte limit: the
+    runtime directory is then /tmp/kleio-<uid>, the node's one for this user (its path
+    only is checked: that directory may be a real daemon's)."""
     deep = tmp_path / ("scratch-" + "x" * 60) / ("job-" + "y" * 40)
     deep.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    env["TMPDIR"] = str(deep)
-    for missing in (None, str(tmp_path / "no-such-dir")):
-        if missing:
-            env["XDG_RUNTIME_DIR"] = missing
-        runtime = Path(protocol.default_runtime_dir(env))
-        assert len(str(runtime / "publish.sock")) < 107
-        try:
-            done = kleio("python", script("print('ran')\n"), "--x", str(missing), env=env)
-            assert done.returncode == 0, done.stderr
-            assert done.stdout == "ran\n"
-            assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
-            assert (runtime / "control.sock").exists()
-        finally:
-            kleio("daemon", "stop", env=env)
+    runtime = protocol.default_runtime_dir({"TMPDIR": str(deep)})
+    assert runtime == f"/tmp/kleio-{os.getuid()}"
+    assert len(os.fsencode(os.path.join(runtime, "publish.sock"))) < 107
