@@ -21,6 +21,13 @@ while the handler has not started it sends the signal again to the main thread
 The same pipe shows which signals the process received: a SIGINT or SIGTERM is
 journaled (``protocol.SIGNAL``), so that a launcher or a shell that exits 130 or 143
 after its child died of one is known to have been interrupted.
+
+A forked child inherits that wakeup fd and the handler: a SIGTERM sent to it before
+it has a wake pipe of its own would write to its parent's, whose I/O thread would
+then take it for the parent's and nudge the parent to death (a pool whose worker was
+terminated as it started did, in CI).  So a fork holds every signal from just before
+it until the child has its own pipe and the default SIGTERM again; a signal sent in
+between comes after, to the process it was sent to.
 """
 
 from __future__ import annotations
@@ -58,7 +65,11 @@ class SignalWatch:
         self._came_at: float | None = None
         self._nudged_at = 0.0
         self.handler = self._terminate  # one object: `getsignal() is handler` holds
-        os.register_at_fork(after_in_child=self._disarm_in_child)
+        self._held = threading.local()  # the forking thread's mask, to give back
+        # Registered after the channel's: its child hook (a pipe of the child's own) runs
+        # before this one's, both while signals are held.
+        os.register_at_fork(before=self._hold, after_in_parent=self._release,
+                            after_in_child=self._disarm_in_child)
 
     def arm(self, wakeup_fd: int) -> None:
         """In the main thread (Python's rule for both): ``wakeup_fd`` becomes the signals'
@@ -108,6 +119,15 @@ class SignalWatch:
         if main is not None:
             signal.pthread_kill(main, signal.SIGTERM)
 
+    def _hold(self) -> None:
+        self._held.mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+    def _release(self) -> None:
+        mask = getattr(self._held, "mask", None)
+        if mask is not None:
+            self._held.mask = None
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     def _disarm_in_child(self) -> None:
         """A forked child has nothing to flush until it logs, and no I/O thread to watch
         over the handler: SIGTERM ends it at once, as it would without Kleio, until its
@@ -118,3 +138,4 @@ class SignalWatch:
         self._nudged_at = 0.0
         if signal.getsignal(signal.SIGTERM) is self.handler:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._release()
