@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from kleiod import states
 from kleiod.storage.base import (
@@ -60,20 +61,21 @@ class MongoExecutions(MongoConnection):
                  "$inc": {"executions": 1}},
                 return_document=ReturnDocument.BEFORE,
             )
-            if before is None:
-                self._refuse(spec.id, claim)
+            if before is None:  # another has it: of this launch, if it reserved it meanwhile
+                return self._join(spec.id, claim) or self._refuse(spec.id, claim)
             execution = int(before["executions"]) + 1
             previous = None if before["status"] == states.NEW and execution == 1 \
                 else str(before["status"])
             if before["status"] == states.RUNNING:  # its lease had expired
                 self._mark(spec.id, execution - 1, states.LOST, claim.now - 1e-6)
                 previous = states.LOST
-            self._db.executions.insert_one({
-                "trial_id": spec.id, "number": execution, "host": claim.host, "pid": claim.pid,
-                "started": claim.now, "ended": None, "exit_code": None,
-                "status": states.RUNNING, "signals": [], "launch": claim.launch,
-                "participants": 1, "ends": [],
-                "capture": None if capture is None else json.dumps(capture)})
+            # An upsert: a process of the same launch may have joined it already (_join).
+            self._db.executions.update_one({"trial_id": spec.id, "number": execution}, {
+                "$set": {"host": claim.host, "pid": claim.pid, "started": claim.now,
+                         "ended": None, "exit_code": None, "status": states.RUNNING,
+                         "signals": [], "launch": claim.launch,
+                         "capture": None if capture is None else json.dumps(capture)},
+                "$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
             record_status(self._db, spec.id, execution, states.RUNNING, claim.now)
         return Reservation(spec.id, execution, previous)
 
@@ -86,10 +88,11 @@ class MongoExecutions(MongoConnection):
              "lease_until": {"$gte": claim.now}}, {"executions": 1})
         if trial is None:
             return None
-        joined = self._db.executions.update_one(
-            {"trial_id": trial_id, "number": trial["executions"], "status": states.RUNNING},
-            {"$inc": {"participants": 1}})
-        if not joined.modified_count:  # it ended meanwhile: reserve as usual
+        try:  # an upsert: the process that reserved it may not have written it yet
+            self._db.executions.update_one(
+                {"trial_id": trial_id, "number": trial["executions"], "status": states.RUNNING},
+                {"$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
+        except DuplicateKeyError:  # it ended meanwhile: reserve as usual
             return None
         return Reservation(trial_id, int(trial["executions"]), states.RUNNING, joined=True)
 

@@ -251,6 +251,40 @@ def test_the_processes_of_one_launch_join_one_execution(database_url: str):
     assert [h["status"] for h in trial["history"]] == ["new", "running"]
 
 
+def _launch_race(url: str, barrier, results, index: int) -> None:
+    storage = open_storage(url)
+    barrier.wait()
+    try:
+        reservation = storage.reserve(SPEC, _launch_claim(100 + index, "slurm:9.0"))
+        results.put(("reserved", reservation.execution, reservation.joined))
+    except AlreadyRunning as error:
+        results.put(("refused", str(error), None))
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str,
+                                                                round_: int):
+    """A process that joined while the first was between its reservation and the
+    execution's document was refused once (MongoDB, under load): all of them run."""
+    open_storage(database_url).close()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_launch_race, args=(database_url, barrier, results, i))
+             for i in range(6)]
+    for proc in procs:
+        proc.start()
+    outcomes = sorted(results.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=60)
+    assert outcomes == [("reserved", 1, False)] + [("reserved", 1, True)] * 5
+    storage = open_storage(database_url)
+    for _ in range(5):
+        storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # the sixth runs still
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    assert storage.get_trial(SPEC.id)["status"] == states.COMPLETED
+
+
 def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
         database_url: str):
     storage = open_storage(database_url)
