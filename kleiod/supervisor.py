@@ -47,6 +47,8 @@ ECHO_WINDOW = 0.05
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
              signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
+# Taken once the trial has ended: the supervisor stops waiting for an absent daemon.
+GIVE_UP = frozenset({signal.SIGINT, signal.SIGQUIT})
 # SLURM's warning before preemption or the time limit (`--signal=USR1@90`): inside a
 # SLURM job it is recorded too, and the trial ends interrupted, to resume when requeued.
 PREEMPTION_WARNINGS = frozenset({signal.SIGUSR1, signal.SIGUSR2})
@@ -290,12 +292,7 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         process = self._process
         if process is not None and process.returncode is not None:
-            if signum not in RECORDED:
-                return
-            # The trial has ended: a Ctrl-C now only stops waiting for an absent daemon.
-            self._given_up = True
-            if self._channel is not None:
-                self._channel.abort()
+            self._after_the_end(signum)
             return
         if signum == signal.SIGWINCH:  # the caller's terminal was resized
             for output in self._outputs:
@@ -320,6 +317,17 @@ class Supervisor:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
+
+    def _after_the_end(self, signum: int) -> None:
+        """The trial has ended: a person's Ctrl-C (or Ctrl-\\) now only stops waiting for
+        an absent daemon.  A SIGTERM does not: the end of a batch job sends one to every
+        process, which the supervisor may take after its trial died of it, and the end
+        is still to be recorded before the SIGKILL that follows."""
+        if signum not in GIVE_UP or self._echo_of(signum, time.monotonic()):
+            return
+        self._given_up = True
+        if self._channel is not None:
+            self._channel.abort()
 
     def _echo_of(self, signum: int, now: float) -> bool:
         """The same signal again within ``ECHO_WINDOW``: one signal sent to every process

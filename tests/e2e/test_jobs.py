@@ -144,10 +144,17 @@ def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio,
     assert trial in job.members()  # in the job's cgroup: its limits and its end apply
     job.end()
     assert _gone({trial}) == {trial}
-    tid = trial_id(job.process.stderr.read().decode())
+    err = job.process.stderr.read().decode()
+    tid = trial_id(err)
     info = _wait_until_ended(kleio, tid)
-    assert info["status"] == "interrupted"
-    assert info["executions"][-1]["signals"] == ["SIGTERM"]  # reached kleio and its child
+    logs = "".join(p.read_text() for p in job.runtime.glob("*.log"))
+    assert info["status"] == "interrupted", (err, logs, info["history"], info["executions"])
+    # It reached the trial, which died of it; the supervisor, signalled too, may take its
+    # own SIGTERM only after the trial's death (on a loaded machine), and then records it
+    # no more than any signal that comes after the end (a completed trial stays so).
+    execution = info["executions"][-1]
+    assert execution["exit_signal"] == "SIGTERM"
+    assert execution["signals"] in ([], ["SIGTERM"])
 
 
 def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(

@@ -3,6 +3,8 @@ late children, paused machines, an absent daemon at the end, late records, odd i
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,6 +160,44 @@ def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, 
         assert time.monotonic() < deadline, "the spill's records never reached the journal"
         time.sleep(0.2)
     assert kleio.json("info", tid)["status"] == "completed"
+
+
+def test_a_sigterm_after_the_trial_ended_still_lets_its_end_be_recorded(
+        kleio, script, isolated, workdir, monkeypatch):
+    """The end of a batch job signals every process: a supervisor may take its SIGTERM
+    after its trial died, and it once stopped waiting for the daemon then (as for a
+    Ctrl-C), so that the trial showed as lost."""
+    from kleiod.lock import PidLock
+
+    monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "8")
+    name = script("""
+        import os, time
+        from kleio_client import kleio_logger
+        kleio_logger.log_statistic(x=1)
+        print("pid", os.getpid(), "up", flush=True)
+        deadline = time.monotonic() + 300
+        while not os.path.exists("go"):
+            assert time.monotonic() < deadline, "the test never released the trial"
+            time.sleep(0.01)
+    """)
+    proc = kleio.popen("python", name)
+    trial = psutil.Process(int(wait_for_line(proc.stdout, " up").split()[1]))
+    supervisor = trial.ppid()
+    signal_daemon(isolated.kleio_runtime)
+    held = PidLock(isolated.kleio_runtime)  # no daemon comes back until the SIGTERM went
+    held.acquire()
+    try:
+        (workdir / "go").touch()
+        deadline = time.monotonic() + 60
+        while psutil.pid_exists(trial.pid):  # reaped: the supervisor knows it ended
+            assert time.monotonic() < deadline, "the supervisor never reaped its trial"
+            time.sleep(0.02)
+        os.kill(supervisor, signal.SIGTERM)
+    finally:
+        held.release()
+    err = proc.communicate(timeout=120)[1].decode()
+    assert "did not record the end" not in err, err
+    assert kleio.json("info", trial_id(err))["status"] == "completed"
 
 
 def test_a_record_logged_after_the_exit_flush_is_kept(kleio, script):
