@@ -224,7 +224,7 @@ def _answer(controller: Controller, sock: zmq.Socket, frames: list[bytes]) -> No
 
 def _expire_leases(storage: Storage) -> None:
     try:
-        for trial_id in storage.expire_leases(time.time()):
+        for trial_id in storage.expire_leases():
             log.warning("trial %s is lost: its lease expired", trial_id)
     except StorageError as exc:
         log.error("%s", exc)

@@ -114,10 +114,9 @@ class Handlers:
                                         environment=bool(allow.get("environment"))),
             exact=bool(args.get("exact")),
         )
-        now = time.time()
         launch = args.get("launch")
         claim = Claim(host=str(args.get("host") or socket.gethostname()), pid=int(args["pid"]),
-                      now=now, lease_until=now + self._ctx.config.lease_seconds,
+                      lease_seconds=self._ctx.config.lease_seconds,
                       launch=None if launch is None else str(launch))
         outcome = reservation.reserve(self._storage, request, claim)
         return {
@@ -158,8 +157,8 @@ class Handlers:
         error = self._ctx.ingest.database_error
         if error is not None:  # renewed once it is back; no lease expires meanwhile
             return {"owner": True, "database_error": error}
-        until = time.time() + self._ctx.config.lease_seconds
-        owner = self._storage.renew_lease(str(args["id"]), int(args["execution"]), until)
+        owner = self._storage.renew_lease(str(args["id"]), int(args["execution"]),
+                                          self._ctx.config.lease_seconds)
         return {"owner": owner, "database_error": None}
 
     def end_execution(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +170,7 @@ class Handlers:
         status = states.final_status(-1 if exit_code is None else int(exit_code), signals,
                                      received=received > 0)
         self._storage.end_execution(
-            ExecutionEnd(trial_id, execution, status, exit_code, signals, time.time())
+            ExecutionEnd(trial_id, execution, status, exit_code, signals)
         )
         self._ctx.running.ended(trial_id, execution)
         return {"status": status}

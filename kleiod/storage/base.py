@@ -42,12 +42,12 @@ class TrialSpec:
 
 @dataclass(frozen=True)
 class Claim:
-    """Who asks to run a trial now, and until when its lease holds."""
+    """Who asks to run a trial now, and for how long its lease holds: from now on the
+    database's clock (``Storage.clock``), whatever the asking daemon's clock says."""
 
     host: str
     pid: int
-    now: float
-    lease_until: float
+    lease_seconds: float
     # The launch this process is one of (``slurm:JOB.STEP`` for the tasks of one srun step,
     # or $KLEIO_LAUNCH): a claim of a trial running under the same launch joins its
     # execution instead of being refused as already running.
@@ -149,7 +149,6 @@ class ExecutionEnd:
     status: str
     exit_code: int | None
     signals: list[str]
-    now: float
 
 
 def participant_end(end: ExecutionEnd) -> dict[str, Any]:
@@ -197,7 +196,9 @@ class Storage(Protocol):
 
     def start_execution(self, trial_id: str, execution: int, pid: int) -> None: ...
 
-    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool: ...
+    def renew_lease(self, trial_id: str, execution: int, seconds: float) -> bool:
+        """Hold the execution's lease ``seconds`` more (on the database's clock)."""
+        ...
 
     def end_execution(self, end: ExecutionEnd) -> None: ...
 
@@ -206,8 +207,14 @@ class Storage(Protocol):
         """Store the records not stored yet, refusing executions that no longer own their trial."""
         ...
 
-    def expire_leases(self, now: float) -> list[str]:
-        """Declare lost the running trials whose lease ended before ``now``; return their ids."""
+    def expire_leases(self) -> list[str]:
+        """Declare lost the running trials whose lease ended (on the database's clock);
+        return their ids."""
+        ...
+
+    def clock(self) -> float:
+        """The database's time, in seconds since the epoch: leases and the times of
+        statuses are measured on it, never on a daemon's (two machines' clocks differ)."""
         ...
 
     def logged_counts(self, trial_id: str, kinds: Iterable[str],

@@ -3,7 +3,10 @@
 Owns connecting (with a short server selection timeout, then a ping, so an
 unreachable server is said at once), the indexes every collection relies on
 (the unique key of a chunk of records on (trial, execution, producer, seq)
-among them), the bucket artifacts are kept in, closing, and the translation
+among them), the bucket artifacts are kept in, the server's clock (on which
+leases are measured, whatever the clocks of the daemons' machines say), whether
+the deployment runs transactions (a replica set or a sharded cluster: what
+fences the writes of records), closing, and the translation
 of pymongo errors to StorageError, at the seam, with the URL's credentials
 redacted.
 """
@@ -11,6 +14,7 @@ redacted.
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +49,10 @@ class MongoConnection:
             self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
                 url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=False)
             self._db = self._client.get_default_database(default="kleio")
-            self._client.admin.command("ping")
+            hello = self._client.admin.command("hello")
             self._ensure_indexes()
+        # Transactions need a replica set (one node will do) or mongos.
+        self.transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
         import gridfs
 
         self._blobs = gridfs.GridFSBucket(self._db, bucket_name="artifacts")
@@ -58,6 +64,12 @@ class MongoConnection:
         self._db.chunks.create_index(
             [("trial_id", 1), ("execution", 1), ("producer", 1), ("seq", 1)], unique=True)
         self._db.chunks.create_index([("trial_id", 1), ("kind", 1), ("chunk", 1)])
+
+    def clock(self) -> float:
+        """The server's time, in seconds since the epoch (to the millisecond)."""
+        with self._t("reading the server's clock"):
+            now = self._client.admin.command("hello")["localTime"]
+        return float(now.replace(tzinfo=datetime.timezone.utc).timestamp())
 
     def _t(self, what: str) -> contextlib.AbstractContextManager[None]:
         return _translated(what, self.url)

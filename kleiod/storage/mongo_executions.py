@@ -45,47 +45,48 @@ class MongoExecutions(MongoConnection):
     def reserve(self, spec: TrialSpec, claim: Claim,
                 capture: dict[str, Any] | None = None) -> Reservation:
         with self._t(f"reserving trial {spec.id}"):
-            self._create(spec, claim)
-            joined = self._join(spec.id, claim)
+            now = self.clock()
+            self._create(spec, now)
+            joined = self._join(spec.id, claim, now)
             if joined is not None:
                 return joined
             before = self._db.trials.find_one_and_update(
                 {"_id": spec.id, "$or": [
                     {"status": {"$in": RESUMABLE}},
-                    {"status": states.RUNNING, "lease_until": {"$lt": claim.now}},
+                    {"status": states.RUNNING, "lease_until": {"$lt": now}},
                 ]},
                 {"$set": {"status": states.RUNNING, "owner_host": claim.host,
-                          "owner_pid": claim.pid, "owner_since": claim.now,
-                          "lease_until": claim.lease_until, "updated": claim.now,
+                          "owner_pid": claim.pid, "owner_since": now,
+                          "lease_until": now + claim.lease_seconds, "updated": now,
                           "owner_launch": claim.launch},
                  "$inc": {"executions": 1}},
                 return_document=ReturnDocument.BEFORE,
             )
             if before is None:  # another has it: of this launch, if it reserved it meanwhile
-                return self._join(spec.id, claim) or self._refuse(spec.id, claim)
+                return self._join(spec.id, claim, now) or self._refuse(spec.id)
             execution = int(before["executions"]) + 1
             previous = None if before["status"] == states.NEW and execution == 1 \
                 else str(before["status"])
             if before["status"] == states.RUNNING:  # its lease had expired
-                self._mark(spec.id, execution - 1, states.LOST, claim.now - 1e-6)
+                self._mark(spec.id, execution - 1, states.LOST, now - 1e-6)
                 previous = states.LOST
             # An upsert: a process of the same launch may have joined it already (_join).
             self._db.executions.update_one({"trial_id": spec.id, "number": execution}, {
-                "$set": {"host": claim.host, "pid": claim.pid, "started": claim.now,
+                "$set": {"host": claim.host, "pid": claim.pid, "started": now,
                          "ended": None, "exit_code": None, "status": states.RUNNING,
                          "signals": [], "launch": claim.launch,
                          "capture": None if capture is None else json.dumps(capture)},
                 "$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
-            record_status(self._db, spec.id, execution, states.RUNNING, claim.now)
+            record_status(self._db, spec.id, execution, states.RUNNING, now)
         return Reservation(spec.id, execution, previous)
 
-    def _join(self, trial_id: str, claim: Claim) -> Reservation | None:
+    def _join(self, trial_id: str, claim: Claim, now: float) -> Reservation | None:
         """One more process of the launch whose execution runs: it joins that execution."""
         if claim.launch is None:
             return None
         trial = self._db.trials.find_one(
             {"_id": trial_id, "status": states.RUNNING, "owner_launch": claim.launch,
-             "lease_until": {"$gte": claim.now}}, {"executions": 1})
+             "lease_until": {"$gte": now}}, {"executions": 1})
         if trial is None:
             return None
         try:  # an upsert: the process that reserved it may not have written it yet
@@ -96,18 +97,18 @@ class MongoExecutions(MongoConnection):
             return None
         return Reservation(trial_id, int(trial["executions"]), states.RUNNING, joined=True)
 
-    def _create(self, spec: TrialSpec, claim: Claim) -> None:
+    def _create(self, spec: TrialSpec, now: float) -> None:
         result = self._db.trials.update_one({"_id": spec.id}, {"$setOnInsert": {
             "parent": spec.parent, "status": states.NEW, "command": spec.command,
             "identity": json.dumps(spec.identity, sort_keys=True), "cwd": spec.cwd,
-            "user": spec.user, "created": claim.now, "updated": claim.now, "executions": 0,
+            "user": spec.user, "created": now, "updated": now, "executions": 0,
             "owner_host": None, "owner_pid": None, "owner_since": None, "lease_until": None,
             "root": spec.root or spec.id, "branch_kind": spec.branch_kind,
             "branch_point": spec.branch_point}}, upsert=True)
         if result.upserted_id is not None:
-            record_status(self._db, spec.id, 0, states.NEW, claim.now - 2e-6)
+            record_status(self._db, spec.id, 0, states.NEW, now - 2e-6)
 
-    def _refuse(self, trial_id: str, claim: Claim) -> NoReturn:
+    def _refuse(self, trial_id: str) -> NoReturn:
         trial = self._db.trials.find_one({"_id": trial_id}) or {}
         if trial.get("status") == states.COMPLETED:
             raise completed(trial_id)
@@ -126,12 +127,13 @@ class MongoExecutions(MongoConnection):
             self._db.trials.update_one({"_id": trial_id, "executions": execution},
                                        {"$set": {"owner_pid": pid}})
 
-    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+    def renew_lease(self, trial_id: str, execution: int, seconds: float) -> bool:
         with self._t("renewing a lease"):
+            now = self.clock()
             before = self._db.trials.find_one_and_update(
                 {"_id": trial_id, "executions": execution,
                  "status": {"$in": [states.RUNNING, states.LOST]}},
-                {"$set": {"lease_until": until, "status": states.RUNNING}},
+                {"$set": {"lease_until": now + seconds, "status": states.RUNNING}},
                 return_document=ReturnDocument.BEFORE)
             if before is None:
                 return False
@@ -139,7 +141,7 @@ class MongoExecutions(MongoConnection):
                 self._db.executions.update_one(
                     {"trial_id": trial_id, "number": execution},
                     {"$set": {"status": states.RUNNING, "ended": None}})
-                record_status(self._db, trial_id, execution, states.RUNNING, until)
+                record_status(self._db, trial_id, execution, states.RUNNING, now)
         return True
 
     def end_execution(self, end: ExecutionEnd) -> None:
@@ -152,9 +154,10 @@ class MongoExecutions(MongoConnection):
             if after is None or after["participants"] > 0:
                 return
             end = combined_end(end, after["ends"])
+            now = self.clock()
             self._db.executions.update_one(
                 {"trial_id": end.trial_id, "number": end.execution},
-                {"$set": {"ended": end.now, "exit_code": end.exit_code,
+                {"$set": {"ended": now, "exit_code": end.exit_code,
                           "signals": end.signals}})
             self._db.executions.update_one(
                 {"trial_id": end.trial_id, "number": end.execution,
@@ -163,13 +166,14 @@ class MongoExecutions(MongoConnection):
             done = self._db.trials.update_one(
                 {"_id": end.trial_id, "executions": end.execution,
                  "status": {"$in": [states.RUNNING, states.LOST]}},
-                {"$set": {"status": end.status, "updated": end.now, "lease_until": None}})
+                {"$set": {"status": end.status, "updated": now, "lease_until": None}})
             if done.modified_count:
-                record_status(self._db, end.trial_id, end.execution, end.status, end.now)
+                record_status(self._db, end.trial_id, end.execution, end.status, now)
 
-    def expire_leases(self, now: float) -> list[str]:
+    def expire_leases(self) -> list[str]:
         expired = []
         with self._t("expiring leases"):
+            now = self.clock()
             for trial in self._db.trials.find({"status": states.RUNNING,
                                                "lease_until": {"$lt": now}}):
                 done = self._db.trials.update_one(

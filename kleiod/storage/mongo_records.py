@@ -1,10 +1,13 @@
 """The records in MongoDB: chunks appended under the fencing check, and read back.
 
-Owns the ``chunks`` collection: appending chunks of records (refused for an
-execution that no longer owns its trial, storing only the records not stored
-yet, numbered in commit order by one atomic counter so that positions order
-records across machines), and the reads of chunks and records by kind and
-position, with their counts and a producer's last seq.
+Owns the ``chunks`` collection: appending chunks of records, refused for an
+execution that no longer owns its trial (the check and the write are one
+transaction where the deployment runs them, a replica set or a sharded cluster;
+on a standalone server the check comes before the write and again after it),
+storing only the records not stored yet, numbered in commit order by one atomic
+counter so that positions order records across machines; and the reads of
+chunks and records by kind and position, with their counts and a producer's
+last seq.
 """
 
 from __future__ import annotations
@@ -14,57 +17,108 @@ from typing import Any
 
 import msgpack
 from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
 from kleio_client import protocol
 from kleiod.storage.base import POSITION_STRIDE, Appended, Chunk, uncovered_parts
 from kleiod.storage.mongo_connection import MongoConnection
 
+# Transactions tried when another daemon stores some of the same records meanwhile.
+APPEND_ATTEMPTS = 5
+
+
+def _document(number: int, part: Chunk) -> dict[str, Any]:
+    return {"chunk": number, "trial_id": part.trial_id, "execution": part.execution,
+            "producer": part.producer, "seq": part.seq, "count": part.count,
+            "kind": part.kind, "body": part.body}
+
 
 class MongoRecords(MongoConnection):
     """Appending and reading chunks of records."""
 
     def append_chunks(self, chunks: Sequence[Chunk]) -> Appended:
-        inserted = 0
+        with self._t(f"writing {len(chunks)} chunks of records"):
+            if not self.transactions:
+                return self._append_checked(chunks)
+            for _ in range(APPEND_ATTEMPTS):
+                try:
+                    with self._client.start_session() as session:
+                        return session.with_transaction(
+                            lambda s: self._append(chunks, s))
+                except DuplicateKeyError:  # another daemon stored some meanwhile: see which
+                    continue
+            raise DuplicateKeyError("records stored by another daemon at each attempt")
+
+    def _append(self, chunks: Sequence[Chunk], session: ClientSession | None) -> Appended:
+        """One transaction (``session``): the fencing check is a write to the trial, so
+        that a reservation that takes the trial over meanwhile conflicts with it, and
+        either the records are stored before the new execution starts or they are
+        refused."""
         refused: set[tuple[str, int]] = set()
         owners: dict[tuple[str, int], bool] = {}
+        parts: list[Chunk] = []
+        for chunk in chunks:
+            key = (chunk.trial_id, chunk.execution)
+            if key not in owners:
+                owners[key] = self._owns(key, session)
+            if not owners[key]:
+                refused.add(key)
+                continue
+            parts += self._uncovered(chunk, session)
+        if not parts:
+            return Appended(0, refused)
+        counter = self._db.counters.find_one_and_update(
+            {"_id": "chunk"}, {"$inc": {"value": len(parts)}}, upsert=True,
+            return_document=ReturnDocument.AFTER, session=session)
+        first = int((counter or {})["value"]) - len(parts) + 1
+        inserted = 0
         stored: list[tuple[int, Chunk]] = []
-        with self._t(f"writing {len(chunks)} chunks of records"):
-            parts: list[Chunk] = []
-            for chunk in chunks:
-                key = (chunk.trial_id, chunk.execution)
-                if key not in owners:
-                    owners[key] = self._db.trials.count_documents(
-                        {"_id": chunk.trial_id, "executions": chunk.execution}) == 1
-                if not owners[key]:
-                    refused.add(key)
-                    continue
-                parts += self._uncovered(chunk)
-            if not parts:
-                return Appended(0, refused)
-            counter = self._db.counters.find_one_and_update(
-                {"_id": "chunk"}, {"$inc": {"value": len(parts)}}, upsert=True,
-                return_document=ReturnDocument.AFTER)
-            last = int((counter or {})["value"])
-            for number, part in enumerate(parts, start=int(last) - len(parts) + 1):
-                try:
-                    self._db.chunks.insert_one({
-                        "chunk": number, "trial_id": part.trial_id, "execution": part.execution,
-                        "producer": part.producer, "seq": part.seq, "count": part.count,
-                        "kind": part.kind, "body": part.body})
-                    inserted += part.count
-                    stored.append((number * POSITION_STRIDE, part))
-                except DuplicateKeyError:
-                    continue  # another daemon stored the same records meanwhile
+        for number, part in enumerate(parts, start=first):
+            try:
+                self._db.chunks.insert_one(_document(number, part), session=session)
+            except DuplicateKeyError:
+                if session is not None:
+                    raise  # the transaction is aborted: the caller tries again
+                continue  # another daemon stored the same records meanwhile
+            inserted += part.count
+            stored.append((number * POSITION_STRIDE, part))
         return Appended(inserted, refused, tuple(stored))
 
-    def _uncovered(self, chunk: Chunk) -> list[Chunk]:
+    def _owns(self, key: tuple[str, int], session: ClientSession | None) -> bool:
+        trial = {"_id": key[0], "executions": key[1]}
+        if session is None:
+            return self._db.trials.count_documents(trial, limit=1) == 1
+        return self._db.trials.update_one(trial, {"$inc": {"appends": 1}},
+                                          session=session).matched_count == 1
+
+    def _append_checked(self, chunks: Sequence[Chunk]) -> Appended:
+        """A standalone server runs no transaction: the check comes before the write and
+        again after it, and records of an execution that lost its trial meanwhile are
+        taken back (a reader may see them for that moment)."""
+        appended = self._append(chunks, None)
+        refused = set(appended.refused)
+        stored = []
+        inserted = appended.inserted
+        for position, part in appended.stored:
+            key = (part.trial_id, part.execution)
+            if key in refused or not self._owns(key, None):
+                refused.add(key)
+                self._db.chunks.delete_one({"trial_id": part.trial_id,
+                                            "execution": part.execution,
+                                            "producer": part.producer, "seq": part.seq})
+                inserted -= part.count
+                continue
+            stored.append((position, part))
+        return Appended(inserted, refused, tuple(stored))
+
+    def _uncovered(self, chunk: Chunk, session: ClientSession | None = None) -> list[Chunk]:
         last = chunk.seq + chunk.count - 1
         stored = [(d["seq"], d["count"]) for d in self._db.chunks.find(
             {"trial_id": chunk.trial_id, "execution": chunk.execution,
              "producer": chunk.producer,
              "seq": {"$gte": chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, "$lte": last}},
-            {"seq": 1, "count": 1}) if d["seq"] + d["count"] > chunk.seq]
+            {"seq": 1, "count": 1}, session=session) if d["seq"] + d["count"] > chunk.seq]
         return uncovered_parts(chunk, stored)
 
     def logged_counts(self, trial_id: str, kinds: Iterable[str],

@@ -23,7 +23,7 @@ from kleiod.storage.base import (
     completed,
     participant_end,
 )
-from kleiod.storage.sqlite_connection import SQLiteConnection
+from kleiod.storage.sqlite_connection import SQLiteConnection, translated
 
 
 def record_status(db: sqlite3.Connection, trial_id: str, execution: int, status: str,
@@ -33,11 +33,16 @@ def record_status(db: sqlite3.Connection, trial_id: str, execution: int, status:
                (trial_id, execution, status, at))
 
 
-def _joins(row: tuple[Any, ...], claim: Claim) -> bool:
+def clock(db: sqlite3.Connection) -> float:
+    """SQLite's time (this machine's, to the millisecond), in seconds since the epoch."""
+    return float(db.execute("SELECT (julianday('now') - 2440587.5) * 86400.0").fetchone()[0])
+
+
+def _joins(row: tuple[Any, ...], claim: Claim, now: float) -> bool:
     """Whether the claim is one more process of the launch whose execution runs."""
     status, _, _, _, _, lease_until, launch = row
     return (claim.launch is not None and launch == claim.launch and status == states.RUNNING
-            and lease_until is not None and lease_until >= claim.now)
+            and lease_until is not None and lease_until >= now)
 
 
 class SQLiteExecutions(SQLiteConnection):
@@ -46,12 +51,13 @@ class SQLiteExecutions(SQLiteConnection):
     def reserve(self, spec: TrialSpec, claim: Claim,
                 capture: dict[str, Any] | None = None) -> Reservation:
         with self._transaction(f"reserving trial {spec.id}") as db:
+            now = clock(db)
             row = db.execute(
                 "SELECT status, executions, owner_host, owner_pid, owner_since, lease_until, "
                 "owner_launch FROM trials WHERE id = ?",
                 (spec.id,),
             ).fetchone()
-            if row is not None and _joins(row, claim):
+            if row is not None and _joins(row, claim, now):
                 db.execute("UPDATE executions SET participants = participants + 1 "
                            "WHERE trial_id = ? AND number = ?", (spec.id, row[1]))
                 return Reservation(spec.id, row[1], states.RUNNING, joined=True)
@@ -63,44 +69,44 @@ class SQLiteExecutions(SQLiteConnection):
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (spec.id, spec.parent, states.NEW, json.dumps(spec.command),
                      json.dumps(spec.identity, sort_keys=True), spec.cwd, spec.user,
-                     claim.now, claim.now, spec.root or spec.id, spec.branch_kind,
+                     now, now, spec.root or spec.id, spec.branch_kind,
                      spec.branch_point),
                 )
-                record_status(db, spec.id, 0, states.NEW, claim.now)
+                record_status(db, spec.id, 0, states.NEW, now)
                 executions = 0
             else:
                 executions = row[1]
-                previous = self._check_reservable(db, spec.id, row, claim)
+                previous = self._check_reservable(db, spec.id, row, now)
             execution = executions + 1
             db.execute(
                 "UPDATE trials SET status = ?, executions = ?, owner_host = ?, owner_pid = ?, "
                 "owner_since = ?, lease_until = ?, updated = ?, owner_launch = ? WHERE id = ?",
-                (states.RUNNING, execution, claim.host, claim.pid, claim.now,
-                 claim.lease_until, claim.now, claim.launch, spec.id),
+                (states.RUNNING, execution, claim.host, claim.pid, now,
+                 now + claim.lease_seconds, now, claim.launch, spec.id),
             )
             db.execute(
                 "INSERT INTO executions (trial_id, number, host, pid, started, status, capture, "
                 "launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (spec.id, execution, claim.host, claim.pid, claim.now, states.RUNNING,
+                (spec.id, execution, claim.host, claim.pid, now, states.RUNNING,
                  None if capture is None else json.dumps(capture), claim.launch),
             )
-            record_status(db, spec.id, execution, states.RUNNING, claim.now)
+            record_status(db, spec.id, execution, states.RUNNING, now)
         return Reservation(spec.id, execution, previous)
 
     def _check_reservable(
-        self, db: sqlite3.Connection, trial_id: str, row: tuple[Any, ...], claim: Claim
+        self, db: sqlite3.Connection, trial_id: str, row: tuple[Any, ...], now: float
     ) -> str:
         status, executions, host, pid, since, lease_until, _ = row
         if status == states.COMPLETED:
             raise completed(trial_id)
         if status == states.RUNNING:
-            if lease_until is not None and lease_until >= claim.now:
+            if lease_until is not None and lease_until >= now:
                 raise already_running(trial_id, host, pid, since)
             db.execute(
                 "UPDATE executions SET status = ?, ended = ? WHERE trial_id = ? AND number = ?",
-                (states.LOST, claim.now, trial_id, executions),
+                (states.LOST, now, trial_id, executions),
             )
-            record_status(db, trial_id, executions, states.LOST, claim.now)
+            record_status(db, trial_id, executions, states.LOST, now)
             return states.LOST
         return str(status)
 
@@ -111,7 +117,7 @@ class SQLiteExecutions(SQLiteConnection):
             db.execute("UPDATE trials SET owner_pid = ? WHERE id = ? AND executions = ?",
                        (pid, trial_id, execution))
 
-    def renew_lease(self, trial_id: str, execution: int, until: float) -> bool:
+    def renew_lease(self, trial_id: str, execution: int, seconds: float) -> bool:
         """Renew the latest execution's lease; one declared lost while alive (a paused
         machine) runs again, as long as no other execution took the trial over."""
         with self._transaction("renewing a lease") as db:
@@ -119,13 +125,14 @@ class SQLiteExecutions(SQLiteConnection):
                              (trial_id, execution)).fetchone()
             if row is None or row[0] not in (states.RUNNING, states.LOST):
                 return False
+            now = clock(db)
             db.execute("UPDATE trials SET lease_until = ?, status = ? WHERE id = ?",
-                       (until, states.RUNNING, trial_id))
+                       (now + seconds, states.RUNNING, trial_id))
             if row[0] == states.LOST:
                 db.execute("UPDATE executions SET status = ?, ended = NULL "
                            "WHERE trial_id = ? AND number = ?",
                            (states.RUNNING, trial_id, execution))
-                record_status(db, trial_id, execution, states.RUNNING, until)
+                record_status(db, trial_id, execution, states.RUNNING, now)
         return True
 
     def end_execution(self, end: ExecutionEnd) -> None:
@@ -135,6 +142,7 @@ class SQLiteExecutions(SQLiteConnection):
                              (end.trial_id, end.execution)).fetchone()
             if row is None:
                 return
+            now = clock(db)
             ends = [*json.loads(row[1] or "[]"), participant_end(end)]
             if row[0] > 1:  # other processes of its launch still run
                 db.execute("UPDATE executions SET participants = ?, ends = ? "
@@ -147,19 +155,24 @@ class SQLiteExecutions(SQLiteConnection):
                 "ends = ?, "
                 "status = CASE WHEN status IN ('running', 'lost') THEN ? ELSE status END "
                 "WHERE trial_id = ? AND number = ?",
-                (end.now, end.exit_code, json.dumps(end.signals), json.dumps(ends), end.status,
+                (now, end.exit_code, json.dumps(end.signals), json.dumps(ends), end.status,
                  end.trial_id, end.execution),
             )
             cursor = db.execute(
                 "UPDATE trials SET status = ?, updated = ?, lease_until = NULL "
                 "WHERE id = ? AND executions = ? AND status IN ('running', 'lost')",
-                (end.status, end.now, end.trial_id, end.execution),
+                (end.status, now, end.trial_id, end.execution),
             )
             if cursor.rowcount:
-                record_status(db, end.trial_id, end.execution, end.status, end.now)
+                record_status(db, end.trial_id, end.execution, end.status, now)
 
-    def expire_leases(self, now: float) -> list[str]:
+    def clock(self) -> float:
+        with translated("reading the clock"):
+            return clock(self._db)
+
+    def expire_leases(self) -> list[str]:
         with self._transaction("expiring leases") as db:
+            now = clock(db)
             rows = db.execute(
                 "SELECT id, executions FROM trials WHERE status = ? AND lease_until < ?",
                 (states.RUNNING, now),

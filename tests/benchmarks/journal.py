@@ -52,7 +52,7 @@ now = time.time()
 for index in range(int(sys.argv[2])):
     spec = TrialSpec(id=f"{index:032x}", command=["python", "train.py", "--lr", str(index)],
                      identity={}, cwd="/tmp", user="bench")
-    storage.reserve(spec, Claim("host", 1, now, now + 60))
+    storage.reserve(spec, Claim("host", 1, 60))
 storage.close()
 """
 

@@ -5,8 +5,6 @@ one of stored statistics."""
 
 from __future__ import annotations
 
-import time
-
 import msgpack
 import pytest
 
@@ -22,8 +20,7 @@ SPEC = TrialSpec(id="cd" * 16, command=["python", "t.py"], identity={}, cwd="/",
 
 def _stored(database_url: str):
     storage = open_storage(database_url)
-    now = time.time()
-    storage.reserve(SPEC, Claim(host="h", pid=1, now=now, lease_until=now + 30))
+    storage.reserve(SPEC, Claim(host="h", pid=1, lease_seconds=30))
     first = [{"step": 0, "loss": 0.5}, {"step": 1, "loss": 0.25}, {"step": 2, "loss": 0.125}]
     second = [{"step": 3, "loss": 0.1, "lr": 0.01}, {"step": 4, "note": "x", "shape": [1, 2]}]
     for seq, records in ((1, first), (4, second)):

@@ -7,9 +7,13 @@ the execution number fences writes; records are idempotent per record; leases ex
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
 import time
 
 import msgpack
+import psutil
 import pytest
 
 from kleio_client import protocol
@@ -22,8 +26,7 @@ SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/",
 
 
 def _claim(pid: int, lease: float = 30.0) -> Claim:
-    now = time.time()
-    return Claim(host="h", pid=pid, now=now, lease_until=now + lease)
+    return Claim(host="h", pid=pid, lease_seconds=lease)
 
 
 def _race(url: str, barrier, results, index: int) -> None:
@@ -55,18 +58,119 @@ def test_statuses_and_the_execution_number_fencing_token(database_url: str):
     storage = open_storage(database_url)
     first = storage.reserve(SPEC, _claim(1))
     assert (first.execution, first.previous_status) == (1, None)
-    assert storage.renew_lease(SPEC.id, 1, time.time() + 30)
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.BROKEN, 1, [], time.time()))
+    assert storage.renew_lease(SPEC.id, 1, 30)
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.BROKEN, 1, []))
     second = storage.reserve(SPEC, _claim(2))
     assert (second.execution, second.previous_status) == (2, states.BROKEN)
-    assert not storage.renew_lease(SPEC.id, 1, time.time() + 30)  # not the owner any more
+    assert not storage.renew_lease(SPEC.id, 1, 30)  # not the owner any more
     stale = Chunk(SPEC.id, 1, "p", 1, 1, protocol.STATISTIC,
                   msgpack.packb([[protocol.STATISTIC, {"late": True}]]))
     assert storage.append_chunks([stale]).refused == {(SPEC.id, 1)}  # fenced
     assert storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
-    storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, [], time.time()))
+    storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, []))
     with pytest.raises(TrialCompleted):
         storage.reserve(SPEC, _claim(3))
+
+
+def _stale_writer(url: str, producer: str, barrier, results) -> None:
+    """Execution 1 logging as fast as it can until it is refused: what it was told."""
+    storage = open_storage(url)
+    barrier.wait()
+    stored: list[int] = []
+    try:
+        for seq in range(1, 100_000):
+            appended = storage.append_chunks([_one(1, producer, seq)])
+            if appended.refused:
+                break
+            stored.append(seq)
+            time.sleep(0.002)  # as a daemon's batches come: others get the database too
+    except Exception as exc:  # shown by the test, which would otherwise wait in vain
+        results.put((producer, repr(exc)))
+        raise
+    results.put((producer, stored))
+
+
+def _wait_stopped(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while psutil.Process(pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, f"writer {pid} never stopped"
+        time.sleep(0.01)
+
+
+def _one(execution: int, producer: str, seq: int) -> Chunk:
+    body = msgpack.packb([[protocol.STATISTIC, {"p": producer, "seq": seq}]])
+    return Chunk(SPEC.id, execution, producer, seq, 1, protocol.STATISTIC, body)
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str,
+                                                                   round_: int):
+    """The fencing check and the write are one: once the new execution has written, no
+    record of the old one comes after it, and each of the old one's writes was either
+    stored or refused, as it was told.  The stale writers are paused (a machine that
+    froze) at any point of their writes while the new owner takes over and writes."""
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1, lease=-1))  # expired: anyone may take it over
+    assert storage.append_chunks([_one(1, "first", 1)]).inserted == 1
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(5), ctx.Queue()
+    writers = [ctx.Process(target=_stale_writer, args=(database_url, f"w{i}", barrier, results))
+               for i in range(4)]
+    for writer in writers:
+        writer.start()
+    barrier.wait()
+    deadline = time.monotonic() + 60
+    while len(storage.read_records(SPEC.id, [protocol.STATISTIC])) < 40:
+        assert time.monotonic() < deadline, "the stale writers never wrote"
+    for writer in writers:
+        os.kill(writer.pid, signal.SIGSTOP)
+    for writer in writers:
+        _wait_stopped(writer.pid)
+    taken: list[int] = []
+
+    def take_over() -> None:
+        taken.append(storage.reserve(SPEC, _claim(2)).execution)
+        taken.append(open_storage(database_url).append_chunks([_one(2, "new", 1)]).inserted)
+
+    thread = threading.Thread(target=take_over)
+    thread.start()
+    thread.join(timeout=0.5)  # done at once unless a paused writer's write holds it back
+    for writer in writers:
+        os.kill(writer.pid, signal.SIGCONT)
+    thread.join(timeout=60)
+    assert taken == [2, 1]
+    told = dict(results.get(timeout=120) for _ in writers)
+    assert all(isinstance(seqs, list) for seqs in told.values()), told
+    told["first"] = [1]
+    for writer in writers:
+        writer.join(timeout=60)
+    records = storage.read_records(SPEC.id, [protocol.STATISTIC])
+    owner = next(r["position"] for r in records if r["execution"] == 2)
+    late = [r["body"] for r in records if r["execution"] == 1 and r["position"] > owner]
+    assert late == [], f"{len(late)} records of the stale execution after the new one's"
+    stored = {(r["body"]["p"], r["body"]["seq"]) for r in records if r["execution"] == 1}
+    assert stored == {(p, s) for p, seqs in told.items() for s in seqs}
+
+
+@pytest.mark.parametrize("offset", [-3600.0, 3600.0])
+def test_leases_are_measured_on_the_database_s_clock(database_url: str, monkeypatch,
+                                                     offset: float):
+    """A daemon whose machine's clock is an hour off neither declares a live trial lost
+    at once nor keeps a dead one for an hour."""
+    storage = open_storage(database_url)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + offset)
+    live = TrialSpec(id="ef" * 16, command=["python", "live.py"], identity={}, cwd="/",
+                     user="u")
+    storage.reserve(live, _claim(1, lease=600))
+    storage.reserve(SPEC, _claim(2, lease=0.5))  # dies at once: nobody renews it
+    deadline = real() + 60
+    while SPEC.id not in storage.expire_leases():
+        assert real() < deadline, "a lease of 0.5 s never ended"
+        time.sleep(0.05)
+    assert storage.get_trial(live.id)["status"] == states.RUNNING
+    started = storage.get_trial(SPEC.id)["executions"][0]["start"]
+    assert abs(started - real()) < 60  # on the database's clock too
 
 
 def test_an_expired_lease_makes_the_trial_lost_and_resumable(database_url: str):
@@ -101,16 +205,17 @@ def test_chunks_are_idempotent_and_positions_follow_commit_order(database_url: s
 def test_expired_leases_are_swept_to_lost(database_url: str):
     storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1, lease=-1))
-    assert storage.expire_leases(time.time()) == [SPEC.id]
+    assert storage.expire_leases() == [SPEC.id]
     trial = storage.get_trial(SPEC.id)
     assert trial["status"] == states.LOST
     assert trial["executions"][0]["status"] == states.LOST
     # alive after all (a paused machine): its heartbeat takes it back, as nobody took over
-    assert storage.renew_lease(SPEC.id, 1, time.time() + 30)
+    assert storage.renew_lease(SPEC.id, 1, 30)
     assert storage.get_trial(SPEC.id)["status"] == states.RUNNING
-    storage.expire_leases(time.time() + 60)
+    storage.renew_lease(SPEC.id, 1, -1)  # its lease ends again: lost again
+    storage.expire_leases()
     # its end, reported late, is what happened: it completed
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
     trial = storage.get_trial(SPEC.id)
     assert trial["status"] == states.COMPLETED
     assert trial["executions"][0]["status"] == states.COMPLETED
@@ -119,10 +224,10 @@ def test_expired_leases_are_swept_to_lost(database_url: str):
 def test_a_lost_execution_taken_over_stays_fenced(database_url: str):
     storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1, lease=-1))
-    storage.expire_leases(time.time())
+    storage.expire_leases()
     storage.reserve(SPEC, _claim(2))  # execution 2 takes over
-    assert not storage.renew_lease(SPEC.id, 1, time.time() + 30)
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    assert not storage.renew_lease(SPEC.id, 1, 30)
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
     trial = storage.get_trial(SPEC.id)
     assert trial["status"] == states.RUNNING  # execution 2's
     assert [e["status"] for e in trial["executions"]] == [states.COMPLETED, states.RUNNING]
@@ -231,8 +336,7 @@ def test_tags_are_added_and_removed_and_listed(database_url: str):
 
 
 def _launch_claim(pid: int, launch: str | None) -> Claim:
-    now = time.time()
-    return Claim(host=f"node{pid}", pid=pid, now=now, lease_until=now + 30, launch=launch)
+    return Claim(host=f"node{pid}", pid=pid, lease_seconds=30, launch=launch)
 
 
 def test_the_processes_of_one_launch_join_one_execution(database_url: str):
@@ -279,9 +383,9 @@ def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str
     assert outcomes == [("reserved", 1, False)] + [("reserved", 1, True)] * 5
     storage = open_storage(database_url)
     for _ in range(5):
-        storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+        storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
     assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # the sixth runs still
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, [], time.time()))
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
     assert storage.get_trial(SPEC.id)["status"] == states.COMPLETED
 
 
@@ -293,10 +397,10 @@ def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
     ends = [(states.COMPLETED, 0, []), (states.BROKEN, 1, []),
             (states.INTERRUPTED, -15, ["SIGTERM"])]
     for status, code, signals in ends[:2]:
-        storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals, time.time()))
+        storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals))
         assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # one still runs
     status, code, signals = ends[2]
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals, time.time()))
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals))
     trial = storage.get_trial(SPEC.id)
     execution = trial["executions"][0]
     assert (trial["status"], execution["status"]) == (states.BROKEN, states.BROKEN)
@@ -308,8 +412,6 @@ def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
 
 def test_a_launch_whose_lease_expired_is_not_joined_but_resumed(database_url: str):
     storage = open_storage(database_url)
-    now = time.time()
-    storage.reserve(SPEC, Claim(host="a", pid=1, now=now, lease_until=now - 1,
-                                launch="slurm:7.0"))
+    storage.reserve(SPEC, Claim(host="a", pid=1, lease_seconds=-1, launch="slurm:7.0"))
     again = storage.reserve(SPEC, _launch_claim(2, "slurm:7.0"))
     assert (again.execution, again.joined, again.previous_status) == (2, False, states.LOST)

@@ -19,7 +19,7 @@ def _chunk(trial: str, seq: int, count: int) -> Chunk:
 def _storage(tmp_path) -> tuple[SQLiteStorage, str]:
     storage = SQLiteStorage(tmp_path / "journal.sqlite")
     spec = TrialSpec(id="ab" * 32, command=["python", "t.py"], identity={}, cwd="/", user="u")
-    storage.reserve(spec, Claim("host", 1, 0.0, 1e12))
+    storage.reserve(spec, Claim("host", 1, 1e12))
     return storage, spec.id
 
 
