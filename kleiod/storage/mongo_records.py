@@ -12,20 +12,23 @@ last seq.
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
 from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from kleio_client import protocol
 from kleiod.storage.base import POSITION_STRIDE, Appended, Chunk, uncovered_parts
 from kleiod.storage.mongo_connection import MongoConnection
 
-# Transactions tried when another daemon stores some of the same records meanwhile.
-APPEND_ATTEMPTS = 5
+# How long a write of records tries again while other writes conflict with it.
+CONFLICTS_FOR = 10.0
 
 
 def _document(number: int, part: Chunk) -> dict[str, Any]:
@@ -41,14 +44,25 @@ class MongoRecords(MongoConnection):
         with self._t(f"writing {len(chunks)} chunks of records"):
             if not self.transactions:
                 return self._append_checked(chunks)
-            for _ in range(APPEND_ATTEMPTS):
+            deadline = time.monotonic() + CONFLICTS_FOR
+            for attempt in itertools.count():
                 try:
-                    with self._client.start_session() as session:
-                        return session.with_transaction(
-                            lambda s: self._append(chunks, s))
-                except DuplicateKeyError:  # another daemon stored some meanwhile: see which
-                    continue
-            raise DuplicateKeyError("records stored by another daemon at each attempt")
+                    return self._append_in_transaction(chunks)
+                except OperationFailure as exc:
+                    # Another daemon stored some meanwhile (see which), or a write conflict
+                    # (a reservation, another daemon's records): again, after a while.
+                    again = isinstance(exc, DuplicateKeyError) or exc.has_error_label(
+                        "TransientTransactionError")
+                    if not again or time.monotonic() >= deadline:
+                        raise
+                time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** attempt)))
+            raise AssertionError("unreachable")
+
+    def _append_in_transaction(self, chunks: Sequence[Chunk]) -> Appended:
+        """One try (not pymongo's ``with_transaction``, which retries a server that went
+        away for two minutes: the daemon keeps the records and retries on its own)."""
+        with self._client.start_session() as session, session.start_transaction():
+            return self._append(chunks, session)
 
     def _append(self, chunks: Sequence[Chunk], session: ClientSession | None) -> Appended:
         """One transaction (``session``): the fencing check is a write to the trial, so
@@ -58,6 +72,8 @@ class MongoRecords(MongoConnection):
         refused: set[tuple[str, int]] = set()
         owners: dict[tuple[str, int], bool] = {}
         parts: list[Chunk] = []
+        # What this batch stores already, per producer: a resend may be in it twice.
+        taken: dict[tuple[str, int, str], list[tuple[int, int]]] = {}
         for chunk in chunks:
             key = (chunk.trial_id, chunk.execution)
             if key not in owners:
@@ -65,7 +81,10 @@ class MongoRecords(MongoConnection):
             if not owners[key]:
                 refused.add(key)
                 continue
-            parts += self._uncovered(chunk, session)
+            mine = taken.setdefault((*key, chunk.producer), [])
+            new = self._uncovered(chunk, session, mine)
+            mine.extend((part.seq, part.count) for part in new)
+            parts += new
         if not parts:
             return Appended(0, refused)
         counter = self._db.counters.find_one_and_update(
@@ -112,9 +131,11 @@ class MongoRecords(MongoConnection):
             stored.append((position, part))
         return Appended(inserted, refused, tuple(stored))
 
-    def _uncovered(self, chunk: Chunk, session: ClientSession | None = None) -> list[Chunk]:
+    def _uncovered(self, chunk: Chunk, session: ClientSession | None = None,
+                   taken: Sequence[tuple[int, int]] = ()) -> list[Chunk]:
         last = chunk.seq + chunk.count - 1
-        stored = [(d["seq"], d["count"]) for d in self._db.chunks.find(
+        stored = [t for t in taken if t[0] + t[1] > chunk.seq and t[0] <= last] + [
+            (d["seq"], d["count"]) for d in self._db.chunks.find(
             {"trial_id": chunk.trial_id, "execution": chunk.execution,
              "producer": chunk.producer,
              "seq": {"$gte": chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, "$lte": last}},
