@@ -39,19 +39,23 @@ def _race(url: str, barrier, results, index: int) -> None:
         results.put("refused")
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
-    open_storage(database_url).close()
+def _outcomes_of_six(url: str, target) -> list:
+    """Six processes running ``target`` on one database at once: what each said, sorted."""
+    open_storage(url).close()
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(database_url, barrier, results, i))
-             for i in range(6)]
+    procs = [ctx.Process(target=target, args=(url, barrier, results, i)) for i in range(6)]
     for proc in procs:
         proc.start()
     outcomes = sorted(results.get(timeout=60) for _ in procs)
     for proc in procs:
         proc.join(timeout=60)
-    assert outcomes == ["refused"] * 5 + ["won"]
+    return outcomes
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
+    assert _outcomes_of_six(database_url, _race) == ["refused"] * 5 + ["won"]
 
 
 def test_statuses_and_the_execution_number_fencing_token(database_url: str):
@@ -372,16 +376,7 @@ def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str
                                                                 round_: int):
     """A process that joined while the first was between its reservation and the
     execution's document was refused once (MongoDB, under load): all of them run."""
-    open_storage(database_url).close()
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=_launch_race, args=(database_url, barrier, results, i))
-             for i in range(6)]
-    for proc in procs:
-        proc.start()
-    outcomes = sorted(results.get(timeout=60) for _ in procs)
-    for proc in procs:
-        proc.join(timeout=60)
+    outcomes = _outcomes_of_six(database_url, _launch_race)
     assert outcomes == [("reserved", 1, False)] + [("reserved", 1, True)] * 5
     storage = open_storage(database_url)
     for _ in range(5):
