@@ -17,7 +17,7 @@ from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.identity import canonical_args
 from kleio_cli.redaction import check_runnable
 from kleio_cli.run import RunOptions, run_spec, working_directory
-from kleiod.config import resolve
+from kleio_runtime.config import resolve
 
 ID_LENGTH = 32
 

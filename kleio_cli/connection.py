@@ -12,8 +12,8 @@ from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
 from kleio_client.version import __version__
-from kleiod import launcher, lock
-from kleiod.config import Config
+from kleio_runtime import launcher, lock
+from kleio_runtime.config import Config
 
 START_TIMEOUT = 15.0
 LOG_FILE = launcher.LOG_FILE

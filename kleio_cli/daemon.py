@@ -8,8 +8,8 @@ import time
 from kleio_cli import render
 from kleio_cli.connection import connect, control_client
 from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
-from kleiod import lock
-from kleiod.config import resolve
+from kleio_runtime import lock
+from kleio_runtime.config import resolve
 
 STOP_TIMEOUT = 30.0
 

@@ -21,8 +21,8 @@ from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.redaction import check_runnable
 from kleio_cli.run import RunOptions, run_spec, working_directory
-from kleiod.config import resolve
-from kleiod.storage.base import SCRATCH
+from kleio_client import protocol
+from kleio_runtime.config import resolve
 
 ID_LENGTH = 32
 
@@ -33,10 +33,10 @@ def pdb_command(trial: str) -> int:
         point = client.call("branch_point", id=parent["id"], key=None, value=None)
     check_runnable(parent["command"], parent["id"])
     argv = debugged(parent["command"])
-    text = json.dumps([SCRATCH, parent["id"], uuid.uuid4().hex])
+    text = json.dumps([protocol.SCRATCH, parent["id"], uuid.uuid4().hex])
     scratch_id = hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
     scratch = {"id": scratch_id, "root": scratch_id, "parent": parent["id"],
-               "branch_kind": SCRATCH, "branch_point": point["branch_point"]}
+               "branch_kind": protocol.SCRATCH, "branch_point": point["branch_point"]}
     print(f"kleio: debugging trial {parent['id'][:12]} in scratch trial {scratch_id[:12]}: "
           "what it logs stays out of the trial's history", file=sys.stderr)
     # Ctrl-C belongs to the debugger: a second one never kills the session.

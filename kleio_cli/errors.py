@@ -4,8 +4,8 @@
     (and, from kleio_client.errors)
     RequestRefused          mapped by its wire code through EXIT_STATUS
     DaemonUnavailable       EXIT_UNAVAILABLE
-    (and, from kleiod.errors, for configuration read by the CLI)
-    KleiodError             mapped by its code through EXIT_STATUS
+    (and, from kleio_runtime.errors, for configuration read by the CLI)
+    RuntimeSetupError       mapped by its code through EXIT_STATUS
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import zmq
 
 from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
-from kleiod.errors import KleiodError
+from kleio_runtime.errors import RuntimeSetupError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -57,7 +57,7 @@ class CliError(Exception):
 def exit_status(exc: BaseException) -> int:
     if isinstance(exc, CliError):
         return exc.exit_status
-    if isinstance(exc, (RequestRefused, KleiodError)):
+    if isinstance(exc, (RequestRefused, RuntimeSetupError)):
         return EXIT_STATUS.get(exc.code, EXIT_FAILURE)
     if isinstance(exc, DaemonUnavailable):
         return EXIT_UNAVAILABLE
@@ -76,7 +76,7 @@ def reported() -> Iterator[None]:
     """Turn Kleio's errors into one line on stderr and the mapped exit status."""
     try:
         yield
-    except (CliError, KleioError, KleiodError) as exc:
+    except (CliError, KleioError, RuntimeSetupError) as exc:
         fail(exc)
     except BrokenPipeError:  # the reader has all it wanted (`kleio stats ID | head`)
         raise typer.Exit(0) from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -45,8 +44,9 @@ def canonical_args(args: list[str]) -> list[str]:
     return out
 
 
-def compute(argv: list[str], cwd: str, environ: dict[str, str] | None = None) -> Identity:
-    env = os.environ if environ is None else environ
+def compute(argv: list[str], cwd: str, namespace: str | None = None) -> Identity:
+    """The trial that ``argv`` run in ``cwd`` names, for ``namespace`` (the configured
+    one; else the user)."""
     command = parse_command(argv)
     script_path = Path(cwd, command.script).resolve() if command.script else None
     anchor = script_path.parent if script_path else Path(cwd).resolve()
@@ -55,7 +55,7 @@ def compute(argv: list[str], cwd: str, environ: dict[str, str] | None = None) ->
     canonical = {
         "version": IDENTITY_VERSION,
         "project": project,
-        "user": env.get("KLEIO_NAMESPACE") or getpass.getuser(),
+        "user": namespace or getpass.getuser(),
         "interpreter": command.interpreter,
         "interpreter_options": command.interpreter_options,
         "script": _relative(script_path, root) if script_path else None,

@@ -15,7 +15,7 @@ from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.request import call
 from kleio_client import segments as stored
-from kleiod.config import resolve
+from kleio_runtime.config import resolve
 
 
 def cat(trial: str, stream: str | None, raw: bool = False) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from kleio_cli.errors import reported
 from kleio_cli.options import JSON
+from kleio_client import protocol
 
 artifact_app = typer.Typer(help="Get one artifact of a trial.", no_args_is_help=True)
 
@@ -30,11 +31,11 @@ def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with 
         as_json: bool = JSON) -> None:
     """List the trials."""
     from kleio_cli import listing
-    from kleiod.states import ALL
 
-    unknown = [s for s in status if s not in ALL]
+    unknown = [s for s in status if s not in protocol.STATUSES]
     if unknown:
-        raise typer.BadParameter(f"{unknown[0]!r} is not a status: {', '.join(ALL)}",
+        raise typer.BadParameter(f"{unknown[0]!r} is not a status: "
+                                 f"{', '.join(protocol.STATUSES)}",
                                  param_hint="--status")
     with reported():
         listing.ls(as_json, tuple(status), tree, tuple(tag), tuple(where))

@@ -10,14 +10,14 @@ from typing import Any
 from kleio_cli import render, statistics
 from kleio_cli.connection import connect
 from kleio_cli.request import call
+from kleio_client import protocol
 from kleio_client.journal import options
-from kleiod.config import resolve
-from kleiod.storage.base import SCRATCH
+from kleio_runtime.config import resolve
 
 
 def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
        tags: tuple[str, ...] = (), where: tuple[str, ...] = ()) -> None:
-    trials = [t for t in call("ls") if t.get("branch_kind") != SCRATCH
+    trials = [t for t in call("ls") if t.get("branch_kind") != protocol.SCRATCH
               and (not statuses or t["status"] in statuses)
               and set(tags) <= set(t.get("tags") or [])]
     if where:

@@ -16,7 +16,7 @@ from kleio_cli import render, statistics
 from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_client import segments as stored
-from kleiod.config import resolve
+from kleio_runtime.config import resolve
 
 MARKERS = "*o+x#@%&"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from kleio_cli.errors import EXIT_USAGE, CliError
-from kleiod.config import redact
+from kleio_runtime.config import redact
 
 REDACTED = "***"
 SECRET_OPTION = re.compile(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kleio_cli.connection import connect
-from kleiod.config import resolve
+from kleio_runtime.config import resolve
 
 
 def call(cmd: str, **args: Any) -> Any:

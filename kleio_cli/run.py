@@ -30,8 +30,8 @@ from kleio_cli.errors import (
 from kleio_cli.redaction import check_runnable, redacted
 from kleio_client import protocol, resource
 from kleio_client.errors import KleioError, RequestRefused
-from kleiod.config import Config, resolve
-from kleiod.supervisor import FORWARDED, Supervisor, SupervisorSpec
+from kleio_runtime.config import Config, resolve
+from kleio_supervisor.supervisor import FORWARDED, Supervisor, SupervisorSpec
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
         _check_detachable()
     config = resolve()
     shown = redacted(argv)  # what is stored: no secret of the command line
-    ident = identity.compute(shown, cwd)
+    ident = identity.compute(shown, cwd, config.namespace)
     trial = (exact or {}).get("id", ident.id)
     with connect(config) as client:
         captured = capture(shown, cwd)
@@ -102,7 +102,8 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
     spec = SupervisorSpec(
         trial_id=reservation["id"], execution=reservation["execution"], argv=argv, cwd=cwd,
         runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
-        escalate=options.escalate,
+        escalate=options.escalate, flush_timeout=config.flush_timeout,
+        buffer_bytes=config.buffer_bytes,
     )
     try:
         if options.detach:

@@ -1,5 +1,5 @@
 """kleiod as a systemd user service: ``kleio daemon install-service``.  Starting the
-installed unit (so that the CLI never starts a second daemon) is kleiod.launcher's."""
+installed unit (so that the CLI never starts a second daemon) is kleio_runtime.launcher's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from kleio_cli.errors import CliError
-from kleiod import lock
-from kleiod.config import resolve
-from kleiod.launcher import unit_path
+from kleio_runtime import lock
+from kleio_runtime.config import resolve
+from kleio_runtime.launcher import unit_path
 
 ENABLE_COMMAND = "systemctl --user daemon-reload && systemctl --user enable --now kleiod"
 

@@ -19,8 +19,8 @@ from kleio_cli.capture.configuration import typed
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_client import segments as stored
 from kleio_client.control import ControlClient
-from kleio_client.journal import Condition
-from kleio_client.values import ABSENT, orders_by_itself, sort_rank
+from kleio_client.protocol import ABSENT, Condition, sort_rank
+from kleio_client.values import orders_by_itself
 
 T = TypeVar("T")
 

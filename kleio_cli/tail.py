@@ -26,7 +26,7 @@ from kleio_cli.errors import CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
-from kleiod.config import Config, resolve
+from kleio_runtime.config import Config, resolve
 
 POLL = 0.5
 REQUEST_TIMEOUT = 5.0

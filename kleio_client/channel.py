@@ -46,7 +46,6 @@ MAX_BATCH_BYTES = protocol.MAX_MESSAGE_BYTES // 4
 # GIL (``catch_up``): about 4 ms of the fastest loop, 0.4 MiB of the script's memory.
 QUEUE_RECORDS = 4096
 CATCH_UP_WAIT = 0.05
-DEFAULT_WAIT = 30.0
 WAIT_STEP = 0.001
 RESEND_AFTER = 10.0
 CLOSE_JOIN = 5.0  # time for the I/O thread to leave a spill at exit
@@ -55,21 +54,15 @@ Command = Callable[[Link], None]  # run by the I/O thread
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 64
 
 
-def flush_bound() -> float:
-    """How long to wait for the daemon's acknowledgements (KLEIO_FLUSH_TIMEOUT)."""
-    try:
-        return float(os.environ.get(protocol.ENV_FLUSH_TIMEOUT, DEFAULT_WAIT))
-    except ValueError:
-        return DEFAULT_WAIT
-
-
 class Channel:
     """Numbered, batched, acknowledged delivery of one producer's records."""
 
-    def __init__(self, endpoint: str, trial: str, execution: int) -> None:
+    def __init__(self, endpoint: str, trial: str, execution: int,
+                 settings: protocol.ClientSettings) -> None:
         self._endpoint = endpoint
         self._spill_directory = spill.directory_for(endpoint)
-        self._buffer_bound = spill.buffer_bound()
+        self._buffer_bound = settings.buffer_bytes
+        self._flush_timeout = settings.flush_timeout
         self._trial = trial
         self._execution = execution
         self._wake = _pipe()
@@ -312,7 +305,7 @@ class Channel:
     def wait(self, done: Callable[[], bool], what: str, timeout: float | None = None) -> None:
         """Until ``done()``, within ``timeout`` (by default the flush bound)."""
         self._ensure_running()
-        timeout = flush_bound() if timeout is None else timeout
+        timeout = self._flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while not done():
             if self._aborted or time.monotonic() > deadline:
@@ -374,7 +367,7 @@ class Channel:
             target.append(last)
 
         self._command(sync)
-        bound = flush_bound() if timeout is None else timeout
+        bound = self._flush_timeout if timeout is None else timeout
         try:
             self.wait(lambda: bool(target) and self._acked_seq >= target[0],
                       "flushing the last records", bound)

@@ -26,39 +26,8 @@ from typing import IO, Any
 from kleio_client import protocol, segments
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
-from kleio_client.values import ABSENT, orders_by_itself, sort_rank
-
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
-    "gt": operator.gt, "ge": operator.ge, "in": lambda value, options: value in options,
-    "contains": lambda value, part: part in value,
-}
-
-
-@dataclass(frozen=True)
-class Condition:
-    key: str
-    op: str
-    value: Any
-
-    def holds(self, values: dict[str, Any]) -> bool:
-        if self.key not in values:
-            return self.op == "ne"
-        try:
-            return bool(COMPARISONS[self.op](values[self.key], self.value))
-        except TypeError:
-            return self.op == "ne"
-
-
-def conditions(filters: dict[str, Any]) -> list[Condition]:
-    """``{"lr__gt": 0.01, "split": "val"}`` as conditions; an unknown operator is an error."""
-    parsed = []
-    for name, value in filters.items():
-        key, _, op = name.rpartition("__")
-        if not key or op not in COMPARISONS:
-            key, op = name, "eq"
-        parsed.append(Condition(key, op, value))
-    return parsed
+from kleio_client.protocol import ABSENT, conditions, sort_rank
+from kleio_client.values import orders_by_itself
 
 
 def options(configuration: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +139,7 @@ class Trial:
         """The effective history's statistics (inherited ones included), oldest first:
         filtered by ``where`` (``epoch__ge=10``, ``split="val"``), sorted by one key or
         several (numbers, then strings; records without the key last), ``keys`` only."""
-        with segments.collection_paused():
+        with protocol.collection_paused():
             stored = self.journal.stored(self.id)
             return self._shaped(segments.unpacked(stored), keys, sort, descending, where)
 

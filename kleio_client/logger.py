@@ -56,6 +56,7 @@ class Logger:
         self.trial_id: str | None = env.get(protocol.ENV_TRIAL) or None
         self.execution: int | None = int(env.get(protocol.ENV_EXECUTION, "0")) or None
         self._endpoint = env.get(protocol.ENV_INGEST) or None
+        self._settings = protocol.ClientSettings.of(env)
         self._channel: Channel | None = None
         self._said_no_artifacts = False
         # Held across a fork, so that a child never sees a channel half made.
@@ -218,7 +219,8 @@ class Logger:
             return None
         with self._start_lock:
             if self._channel is None:
-                self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0)
+                self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0,
+                                        self._settings)
                 atexit.register(self._close)
                 self._channel.signals = SignalWatch(self.flush)
                 self._channel.signals.arm(self._channel.wake_fd)

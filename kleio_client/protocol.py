@@ -14,12 +14,23 @@ Every message is one msgpack map with a protocol version ``v`` and a type
   "id", "cmd", "args"}`` answered by ``{"v", "t": "reply", "id", "ok",
   "result"}`` or ``{..., "ok": False, "error": {"code", "message"}}``.
 
-Nothing else is shared between the packages.
+Beside the messages, what every side must judge alike: the statuses, the
+``--where`` filter's comparisons, the order records sort in, the fingerprint
+fields, the supervisor's spec and the environment it gives its trial.  Nothing
+else is shared between the packages (``kleio_runtime`` holds the configuration,
+lock and launcher that the CLI, the daemon and the supervisor use).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import json
+import math
+import operator
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import msgpack
@@ -32,12 +43,32 @@ MAX_RECORDS_PER_MESSAGE = 65536
 MAX_PAGE_SEGMENTS = 256
 BLOB_CHUNK_BYTES = 1024 * 1024
 
-# Environment the supervisor gives the trial process.
+# Environment the supervisor gives the trial process: which trial it is and where to send
+# its records (never inherited: stripped from what a trial's own children would pass on)...
 ENV_TRIAL = "KLEIO_TRIAL_ID"
 ENV_EXECUTION = "KLEIO_EXECUTION"
 ENV_INGEST = "KLEIO_INGEST_ENDPOINT"
-ENV_FLUSH_TIMEOUT = "KLEIO_FLUSH_TIMEOUT"
 TRIAL_ENVIRONMENT = (ENV_TRIAL, ENV_EXECUTION, ENV_INGEST)
+# ... and the client's settings, as kleio_runtime.config resolved them for the supervisor.
+ENV_RUNTIME_DIR = "KLEIO_RUNTIME_DIR"
+ENV_FLUSH_TIMEOUT = "KLEIO_FLUSH_TIMEOUT"
+ENV_BUFFER_BYTES = "KLEIO_BUFFER_BYTES"
+DEFAULT_FLUSH_TIMEOUT = 30.0  # seconds a producer waits for acknowledgements at exit
+DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # unacknowledged bytes held before spilling
+
+# Trial statuses (DESIGN.md), and the branch kind of a `kleio pdb` session: hidden, never
+# resumed.
+STATUSES = ("new", "running", "completed", "interrupted", "broken", "lost")
+SCRATCH = "scratch"
+
+# Which fields of a capture make the code and the environment fingerprints: the defaults,
+# and every field that `[fingerprint]` may name (sent with a reservation as chosen).
+CODE_FIELDS = ("commit", "patch", "untracked")
+ENVIRONMENT_FIELDS = ("python", "packages", "os", "resources")
+FINGERPRINT_FIELDS = {
+    "code": frozenset(CODE_FIELDS + ("untracked_config",)),
+    "environment": frozenset(ENVIRONMENT_FIELDS + ("gpu", "hostname", "user", "variables")),
+}
 
 # Ingest message types.
 RECORDS = "records"
@@ -114,6 +145,61 @@ def _fits(runtime_dir: str) -> bool:
 
 class ProtocolError(ValueError):
     """A frame that is not a valid Kleio message."""
+
+
+class ClientSettings(NamedTuple):
+    """A trial's client's settings, from the environment its supervisor gave it."""
+
+    flush_timeout: float
+    buffer_bytes: int
+
+    @classmethod
+    def of(cls, env: Any = None) -> ClientSettings:
+        env = os.environ if env is None else env
+        return cls(_number(env.get(ENV_FLUSH_TIMEOUT), float, DEFAULT_FLUSH_TIMEOUT),
+                   _number(env.get(ENV_BUFFER_BYTES), int, DEFAULT_BUFFER_BYTES))
+
+
+def _number(text: Any, kind: Callable[[Any], Any], default: Any) -> Any:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        return default
+    return value if value >= 0 else default
+
+
+@dataclass(frozen=True)
+class SupervisorSpec:
+    """What a supervisor is started with, by the CLI or (``spawn``) by the daemon."""
+
+    trial_id: str
+    execution: int
+    argv: list[str]
+    cwd: str
+    runtime_dir: str
+    lease_seconds: float
+    detached: bool = False  # started by the daemon: output to the journal only
+    escalate: bool = True  # a second Ctrl-C within its kill window kills (not under pdb)
+    # The trial's client's settings, resolved with the rest by the CLI.
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+
+    @property
+    def client_settings(self) -> ClientSettings:
+        return ClientSettings(self.flush_timeout, self.buffer_bytes)
+
+    def trial_environment(self) -> dict[str, str]:
+        """What the supervisor adds to its trial's environment, for kleio_client."""
+        return {ENV_TRIAL: self.trial_id, ENV_EXECUTION: str(self.execution),
+                ENV_RUNTIME_DIR: self.runtime_dir, ENV_FLUSH_TIMEOUT: repr(self.flush_timeout),
+                ENV_BUFFER_BYTES: str(self.buffer_bytes)}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SupervisorSpec:
+        return cls(**json.loads(text))
 
 
 class Endpoints(NamedTuple):
@@ -300,3 +386,74 @@ def live(boot: str, number: int, position: int, execution: int,
     first record at ``position``; ``records`` packs its [kind, body] pairs."""
     return {"v": PROTOCOL_VERSION, "t": LIVE, "boot": boot, "n": number,
             "position": position, "execution": execution, "records": records}
+
+
+# -- filters and order: judged alike by the daemon, the CLI and the client -----------------
+
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+    "gt": operator.gt, "ge": operator.ge, "in": lambda value, options: value in options,
+    "contains": lambda value, part: part in value,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One ``where`` term, sent as ``[key, op, value]``: a record or a trial without the
+    key matches only ``ne``, and so does a value that does not compare."""
+
+    key: str
+    op: str
+    value: Any
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        if self.key not in values:
+            return self.op == "ne"
+        try:
+            return bool(COMPARISONS[self.op](values[self.key], self.value))
+        except TypeError:
+            return self.op == "ne"
+
+
+def conditions(filters: dict[str, Any]) -> list[Condition]:
+    """``{"lr__gt": 0.01, "split": "val"}`` as conditions (``key__op``; a suffix that
+    names no operator is part of the key, compared for equality)."""
+    parsed = []
+    for name, value in filters.items():
+        key, _, op = name.rpartition("__")
+        if not key or op not in COMPARISONS:
+            key, op = name, "eq"
+        parsed.append(Condition(key, op, value))
+    return parsed
+
+
+ABSENT = object()  # a record without the key being sorted on
+
+
+def sort_rank(value: Any) -> tuple[int, Any]:
+    """How records sort by a key, everywhere (`kleio stats --sort`, ``Trial.statistics``):
+    numbers by value, then strings, then NaN, then other values (by repr), then records
+    without the key."""
+    if value is ABSENT:
+        return (4, 0)
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, float):
+        return (2, 0)
+    return (3, repr(value))
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Decoding or reading a large history makes millions of small objects, none cyclic:
+    the cyclic garbage collector would walk the growing heap again and again (2.4x
+    slower).  Paused for the call only, and restored as it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

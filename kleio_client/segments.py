@@ -9,8 +9,6 @@ the history's length.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections import deque
 from collections.abc import Callable, Iterator
 from operator import itemgetter
@@ -25,20 +23,6 @@ PAGE_RECORDS = 65536  # records per request
 IN_FLIGHT = 2  # requests asked before the first answer is read
 
 Segment = dict[str, Any]
-
-
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """Reading a large history makes millions of small objects, none cyclic: the cyclic
-    garbage collector would walk the growing heap again and again (2.4x slower).  Paused
-    for the call only, and restored as it was."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def pages(segments: list[Segment]) -> Iterator[tuple[int, list[Segment]]]:

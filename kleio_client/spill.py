@@ -28,19 +28,9 @@ from typing import BinaryIO
 
 DIRECTORY = "spill"
 SUFFIX = ".frames"
-DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
-ENV_BUFFER_BYTES = "KLEIO_BUFFER_BYTES"
 _LENGTH = struct.Struct(">I")
 _IOV_MAX = 1024  # buffers per writev on Linux
 FILE_BYTES = 8 * 1024 * 1024
-
-
-def buffer_bound() -> int:
-    """How many bytes of unacknowledged messages a producer keeps in memory."""
-    try:
-        return max(0, int(os.environ.get(ENV_BUFFER_BYTES, DEFAULT_BUFFER_BYTES)))
-    except ValueError:
-        return DEFAULT_BUFFER_BYTES
 
 
 def directory_for(ingest_endpoint: str) -> Path:

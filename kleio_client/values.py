@@ -9,7 +9,6 @@ converted to the Python value without importing numpy.  Anything else is a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -113,9 +112,6 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-ABSENT = object()  # a record without the key being sorted on
-
-
 def orders_by_itself(values: list[Any]) -> bool:
     """Whether values sort by themselves (at C speed) as by ``sort_rank``: numbers without
     NaN (NaN is not equal to itself), or strings."""
@@ -123,18 +119,3 @@ def orders_by_itself(values: list[Any]) -> bool:
     if kinds <= {int, float, bool}:
         return not (float in kinds and any(v != v for v in values))
     return kinds == {str}
-
-
-def sort_rank(value: Any) -> tuple[int, Any]:
-    """How records sort by a key, everywhere (`kleio stats --sort`, ``Trial.statistics``):
-    numbers by value, then strings, then NaN, then other values (by repr), then records
-    without the key."""
-    if value is ABSENT:
-        return (4, 0)
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    if isinstance(value, float):
-        return (2, 0)
-    return (3, repr(value))

@@ -16,7 +16,7 @@ from typing import Any
 
 from kleio_client import protocol
 from kleio_client import segments as stored
-from kleio_client.journal import Condition
+from kleio_client.protocol import Condition
 from kleiod.errors import BadRequest
 from kleiod.storage.base import POSITION_STRIDE, Storage
 

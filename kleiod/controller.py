@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kleio_client import protocol
+from kleio_runtime.errors import RuntimeSetupError
 from kleiod.errors import BadRequest, KleiodError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Controller:
         except protocol.ProtocolError as exc:
             self.refused += 1
             return protocol.pack(protocol.error_reply(req_id, protocol.E_VERSION, str(exc)))
-        except KleiodError as exc:
+        except (KleiodError, RuntimeSetupError) as exc:
             if isinstance(exc, BadRequest):
                 self.refused += 1
             return protocol.pack(protocol.error_reply(req_id, exc.code, str(exc)))

@@ -21,14 +21,16 @@ import zmq
 from kleio_client import protocol
 from kleio_client import spill as producer_spill
 from kleio_client.version import __version__
-from kleiod import launcher, notify
-from kleiod.config import Config, ensure_private_dir, resolve
+from kleio_runtime import launcher
+from kleio_runtime.config import Config, ensure_private_dir, resolve
+from kleio_runtime.errors import RuntimeSetupError
+from kleio_runtime.lock import PidLock
+from kleiod import notify
 from kleiod.controller import Controller
 from kleiod.errors import KleiodError, StorageError
 from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Buffering, Ingest
 from kleiod.live import Live
-from kleiod.lock import PidLock
 from kleiod.memory import Trimmer
 from kleiod.running import DRAIN_SECONDS, RunningExecutions
 from kleiod.spawner import Spawner
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, signal.SIG_IGN)
         daemon.serve()
-    except KleiodError as exc:
+    except (KleiodError, RuntimeSetupError) as exc:
         print(f"kleiod: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -10,22 +10,24 @@
     │   ├── TrialCompleted          E_COMPLETED
     │   └── ChangeRefused           E_CHANGED       code or environment changed, not allowed
     ├── StorageError                E_STORAGE       the database failed (translated at the seam)
-    ├── SpawnFailed                 E_INTERNAL      a detached trial's supervisor did not start
-    └── DaemonAlreadyRunning        E_INTERNAL      another kleiod holds the lock
+    └── SpawnFailed                 E_INTERNAL      a detached trial's supervisor did not start
 
-The controller turns these into error replies in one place.
+ConfigError is also kleio_runtime's (a setting the shared resolver refuses), so that one
+``except`` takes both.  The controller turns these, and kleio_runtime's errors, into error
+replies in one place.
 """
 
 from __future__ import annotations
 
 from kleio_client import protocol
+from kleio_runtime import errors as runtime
 
 
 class KleiodError(Exception):
     code = protocol.E_INTERNAL
 
 
-class ConfigError(KleiodError):
+class ConfigError(KleiodError, runtime.ConfigError):
     code = protocol.E_BAD_REQUEST
 
 
@@ -64,6 +66,3 @@ class StorageError(KleiodError):
 class SpawnFailed(KleiodError):
     code = protocol.E_INTERNAL
 
-
-class DaemonAlreadyRunning(KleiodError):
-    pass

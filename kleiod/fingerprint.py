@@ -18,11 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-CODE_FIELDS = ("commit", "patch", "untracked")
-ENVIRONMENT_FIELDS = ("python", "packages", "os", "resources")
-KNOWN_CODE_FIELDS = frozenset(CODE_FIELDS + ("untracked_config",))
-KNOWN_ENVIRONMENT_FIELDS = frozenset(ENVIRONMENT_FIELDS + ("gpu", "hostname", "user",
-                                                          "variables"))
+from kleio_client.protocol import CODE_FIELDS, ENVIRONMENT_FIELDS, FINGERPRINT_FIELDS
+
+KNOWN_CODE_FIELDS = FINGERPRINT_FIELDS["code"]
+KNOWN_ENVIRONMENT_FIELDS = FINGERPRINT_FIELDS["environment"]
 NOT_FINGERPRINTED = frozenset({"kleio"})
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from kleio_client import protocol
+from kleio_client.protocol import SupervisorSpec
 from kleio_client.version import __version__
+from kleio_runtime.config import Config
 from kleiod import reservation, states, transfer
-from kleiod.config import Config
 from kleiod.errors import BadRequest
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
@@ -21,7 +22,6 @@ from kleiod.queries import Queries
 from kleiod.running import RunningExecutions
 from kleiod.spawner import Spawner
 from kleiod.storage.base import Claim, ExecutionEnd, Storage, TrialSpec
-from kleiod.supervisor import SupervisorSpec
 
 
 @dataclass(frozen=True)

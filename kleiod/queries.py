@@ -6,9 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kleio_client import protocol
-from kleio_client.journal import COMPARISONS, Condition
-from kleio_client.segments import collection_paused
-from kleio_client.values import ABSENT, sort_rank
+from kleio_client.protocol import ABSENT, COMPARISONS, Condition, collection_paused, sort_rank
 from kleiod import columns, history, reservation
 from kleiod.diff import compare
 from kleiod.errors import BadRequest, TrialNotFound

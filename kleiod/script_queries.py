@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 
 from kleio_client import protocol
-from kleio_client.segments import collection_paused
+from kleio_client.protocol import collection_paused
 from kleiod import columns, history
 from kleiod.batch import Send
 from kleiod.errors import BadRequest

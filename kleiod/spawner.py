@@ -14,8 +14,8 @@ import subprocess
 import sys
 from typing import Any
 
+from kleio_client.protocol import SupervisorSpec
 from kleiod.errors import BadRequest, SpawnFailed
-from kleiod.supervisor import SupervisorSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Spawner:
             raise BadRequest("a detached trial needs a command")
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "kleiod.supervisor", spec.to_json()],
+                [sys.executable, "-m", "kleio_supervisor", spec.to_json()],
                 cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         except OSError as exc:

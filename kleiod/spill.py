@@ -22,7 +22,7 @@ from typing import IO
 
 import msgpack
 
-from kleiod.config import Config
+from kleio_runtime.config import Config
 from kleiod.storage.base import Appended, Chunk, Storage
 
 log = logging.getLogger(__name__)

@@ -1,15 +1,11 @@
-"""Trial statuses and their transitions; standard library only."""
+"""Trial statuses (named in kleio_client.protocol) and their transitions."""
 
 from __future__ import annotations
 
-NEW = "new"
-RUNNING = "running"
-COMPLETED = "completed"
-INTERRUPTED = "interrupted"
-BROKEN = "broken"
-LOST = "lost"
+from kleio_client import protocol
 
-ALL = (NEW, RUNNING, COMPLETED, INTERRUPTED, BROKEN, LOST)
+ALL = protocol.STATUSES
+NEW, RUNNING, COMPLETED, INTERRUPTED, BROKEN, LOST = ALL
 RESUMABLE = frozenset({NEW, INTERRUPTED, BROKEN, LOST})
 # SIGUSR1/2 are recorded only inside a SLURM job, where they warn of preemption.
 INTERRUPTING_SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"})

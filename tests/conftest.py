@@ -64,7 +64,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 
 
 def _stop_daemon(runtime_dir: Path) -> None:
-    from kleiod import lock
+    from kleio_runtime import lock
 
     if not lock.is_held(runtime_dir):
         return
@@ -81,7 +81,7 @@ def _stop_daemon(runtime_dir: Path) -> None:
 
 def signal_daemon(runtime_dir: Path, signum: int = signal.SIGKILL) -> int:
     """Signal the daemon of ``runtime_dir`` and wait until it has let its lock go; its pid."""
-    from kleiod import lock
+    from kleio_runtime import lock
 
     pid = lock.holder_pid(runtime_dir)
     assert pid is not None, "no daemon holds the lock"

@@ -22,7 +22,7 @@ def test_every_package_is_in_the_distribution():
     shipped = set(find_packages(where=str(REPO), include=include))
     on_disk = {
         ".".join(path.parent.relative_to(REPO).parts)
-        for top in ("kleiod", "kleio_client", "kleio_cli")
+        for top in ("kleiod", "kleio_client", "kleio_cli", "kleio_runtime", "kleio_supervisor")
         for path in (REPO / top).rglob("__init__.py")
     }
     assert on_disk <= shipped

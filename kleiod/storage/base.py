@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from kleio_client import protocol
 from kleiod import states
 from kleiod.errors import AlreadyRunning, AmbiguousId, TrialCompleted, TrialNotFound
 
@@ -62,7 +63,7 @@ class Reservation:
     joined: bool = False  # one more process of a launch whose execution runs already
 
 
-SCRATCH = "scratch"  # the branch kind of a `kleio pdb` session: hidden, never resumed
+SCRATCH = protocol.SCRATCH  # the branch kind of a `kleio pdb` session: hidden, never resumed
 
 POSITION_STRIDE = 1 << 16  # more than protocol.MAX_RECORDS_PER_MESSAGE - 1
 

@@ -22,7 +22,7 @@ from typing import Any
 import pymongo
 from pymongo.errors import PyMongoError
 
-from kleiod.config import redact
+from kleio_runtime.config import redact
 from kleiod.errors import StorageError
 
 SERVER_TIMEOUT_MS = 2000

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from kleio_client.journal import Trial
-from kleio_client.values import ABSENT, sort_rank
+from kleio_client.protocol import ABSENT, sort_rank
 
 COLUMNS = {
     "numbers": lambda rng: rng.choice([rng.randint(-3, 3), rng.random(), True, -0.0]),

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kleiod import lock
+from kleio_runtime import lock
 from tests.conftest import trial_id, wait_for_line
 
 SKEWED = """

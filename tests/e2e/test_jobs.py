@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kleiod import lock
+from kleio_runtime import lock
 from tests.conftest import trial_id, wait_for_line
 from tests.e2e.test_survival import STEADY, _assert_complete_journal, _wait_until_ended
 

@@ -234,7 +234,7 @@ def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
         os.remove("big.bin")
     """, name="big.py")
     kleio.ok("daemon", "start")
-    from kleiod import lock
+    from kleio_runtime import lock
 
     daemon = lock.holder_pid(isolated.kleio_runtime)
 

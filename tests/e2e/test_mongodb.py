@@ -239,7 +239,7 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
 
     import psutil
 
-    from kleiod import lock
+    from kleio_runtime import lock
     from tests.conftest import wait_for_line
 
     for env in machines.values():

@@ -119,7 +119,7 @@ def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir,
 
 def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, isolated,
                                                                  workdir, monkeypatch):
-    from kleiod.lock import PidLock
+    from kleio_runtime.lock import PidLock
 
     # The script's flush waits 4 s, then the supervisor's (4 s) and its report of the end
     # (4 s): time enough for the daemon it starts, 3 to 4 s after the lock is let go.
@@ -167,7 +167,7 @@ def test_a_sigterm_after_the_trial_ended_still_lets_its_end_be_recorded(
     """The end of a batch job signals every process: a supervisor may take its SIGTERM
     after its trial died, and it once stopped waiting for the daemon then (as for a
     Ctrl-C), so that the trial showed as lost."""
-    from kleiod.lock import PidLock
+    from kleio_runtime.lock import PidLock
 
     monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "8")
     name = script("""

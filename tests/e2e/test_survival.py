@@ -175,7 +175,7 @@ def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isol
                                                              workdir, monkeypatch):
     """The daemon is killed and nobody starts another: the trial's supervisor does, and
     the trial's records and end reach the journal."""
-    from kleiod import lock
+    from kleio_runtime import lock
 
     # Near the end (its flush waits for a daemon), and not ended before the kill.
     monkeypatch.setenv("HOLD_AT", "2901")

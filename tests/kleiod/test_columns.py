@@ -9,7 +9,7 @@ import msgpack
 import pytest
 
 from kleio_client import protocol
-from kleio_client.journal import Condition
+from kleio_client.protocol import Condition
 from kleiod import columns, history
 from kleiod.errors import BadRequest
 from kleiod.storage import open_storage

@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from kleiod.errors import DaemonAlreadyRunning
+from kleio_runtime.errors import DaemonAlreadyRunning
 
 LOCK_FILE = "kleiod.lock"
 

@@ -1,8 +1,11 @@
 """Kleio's configuration, resolved once: flag > KLEIO_* environment > config file > default.
 
-Also where the daemon's runtime directory (its sockets, mode 0700) and data
-directory (the embedded journal) are.  The CLI reads this module too: it is a
-leaf with no daemon machinery.
+Every setting of every part is here: the daemon's (database, lease, memory
+bound), the CLI's (namespace, fingerprint fields), and the trial's client's
+(flush timeout, buffer bound), which the supervisor resolves and hands to the
+trial through the environment that ``kleio_client.protocol`` names.  Also
+where the runtime directory (sockets and lock, mode 0700), the data directory
+(the embedded journal) and the config file are, through platformdirs.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from typing import Any
 import platformdirs
 
 from kleio_client import protocol
-from kleiod import fingerprint
-from kleiod.errors import ConfigError
+from kleio_runtime.errors import ConfigError
 
 if __import__("sys").version_info >= (3, 11):
     import tomllib
@@ -26,7 +28,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 APP = "kleio"
-SOCKET_PATH_LIMIT = 107
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_HOLD_BYTES = 64 * 1024 * 1024
 SQLITE_PREFIX = "sqlite:///"
@@ -43,34 +44,55 @@ class Config:
     hold_bytes: int = DEFAULT_HOLD_BYTES
     # A SQLite journal on NFS and the like, knowingly (one machine at a time writes it).
     allow_network_filesystem: bool = False
+    # Who the trials are named for (DESIGN.md: the user, or a configured namespace).
+    namespace: str | None = None
+    # A trial's client: how long it waits for acknowledgements at exit, and how many
+    # bytes of unacknowledged records it holds in memory before spilling to disk.
+    flush_timeout: float = protocol.DEFAULT_FLUSH_TIMEOUT
+    buffer_bytes: int = protocol.DEFAULT_BUFFER_BYTES
 
     @property
     def database_redacted(self) -> str:
         return redact(self.database)
 
 
-def resolve(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Config:
-    env = os.environ if environ is None else environ
-    file_settings = _read_config_file(env)
-    data_dir = Path(_pick("data_dir", flags, env, file_settings) or _default_data_dir())
-    database = _pick("database", flags, env, file_settings)
-    lease = _pick("lease_seconds", flags, env, file_settings) or DEFAULT_LEASE_SECONDS
-    runtime = _pick("runtime_dir", flags, env, file_settings)
-    try:
-        lease_seconds = float(lease)
-    except (TypeError, ValueError):
-        raise ConfigError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
+def resolve(flags: dict[str, Any] | None = None) -> Config:
+    """The configuration of this process: ``flags`` (a command's options, None where
+    not given) over ``KLEIO_*`` variables over the config file over the defaults."""
+    env = os.environ
+    file_settings = _read_config_file()
+
+    def pick(key: str, default: Any = None) -> Any:
+        value = _pick(key, flags, env, file_settings)
+        return default if value is None else value
+
+    data_dir = Path(pick("data_dir") or platformdirs.user_data_dir(APP))
+    runtime = pick("runtime_dir")
     return Config(
-        runtime_dir=Path(runtime) if runtime else default_runtime_dir(env),
+        runtime_dir=Path(runtime) if runtime else Path(protocol.default_runtime_dir(env)),
         data_dir=data_dir,
-        database=_absolute(str(database or f"sqlite:///{data_dir / 'journal.sqlite'}")),
-        lease_seconds=lease_seconds,
+        database=_absolute(str(pick("database") or f"sqlite:///{data_dir / 'journal.sqlite'}")),
+        lease_seconds=_seconds(pick("lease_seconds", DEFAULT_LEASE_SECONDS), "lease_seconds"),
         fingerprint=_fingerprint_fields(file_settings.get("fingerprint") or {}),
-        hold_bytes=_whole(_pick("hold_bytes", flags, env, file_settings) or DEFAULT_HOLD_BYTES,
-                          "hold_bytes"),
-        allow_network_filesystem=_yes(_pick("allow_network_filesystem", flags, env,
-                                            file_settings), "allow_network_filesystem"),
+        hold_bytes=_whole(pick("hold_bytes", DEFAULT_HOLD_BYTES), "hold_bytes"),
+        allow_network_filesystem=_yes(pick("allow_network_filesystem"),
+                                      "allow_network_filesystem"),
+        namespace=str(pick("namespace")) if pick("namespace") else None,
+        flush_timeout=_seconds(pick("flush_timeout", protocol.DEFAULT_FLUSH_TIMEOUT),
+                               "flush_timeout"),
+        buffer_bytes=_whole(pick("buffer_bytes", protocol.DEFAULT_BUFFER_BYTES),
+                            "buffer_bytes"),
     )
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:  # NaN too
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
+    return seconds
 
 
 def _yes(value: Any, name: str) -> bool:
@@ -96,8 +118,7 @@ def _whole(value: Any, name: str) -> int:
 
 def _fingerprint_fields(table: Any) -> dict[str, list[str]]:
     """The ``[fingerprint]`` table: which fields of code and environment count."""
-    known = {"code": fingerprint.KNOWN_CODE_FIELDS,
-             "environment": fingerprint.KNOWN_ENVIRONMENT_FIELDS}
+    known = protocol.FINGERPRINT_FIELDS
     if not isinstance(table, dict) or set(table) - set(known):
         raise ConfigError("[fingerprint] takes `code` and `environment`, lists of field names")
     fields = {}
@@ -130,14 +151,13 @@ def _pick(key: str, flags: dict[str, Any] | None, env: Any, file_settings: dict[
     return file_settings.get(key)
 
 
-def config_file(env: Any = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / APP / "config.toml"
+def config_file() -> Path:
+    """``$XDG_CONFIG_HOME/kleio/config.toml`` (platformdirs' user config directory)."""
+    return platformdirs.user_config_path(APP) / "config.toml"
 
 
-def _read_config_file(env: Any) -> dict[str, Any]:
-    path = config_file(env)
+def _read_config_file() -> dict[str, Any]:
+    path = config_file()
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -145,16 +165,6 @@ def _read_config_file(env: Any) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}; fix or remove that file") from None
-
-
-def _default_data_dir() -> str:
-    return platformdirs.user_data_dir(APP)
-
-
-def default_runtime_dir(env: Any) -> Path:
-    """$XDG_RUNTIME_DIR/kleio, or a private directory under the temp dir on batch nodes
-    (kleio_client finds the daemon the same way)."""
-    return Path(protocol.default_runtime_dir(env))
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -10,13 +10,12 @@ renews the trial's lease, and reports the exit code and the signals seen.  The d
 the status.  When the trial has exited, children it left behind holding its
 output get ``ORPHAN_GRACE`` seconds more of output capture, not more.
 
-Run as ``python -m kleiod.supervisor SPEC_JSON``.
+Run as ``python -m kleio_supervisor SPEC_JSON``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import selectors
 import signal
@@ -24,17 +23,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from kleio_client import protocol
-from kleio_client.channel import Channel, flush_bound
+from kleio_client.channel import Channel
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
-from kleiod import launcher, lock, terminal
-from kleiod.config import resolve
-from kleiod.errors import KleiodError
+from kleio_client.protocol import SupervisorSpec
+from kleio_runtime import launcher, lock
+from kleio_runtime.config import resolve
+from kleio_runtime.errors import RuntimeSetupError
+from kleio_supervisor import terminal
 
 KILL_WINDOW = 3.0
 HEARTBEAT_WAIT = 5.0
@@ -55,25 +55,6 @@ PREEMPTION_WARNINGS = frozenset({signal.SIGUSR1, signal.SIGUSR2})
 READ_BYTES = 65536
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
-
-
-@dataclass(frozen=True)
-class SupervisorSpec:
-    trial_id: str
-    execution: int
-    argv: list[str]
-    cwd: str
-    runtime_dir: str
-    lease_seconds: float
-    detached: bool = False  # started by the daemon: output to the journal only
-    escalate: bool = True  # a second Ctrl-C within KILL_WINDOW kills (not under a debugger)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> SupervisorSpec:
-        return cls(**json.loads(text))
 
 
 class Supervisor:
@@ -100,7 +81,7 @@ class Supervisor:
         self._install_signal_handlers()
         control = ControlClient(self.endpoints.control)
         channel = self._channel = Channel(self.endpoints.ingest, self.spec.trial_id,
-                                          self.spec.execution)
+                                          self.spec.execution, self.spec.client_settings)
         done = threading.Event()
         watchdog = threading.Thread(target=self._watch_daemon, args=(done,), daemon=True)
         watchdog.start()
@@ -155,8 +136,7 @@ class Supervisor:
 
     def _trial_environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in protocol.TRIAL_ENVIRONMENT}
-        env[protocol.ENV_TRIAL] = self.spec.trial_id
-        env[protocol.ENV_EXECUTION] = str(self.spec.execution)
+        env.update(self.spec.trial_environment())
         env[protocol.ENV_INGEST] = self.endpoints.ingest
         # Output reaches the terminal and the journal as it is written, not per 8 KiB.
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -220,7 +200,7 @@ class Supervisor:
 
     def _report_end(self, control: ControlClient, exit_code: int) -> None:
         """Within KLEIO_FLUSH_TIMEOUT, or until a Ctrl-C gives up (the trial is then lost)."""
-        deadline = time.monotonic() + flush_bound()
+        deadline = time.monotonic() + self.spec.flush_timeout
         while not self._given_up and time.monotonic() < deadline:
             try:
                 control.call("end_execution", id=self.spec.trial_id,
@@ -270,7 +250,7 @@ class Supervisor:
         try:
             config = dataclasses.replace(resolve(), runtime_dir=runtime)
             note = launcher.start(config, timeout=DAEMON_START_WAIT)
-        except (KleiodError, OSError) as exc:
+        except (RuntimeSetupError, OSError) as exc:
             note = f"could not start kleiod: {exc}"
         if note:
             _write(2, f"kleio: {note}\n".encode())
@@ -355,7 +335,7 @@ def _write(fd: int, data: bytes) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m kleiod.supervisor SPEC_JSON", file=sys.stderr)
+        print("usage: python -m kleio_supervisor SPEC_JSON", file=sys.stderr)
         return 2
     return Supervisor(SupervisorSpec.from_json(args[0])).run()
 

@@ -15,15 +15,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import platformdirs
+
 from kleio_client import protocol
-from kleiod import lock, notify
-from kleiod.config import Config, ensure_private_dir
+from kleio_runtime import lock
+from kleio_runtime.config import Config, ensure_private_dir
 
 LOG_FILE = "kleiod.log"
 STOPPED_MARKER = "stopped"  # `kleio daemon stop` was asked: supervisors start none
 UNIT = "kleiod.service"
 # What systemd sets in a service's environment; kleiod reads INVOCATION_ID as "I am the unit".
-SERVICE_VARIABLES = frozenset({notify.ENVIRONMENT_VARIABLE, "INVOCATION_ID", "JOURNAL_STREAM"})
+SERVICE_VARIABLES = frozenset({"NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM"})
 START_COMMAND = ["systemctl", "--user", "start", "kleiod"]
 
 
@@ -41,9 +43,9 @@ def start(config: Config, timeout: float) -> str | None:
 
 
 def unit_path() -> Path:
-    """Where the user's systemd manager looks for kleiod's unit."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "systemd" / "user" / UNIT
+    """Where the user's systemd manager looks for kleiod's unit:
+    ``$XDG_CONFIG_HOME/systemd/user`` (platformdirs' user config directory)."""
+    return platformdirs.user_config_path("systemd") / "user" / UNIT
 
 
 def unit_installed() -> bool:

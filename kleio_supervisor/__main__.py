@@ -1,0 +1,3 @@
+from kleio_supervisor.supervisor import main
+
+raise SystemExit(main())
