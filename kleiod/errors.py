@@ -10,6 +10,7 @@
     │   ├── TrialCompleted          E_COMPLETED
     │   └── ChangeRefused           E_CHANGED       code or environment changed, not allowed
     ├── StorageError                E_STORAGE       the database failed (translated at the seam)
+    │   └── ArtifactMissing         E_STORAGE       no bytes are stored under an artifact's hash
     └── SpawnFailed                 E_INTERNAL      a detached trial's supervisor did not start
 
 ConfigError is also kleio_runtime's (a setting the shared resolver refuses), so that one
@@ -61,6 +62,10 @@ class ChangeRefused(ReservationRefused):
 
 class StorageError(KleiodError):
     code = protocol.E_STORAGE
+
+
+class ArtifactMissing(StorageError):
+    pass
 
 
 class SpawnFailed(KleiodError):

@@ -82,10 +82,15 @@ def packages(capture: dict[str, Any]) -> dict[str, str]:
     out = {}
     for name, info in ((capture.get("environment") or {}).get("packages") or {}).items():
         editable = info.get("editable") or ""
-        if name in NOT_FINGERPRINTED or (root and editable.startswith(f"file://{root}")):
+        if name in NOT_FINGERPRINTED or (root and _inside(editable, f"file://{root}")):
             continue
         out[name] = info.get("version")
     return out
+
+
+def _inside(url: str, directory: str) -> bool:
+    """Whether ``url`` is ``directory`` or under it (``/repo-tools`` is not under ``/repo``)."""
+    return url == directory or url.startswith(directory.rstrip("/") + "/")
 
 
 def fingerprints(capture: dict[str, Any], fields: Fields) -> tuple[str, str]:

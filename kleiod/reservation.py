@@ -136,10 +136,11 @@ class Change:
 def _changes(candidate: dict[str, Any], request: Request) -> Change:
     if candidate["capture"] is None:  # nothing captured yet to compare with
         return Change(True, [], [], fingerprint.fingerprints(request.capture, request.fields))
-    old = _comparable(candidate, candidate["capture"], candidate["resources"])
+    written = _written_by(candidate, request.capture)
+    old = _comparable(candidate["capture"], candidate["resources"], written)
     taken = request.capture.get("resources") or {}
-    new = _comparable(candidate, request.capture,
-                      {path: taken.get(path) for path in candidate["resources"]})
+    new = _comparable(request.capture, {path: taken.get(path) for path in candidate["resources"]},
+                      written)
     wanted = fingerprint.fingerprints(new, request.fields)
     if fingerprint.fingerprints(old, request.fields) == wanted:
         return Change(True, [], [], wanted)
@@ -150,13 +151,19 @@ def _changes(candidate: dict[str, Any], request: Request) -> Change:
     return Change(False, code, environment, wanted)
 
 
-def _comparable(candidate: dict[str, Any], capture: dict[str, Any],
-                resources: dict[str, str | None]) -> dict[str, Any]:
-    """The capture with those resources, and without the untracked files the candidate's
-    executions wrote (modified while one of them ran)."""
+def _written_by(candidate: dict[str, Any], capture: dict[str, Any]) -> set[str]:
+    """The untracked files the candidate's executions wrote (modified while one of them
+    ran): what they hold is the trial's output, not its code."""
+    return {f.get("path") for f in (capture.get("code") or {}).get("untracked") or []
+            if _written_during(f.get("mtime"), candidate["windows"])}
+
+
+def _comparable(capture: dict[str, Any], resources: dict[str, str | None],
+                written: set[str]) -> dict[str, Any]:
+    """The capture with those resources, and without the ``written`` untracked files (on
+    both sides: one the user had before the trial rewrote it is no change either)."""
     code = dict(capture.get("code") or {})
-    code["untracked"] = [f for f in code.get("untracked") or []
-                         if not _written_during(f.get("mtime"), candidate["windows"])]
+    code["untracked"] = [f for f in code.get("untracked") or [] if f.get("path") not in written]
     return {**capture, "code": code, "resources": resources}
 
 

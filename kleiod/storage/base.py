@@ -22,7 +22,13 @@ import msgpack
 
 from kleio_client import protocol
 from kleiod import states
-from kleiod.errors import AlreadyRunning, AmbiguousId, TrialCompleted, TrialNotFound
+from kleiod.errors import (
+    AlreadyRunning,
+    AmbiguousId,
+    ArtifactMissing,
+    TrialCompleted,
+    TrialNotFound,
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,11 @@ def already_running(trial_id: str, host: Any, pid: Any, since: float | None) -> 
         since).isoformat(sep=" ", timespec="seconds")
     return AlreadyRunning(
         f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, since {when}")
+
+
+def missing_artifact(sha256: str, store: str) -> ArtifactMissing:
+    return ArtifactMissing(f"artifact {sha256[:12]} is not in the journal's store ({store}): "
+                           "the journal is damaged; restore its artifacts from a backup")
 
 
 def id_prefix(prefix: str) -> str:
@@ -246,7 +257,10 @@ class Storage(Protocol):
     # blobs
     def begin_blob(self, upload: str) -> BlobWriter: ...
 
-    def blob_path(self, sha256: str) -> str: ...
+    def blob_path(self, sha256: str) -> str:
+        """A local file holding the artifact's bytes; ArtifactMissing when none are
+        stored under ``sha256``."""
+        ...
 
     # queries
     def resolve_id(self, prefix: str) -> str: ...

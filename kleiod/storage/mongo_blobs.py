@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from kleiod.storage.base import missing_artifact
 from kleiod.storage.blobs import Spool
 from kleiod.storage.mongo_connection import MongoConnection
 
@@ -56,10 +57,18 @@ class MongoBlobs(MongoConnection):
     def blob_path(self, sha256: str) -> str:
         """A local copy of the artifact, fetched from GridFS once per daemon's cache."""
         target = self._cache / sha256[:2] / sha256
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with self._t("reading an artifact"), tempfile.NamedTemporaryFile(
-                    dir=target.parent, delete=False) as handle:
-                self._blobs.download_to_stream_by_name(sha256, handle)
-            os.replace(handle.name, target)
+        if target.exists():
+            return str(target)
+        with self._t("reading an artifact"):
+            if not self._db["artifacts.files"].count_documents({"filename": sha256}, limit=1):
+                raise missing_artifact(sha256, "GridFS")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+            try:
+                with self._t("reading an artifact"):
+                    self._blobs.download_to_stream_by_name(sha256, handle)
+            except BaseException:
+                os.unlink(handle.name)
+                raise
+        os.replace(handle.name, target)
         return str(target)

@@ -53,7 +53,7 @@ class MongoExecutions(MongoConnection):
             before = self._db.trials.find_one_and_update(
                 {"_id": spec.id, "$or": [
                     {"status": {"$in": RESUMABLE}},
-                    {"status": states.RUNNING, "lease_until": {"$lt": now}},
+                    {"status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}},
                 ]},
                 {"$set": {"status": states.RUNNING, "owner_host": claim.host,
                           "owner_pid": claim.pid, "owner_since": now,
@@ -147,8 +147,10 @@ class MongoExecutions(MongoConnection):
     def end_execution(self, end: ExecutionEnd) -> None:
         with self._t("recording an execution's end"):
             # One process of it ended; the last to end (older documents count none) ends it.
+            # Once it ended (none left running, an end kept), a report sent again is none.
             after = self._db.executions.find_one_and_update(
-                {"trial_id": end.trial_id, "number": end.execution},
+                {"trial_id": end.trial_id, "number": end.execution,
+                 "$or": [{"participants": {"$gt": 0}}, {"ends.0": {"$exists": False}}]},
                 {"$inc": {"participants": -1}, "$push": {"ends": participant_end(end)}},
                 return_document=ReturnDocument.AFTER)
             if after is None or after["participants"] > 0:
@@ -175,10 +177,10 @@ class MongoExecutions(MongoConnection):
         with self._t("expiring leases"):
             now = self.clock()
             for trial in self._db.trials.find({"status": states.RUNNING,
-                                               "lease_until": {"$lt": now}}):
+                                               "lease_until": {"$not": {"$gte": now}}}):
                 done = self._db.trials.update_one(
                     {"_id": trial["_id"], "executions": trial["executions"],
-                     "status": states.RUNNING, "lease_until": {"$lt": now}},
+                     "status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}},
                     {"$set": {"status": states.LOST, "updated": now, "lease_until": None}})
                 if done.modified_count:
                     self._mark(trial["_id"], trial["executions"], states.LOST, now)

@@ -12,6 +12,7 @@ Artifacts are content-addressed files (``blobs``).
 
 from __future__ import annotations
 
+from kleiod.storage.base import missing_artifact
 from kleiod.storage.blobs import FileBlobWriter
 from kleiod.storage.sqlite_executions import SQLiteExecutions
 from kleiod.storage.sqlite_records import SQLiteRecords
@@ -25,4 +26,7 @@ class SQLiteStorage(SQLiteExecutions, SQLiteRecords, SQLiteTransfer):
         return self.blobs.begin(upload)
 
     def blob_path(self, sha256: str) -> str:
-        return str(self.blobs.path(sha256))
+        path = self.blobs.path(sha256)
+        if not path.is_file():
+            raise missing_artifact(sha256, str(self.blobs.root))
+        return str(path)

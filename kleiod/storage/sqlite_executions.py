@@ -140,8 +140,8 @@ class SQLiteExecutions(SQLiteConnection):
             row = db.execute("SELECT participants, ends FROM executions "
                              "WHERE trial_id = ? AND number = ?",
                              (end.trial_id, end.execution)).fetchone()
-            if row is None:
-                return
+            if row is None or (row[0] <= 0 and json.loads(row[1] or "[]")):
+                return  # no such execution, or its end is recorded (a report sent again)
             now = clock(db)
             ends = [*json.loads(row[1] or "[]"), participant_end(end)]
             if row[0] > 1:  # other processes of its launch still run

@@ -1,414 +1,242 @@
-"""The storage contract, run against every backend (SQLite, MongoDB over the wire).
-
-Reservation is atomic in the database: racing processes on one database, one winner;
-the execution number fences writes; records are idempotent per record; leases expire.
-"""
+"""Which trial a command runs: resume the candidate whose fingerprints match, branch when a
+change is allowed (at the end of the history, with an id both machines compute alike),
+refuse otherwise with what changed; and a new ``kleio branch`` child checked against its
+parent.  On a real SQLite journal."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
+import hashlib
 import time
+from typing import Any
 
 import msgpack
-import psutil
 import pytest
 
 from kleio_client import protocol
-from kleiod import states
-from kleiod.errors import AlreadyRunning, TrialCompleted
-from kleiod.storage import open_storage
-from kleiod.storage.base import Chunk, Claim, ExecutionEnd, TrialSpec
+from kleiod import fingerprint, reservation, states
+from kleiod.errors import AlreadyRunning, ChangeRefused, TrialNotFound
+from kleiod.fingerprint import Fields
+from kleiod.reservation import Allowed, Request
+from kleiod.storage.base import Chunk, Claim, ExecutionEnd, Reservation, TrialSpec
+from kleiod.storage.sqlite import SQLiteStorage
 
 SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/", user="u")
+NO_CHANGE = Allowed()
+ANY_CHANGE = Allowed(code=True, environment=True)
 
 
-def _claim(pid: int, lease: float = 30.0) -> Claim:
-    return Claim(host="h", pid=pid, lease_seconds=lease)
+def _capture(commit: str = "a" * 40, python: str = "3.11.4",
+             untracked: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    return {"code": {"git": True, "commit": commit, "patch": "", "untracked": list(untracked)},
+            "environment": {"python": {"version": python}, "os": "Linux",
+                            "architecture": "x86_64", "packages": {}}}
 
 
-def _race(url: str, barrier, results, index: int) -> None:
-    storage = open_storage(url)
-    barrier.wait()
-    try:
-        storage.reserve(SPEC, _claim(1000 + index))
-        results.put("won")
-    except AlreadyRunning:
-        results.put("refused")
+def _run(storage, capture: dict[str, Any], allowed: Allowed = NO_CHANGE, pid: int = 1,
+         spec: TrialSpec = SPEC, exact: bool = False) -> reservation.Outcome:
+    request = Request(spec, capture, Fields(), allowed, exact)
+    return reservation.reserve(storage, request, Claim("h", pid, 30))
 
 
-def _outcomes_of_six(url: str, target) -> list:
-    """Six processes running ``target`` on one database at once: what each said, sorted."""
-    open_storage(url).close()
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(url, barrier, results, i)) for i in range(6)]
-    for proc in procs:
-        proc.start()
-    outcomes = sorted(results.get(timeout=60) for _ in procs)
-    for proc in procs:
-        proc.join(timeout=60)
-    return outcomes
+def _end(storage, booked: Reservation, status: str = states.BROKEN) -> None:
+    storage.end_execution(ExecutionEnd(booked.trial_id, booked.execution, status, 1, []))
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
-    assert _outcomes_of_six(database_url, _race) == ["refused"] * 5 + ["won"]
+def _tick(storage) -> None:
+    """Wait for the journal's clock (milliseconds) to move: what follows is updated later."""
+    start, deadline = storage.clock(), time.monotonic() + 10
+    while storage.clock() <= start:
+        assert time.monotonic() < deadline, "the journal's clock stands still"
 
 
-def test_statuses_and_the_execution_number_fencing_token(database_url: str):
-    storage = open_storage(database_url)
-    first = storage.reserve(SPEC, _claim(1))
-    assert (first.execution, first.previous_status) == (1, None)
-    assert storage.renew_lease(SPEC.id, 1, 30)
+@pytest.fixture
+def storage(tmp_path) -> SQLiteStorage:
+    return SQLiteStorage(tmp_path / "journal.sqlite")
+
+
+def test_a_new_command_creates_its_trial(storage):
+    outcome = _run(storage, _capture())
+    assert outcome == reservation.Outcome(Reservation(SPEC.id, 1, None))
+    assert storage.capture(SPEC.id) == _capture()
+
+
+def test_the_same_code_and_environment_resume_the_trial(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    again = _run(storage, _capture(), pid=2)
+    assert (again.reservation.trial_id, again.reservation.execution) == (SPEC.id, 2)
+    assert (again.reservation.previous_status, again.branched_from) == (states.BROKEN, None)
+
+
+@pytest.mark.parametrize("capture, kinds, options", [
+    (_capture(commit="b" * 40), "code", "--allow-code-change or --allow-any-change"),
+    (_capture(python="3.12.0"), "environment", "--allow-env-change or --allow-any-change"),
+    (_capture(commit="b" * 40, python="3.12.0"), "code and environment",
+     "--allow-any-change"),
+])
+def test_a_change_not_allowed_is_refused_with_what_changed(storage, capture, kinds, options):
+    _end(storage, _run(storage, _capture()).reservation)
+    with pytest.raises(ChangeRefused) as refusal:
+        _run(storage, capture, pid=2)
+    message = str(refusal.value)
+    assert message.startswith(f"kleio: the {kinds} changed since trial {SPEC.id[:12]} last ran;"
+                              " not resuming it:")
+    assert f"run again with {options} to branch the trial" in message
+    assert ("  code: commit aaaaaaa -> bbbbbbb" in message) == ("code" in kinds)
+    assert ("  environment: python 3.11.4 -> 3.12.0" in message) == ("environment" in kinds)
+    assert storage.get_trial(SPEC.id)["executions"][-1]["number"] == 1  # nothing reserved
+
+
+def test_a_change_allowed_only_for_the_environment_still_refuses_code(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    with pytest.raises(ChangeRefused, match="the code changed"):
+        _run(storage, _capture(commit="b" * 40), Allowed(environment=True), pid=2)
+
+
+def _logged(storage, execution: int, values: list[int]) -> None:
+    body = msgpack.packb([[protocol.STATISTIC, {"v": v}] for v in values])
+    storage.append_chunks([Chunk(SPEC.id, execution, "p", 1, len(values), protocol.STATISTIC,
+                                 body)])
+
+
+def test_an_allowed_change_branches_at_the_end_of_the_history(storage):
+    _logged(storage, _run(storage, _capture()).reservation.execution, [1, 2, 3])
+    _end(storage, Reservation(SPEC.id, 1, None))
+    changed = _capture(commit="b" * 40)
+    outcome = _run(storage, changed, Allowed(code=True), pid=2)
+    code, environment = fingerprint.fingerprints(changed, Fields())
+    branch_id = hashlib.sha256(f"change\0{SPEC.id}\0{code}\0{environment}".encode()) \
+        .hexdigest()[:32]
+    assert outcome.reservation == Reservation(branch_id, 1, None)
+    assert (outcome.branched_from, outcome.changes) == (SPEC.id, ("commit aaaaaaa -> bbbbbbb",))
+    branch = storage.get_trial(branch_id)
+    assert (branch["parent"], branch["root"], branch["branch_kind"]) == (SPEC.id, SPEC.id,
+                                                                         "change")
+    assert branch["branch_point"] == storage.end_position(SPEC.id) is not None
+
+
+def test_the_branch_resumes_with_the_changed_code_and_the_original_with_its_own(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    branched = _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=2)
+    _end(storage, branched.reservation)
+    again = _run(storage, _capture(commit="b" * 40), pid=3)  # matches: no flag needed
+    assert (again.reservation.trial_id, again.reservation.execution) == (
+        branched.reservation.trial_id, 2)
+    assert (again.branched_from, again.changes) == (None, ())
+    _end(storage, again.reservation)
+    original = _run(storage, _capture(), pid=4)
+    assert (original.reservation.trial_id, original.reservation.execution) == (SPEC.id, 2)
+
+
+def test_two_machines_branching_at_once_converge_on_one_branch(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    first = _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=2)
+    with pytest.raises(AlreadyRunning, match=first.reservation.trial_id[:12]):
+        _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=3)
+
+
+def test_a_refusal_names_the_branches_that_do_not_match_either(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    _tick(storage)
+    branch = _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=2)
+    _end(storage, branch.reservation, states.INTERRUPTED)
+    with pytest.raises(ChangeRefused) as refusal:
+        _run(storage, _capture(commit="c" * 40), pid=3)
+    latest = branch.reservation.trial_id[:12]
+    assert f"since trial {latest} last ran" in str(refusal.value)
+    assert (f"none of its branches matches either: {SPEC.id[:12]} (broken), {latest} "
+            "(interrupted)") in str(refusal.value)
+
+
+def test_several_matching_candidates_resume_the_one_used_last(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    _tick(storage)
+    branch = _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=2)
+    _end(storage, branch.reservation)
+    # the branch's capture changes back to the original's: both match now
+    storage.reserve(TrialSpec(branch.reservation.trial_id, SPEC.command, {}, "/", "u"),
+                    Claim("h", 3, 30), _capture())
+    storage.end_execution(ExecutionEnd(branch.reservation.trial_id, 2, states.BROKEN, 1, []))
+    assert _run(storage, _capture(), pid=4).reservation.trial_id == branch.reservation.trial_id
+
+
+def test_a_trial_that_captured_nothing_resumes_with_anything(storage):
+    storage.reserve(SPEC, Claim("h", 1, 30))  # no capture (an older CLI)
     storage.end_execution(ExecutionEnd(SPEC.id, 1, states.BROKEN, 1, []))
-    second = storage.reserve(SPEC, _claim(2))
-    assert (second.execution, second.previous_status) == (2, states.BROKEN)
-    assert not storage.renew_lease(SPEC.id, 1, 30)  # not the owner any more
-    stale = Chunk(SPEC.id, 1, "p", 1, 1, protocol.STATISTIC,
-                  msgpack.packb([[protocol.STATISTIC, {"late": True}]]))
-    assert storage.append_chunks([stale]).refused == {(SPEC.id, 1)}  # fenced
-    assert storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
-    storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, []))
-    with pytest.raises(TrialCompleted):
-        storage.reserve(SPEC, _claim(3))
+    assert _run(storage, _capture(), pid=2).reservation.execution == 2
 
 
-def _stale_writer(url: str, producer: str, barrier, results) -> None:
-    """Execution 1 logging as fast as it can until it is refused: what it was told."""
-    storage = open_storage(url)
-    barrier.wait()
-    stored: list[int] = []
-    try:
-        for seq in range(1, 100_000):
-            appended = storage.append_chunks([_one(1, producer, seq)])
-            if appended.refused:
-                break
-            stored.append(seq)
-            time.sleep(0.002)  # as a daemon's batches come: others get the database too
-    except Exception as exc:  # shown by the test, which would otherwise wait in vain
-        results.put((producer, repr(exc)))
-        raise
-    results.put((producer, stored))
+def _written(path: str, sha256: str, mtime: float) -> dict[str, Any]:
+    return {"path": path, "sha256": sha256, "kind": "code", "mtime": mtime}
 
 
-def _wait_stopped(pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while psutil.Process(pid).status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE):
-        assert time.monotonic() < deadline, f"writer {pid} never stopped"
-        time.sleep(0.01)
+def test_untracked_files_the_trial_wrote_itself_are_no_change(storage):
+    _run(storage, _capture())
+    ran = storage.get_trial(SPEC.id)["executions"][0]
+    _end(storage, Reservation(SPEC.id, 1, None))
+    wrote = _capture(untracked=(_written("generated.py", "1" * 64, ran["start"]),))
+    assert _run(storage, wrote, pid=2).reservation == Reservation(
+        SPEC.id, 2, states.BROKEN)
+    _end(storage, Reservation(SPEC.id, 2, None))
+    by_the_user = _capture(untracked=(_written("mine.py", "2" * 64, ran["start"] - 3600),))
+    with pytest.raises(ChangeRefused, match="untracked files added: mine.py"):
+        _run(storage, by_the_user, pid=3)
 
 
-def _one(execution: int, producer: str, seq: int) -> Chunk:
-    body = msgpack.packb([[protocol.STATISTIC, {"p": producer, "seq": seq}]])
-    return Chunk(SPEC.id, execution, producer, seq, 1, protocol.STATISTIC, body)
+def test_an_untracked_file_the_trial_rewrote_is_no_change(storage):
+    before = _capture(untracked=(_written("state.py", "1" * 64, 1.0),))
+    _run(storage, before)
+    ran = storage.get_trial(SPEC.id)["executions"][0]
+    _end(storage, Reservation(SPEC.id, 1, None))
+    rewritten = _capture(untracked=(_written("state.py", "2" * 64, ran["start"]),))
+    assert _run(storage, rewritten, pid=2).reservation.execution == 2
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str,
-                                                                   round_: int):
-    """The fencing check and the write are one: once the new execution has written, no
-    record of the old one comes after it, and each of the old one's writes was either
-    stored or refused, as it was told.  The stale writers are paused (a machine that
-    froze) at any point of their writes while the new owner takes over and writes."""
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1, lease=-1))  # expired: anyone may take it over
-    assert storage.append_chunks([_one(1, "first", 1)]).inserted == 1
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(5), ctx.Queue()
-    writers = [ctx.Process(target=_stale_writer, args=(database_url, f"w{i}", barrier, results))
-               for i in range(4)]
-    for writer in writers:
-        writer.start()
-    barrier.wait()
-    deadline = time.monotonic() + 60
-    while len(storage.read_records(SPEC.id, [protocol.STATISTIC])) < 40:
-        assert time.monotonic() < deadline, "the stale writers never wrote"
-    for writer in writers:
-        os.kill(writer.pid, signal.SIGSTOP)
-    for writer in writers:
-        _wait_stopped(writer.pid)
-    taken: list[int] = []
-
-    def take_over() -> None:
-        taken.append(storage.reserve(SPEC, _claim(2)).execution)
-        taken.append(open_storage(database_url).append_chunks([_one(2, "new", 1)]).inserted)
-
-    thread = threading.Thread(target=take_over)
-    thread.start()
-    thread.join(timeout=0.5)  # done at once unless a paused writer's write holds it back
-    for writer in writers:
-        os.kill(writer.pid, signal.SIGCONT)
-    thread.join(timeout=60)
-    assert taken == [2, 1]
-    told = dict(results.get(timeout=120) for _ in writers)
-    assert all(isinstance(seqs, list) for seqs in told.values()), told
-    told["first"] = [1]
-    for writer in writers:
-        writer.join(timeout=60)
-    records = storage.read_records(SPEC.id, [protocol.STATISTIC])
-    owner = next(r["position"] for r in records if r["execution"] == 2)
-    late = [r["body"] for r in records if r["execution"] == 1 and r["position"] > owner]
-    assert late == [], f"{len(late)} records of the stale execution after the new one's"
-    stored = {(r["body"]["p"], r["body"]["seq"]) for r in records if r["execution"] == 1}
-    assert stored == {(p, s) for p, seqs in told.items() for s in seqs}
+def _resource(storage, path: str, sha256: str) -> None:
+    body = msgpack.packb([[protocol.RESOURCE, {"path": path, "sha256": sha256}]])
+    storage.append_chunks([Chunk(SPEC.id, 1, "r", 1, 1, protocol.RESOURCE, body)])
 
 
-@pytest.mark.parametrize("offset", [-3600.0, 3600.0])
-def test_leases_are_measured_on_the_database_s_clock(database_url: str, monkeypatch,
-                                                     offset: float):
-    """A daemon whose machine's clock is an hour off neither declares a live trial lost
-    at once nor keeps a dead one for an hour."""
-    storage = open_storage(database_url)
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + offset)
-    live = TrialSpec(id="ef" * 16, command=["python", "live.py"], identity={}, cwd="/",
-                     user="u")
-    storage.reserve(live, _claim(1, lease=600))
-    storage.reserve(SPEC, _claim(2, lease=0.5))  # dies at once: nobody renews it
-    deadline = real() + 60
-    while SPEC.id not in storage.expire_leases():
-        assert real() < deadline, "a lease of 0.5 s never ended"
-        time.sleep(0.05)
-    assert storage.get_trial(live.id)["status"] == states.RUNNING
-    started = storage.get_trial(SPEC.id)["executions"][0]["start"]
-    assert abs(started - real()) < 60  # on the database's clock too
+def test_a_resource_the_trial_logged_that_changed_is_an_environment_change(storage):
+    _run(storage, _capture())
+    _resource(storage, "data.csv", "1" * 64)
+    assert reservation.logged_resources(storage, SPEC.id) == {"data.csv": "1" * 64}
+    _end(storage, Reservation(SPEC.id, 1, None))
+    same = {**_capture(), "resources": {"data.csv": "1" * 64, "unrelated": "9" * 64}}
+    assert _run(storage, same, pid=2).reservation.execution == 2
+    _end(storage, Reservation(SPEC.id, 2, None))
+    with pytest.raises(ChangeRefused, match="environment: resource data.csv changed"):
+        _run(storage, {**_capture(), "resources": {"data.csv": "2" * 64}}, pid=3)
 
 
-def test_an_expired_lease_makes_the_trial_lost_and_resumable(database_url: str):
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1, lease=-1))
-    again = storage.reserve(SPEC, _claim(2))
-    assert (again.execution, again.previous_status) == (2, states.LOST)
-    history = [h["status"] for h in storage.get_trial(SPEC.id)["history"]]
-    assert history == ["new", "running", "lost", "running"]
+def _child(branch_point: int | None = None) -> TrialSpec:
+    return TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
+                     parent=SPEC.id, root="cd" * 16, branch_kind="branch",
+                     branch_point=branch_point)
 
 
-def test_chunks_are_idempotent_and_positions_follow_commit_order(database_url: str):
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1))
-
-    def chunk(producer: str, seq: int, values: list[int], kind: str = protocol.STATISTIC) -> Chunk:
-        body = msgpack.packb([[kind, {"v": v}] for v in values])
-        return Chunk(SPEC.id, 1, producer, seq, len(values), kind, body)
-
-    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("b", 1, [10])]).inserted == 3
-    # a resend held beside its original in one batch (the database was away): once
-    assert storage.append_chunks([chunk("c", 1, [7]), chunk("c", 1, [7])]).inserted == 1
-    assert storage.append_chunks([chunk("a", 1, [1, 2]), chunk("a", 3, [3])]).inserted == 1
-    # a resend cut at other boundaries stores only what is new
-    assert storage.append_chunks([chunk("a", 2, [2, 3, 4, 5])]).inserted == 2
-    assert storage.append_chunks([chunk("b", 1, [10, 11])]).inserted == 1
-    records = storage.read_records(SPEC.id, [protocol.STATISTIC])
-    assert [r["body"]["v"] for r in records] == [1, 2, 10, 7, 3, 4, 5, 11]
-    assert [r["seq"] for r in records] == [1, 2, 1, 1, 3, 4, 5, 2]
-    positions = [r["position"] for r in records]
-    assert positions == sorted(positions) and len(set(positions)) == 8
+def test_a_new_branch_child_is_checked_against_its_parent(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    with pytest.raises(ChangeRefused, match="not branching it"):
+        _run(storage, _capture(python="3.12.0"), spec=_child(), exact=True)
+    outcome = _run(storage, _capture(python="3.12.0"), Allowed(environment=True),
+                   spec=_child(), exact=True)
+    assert outcome.reservation == Reservation("cd" * 16, 1, None)
+    assert storage.get_trial("cd" * 16)["branch_kind"] == "branch"
 
 
-def test_expired_leases_are_swept_to_lost(database_url: str):
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1, lease=-1))
-    assert storage.expire_leases() == [SPEC.id]
-    trial = storage.get_trial(SPEC.id)
-    assert trial["status"] == states.LOST
-    assert trial["executions"][0]["status"] == states.LOST
-    # alive after all (a paused machine): its heartbeat takes it back, as nobody took over
-    assert storage.renew_lease(SPEC.id, 1, 30)
-    assert storage.get_trial(SPEC.id)["status"] == states.RUNNING
-    storage.renew_lease(SPEC.id, 1, -1)  # its lease ends again: lost again
-    storage.expire_leases()
-    # its end, reported late, is what happened: it completed
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
-    trial = storage.get_trial(SPEC.id)
-    assert trial["status"] == states.COMPLETED
-    assert trial["executions"][0]["status"] == states.COMPLETED
+def test_a_branch_child_of_no_trial_is_not_found(storage):
+    with pytest.raises(TrialNotFound):
+        _run(storage, _capture(), spec=_child(), exact=True)
+    assert storage.list_trials() == []
 
 
-def test_a_lost_execution_taken_over_stays_fenced(database_url: str):
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1, lease=-1))
-    storage.expire_leases()
-    storage.reserve(SPEC, _claim(2))  # execution 2 takes over
-    assert not storage.renew_lease(SPEC.id, 1, 30)
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
-    trial = storage.get_trial(SPEC.id)
-    assert trial["status"] == states.RUNNING  # execution 2's
-    assert [e["status"] for e in trial["executions"]] == [states.COMPLETED, states.RUNNING]
-
-
-def _stats(values: list[int], seq: int = 1, producer: str = "p", execution: int = 1,
-           trial: str = SPEC.id, kind: str = protocol.STATISTIC) -> Chunk:
-    body = msgpack.packb([[kind, {"v": v}] for v in values])
-    return Chunk(trial, execution, producer, seq, len(values), kind, body)
-
-
-def test_captures_branches_and_positions(database_url: str):
-    storage = open_storage(database_url)
-    capture = {"environment": {"packages": {"zope.interface": {"version": "6.0"}}},
-               "configuration": {"files": {"cfg.yaml": {"sha256": "x"}}}, "$odd": {"": 1}}
-    storage.reserve(SPEC, _claim(1), capture)
-    assert storage.capture(SPEC.id) == capture  # keys with dots, $ and empty round-trip
-    assert storage.end_position(SPEC.id) is None
-    storage.append_chunks([_stats([1, 2, 3]), _stats([4], seq=4)])
-    assert storage.last_seq(SPEC.id, 1, "p") == 4 and storage.last_seq(SPEC.id, 1, "q") == 0
-    end = storage.end_position(SPEC.id)
-    assert end == storage.read_records(SPEC.id, [protocol.STATISTIC])[-1]["position"]
-    assert storage.logged_counts(SPEC.id, [protocol.STATISTIC]) == {1: 4}
-    branch = TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                       parent=SPEC.id, root=SPEC.id, branch_kind="change", branch_point=end)
-    storage.reserve(branch, _claim(2), {"x": 1})
-    child = TrialSpec(id="ce" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                      parent=SPEC.id, root="ce" * 16, branch_kind="branch", branch_point=end)
-    storage.reserve(child, _claim(3))
-    assert [c["id"] for c in storage.candidates(SPEC.id)] == [SPEC.id, "cd" * 16]
+def test_an_exact_id_resumes_that_trial_as_stored(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    _end(storage, _run(storage, _capture(), spec=_child(), exact=True, pid=2).reservation)
+    other = TrialSpec(id="cd" * 16, command=["python", "other.py"], identity={}, cwd="/x",
+                      user="v")  # what the CLI sends: the stored trial is what runs
+    outcome = _run(storage, _capture(), spec=other, exact=True, pid=3)
+    assert outcome.reservation == Reservation("cd" * 16, 2, states.BROKEN)
     trial = storage.get_trial("cd" * 16)
-    assert (trial["parent"], trial["branch_kind"], trial["branch_point"]) == (
-        SPEC.id, "change", end)
-    assert storage.end_position("ce" * 16) == end  # no records yet: its branch point
-    assert [t["id"] for t in storage.list_trials()] == [SPEC.id, "cd" * 16, "ce" * 16]
-
-
-def test_ids_resolve_by_unique_prefix(database_url: str):
-    from kleiod.errors import AmbiguousId, TrialNotFound
-
-    storage = open_storage(database_url)
-    for trial_id in ("ab12" + "0" * 28, "ab34" + "0" * 28, "cd56" + "0" * 28):
-        storage.reserve(TrialSpec(id=trial_id, command=["x"], identity={}, cwd="/", user="u"),
-                        _claim(1))
-    assert storage.resolve_id("ab1") == "ab12" + "0" * 28
-    assert storage.resolve_id("CD") == "cd56" + "0" * 28
-    with pytest.raises(AmbiguousId):
-        storage.resolve_id("ab")
-    with pytest.raises(TrialNotFound):
-        storage.resolve_id("ff")
-    with pytest.raises(TrialNotFound):
-        storage.resolve_id("not-hex")
-
-
-def test_blobs_are_stored_once_by_content(database_url: str, tmp_path):
-    import hashlib
-
-    storage = open_storage(database_url)
-    payload = bytes(range(256)) * 5000
-    for _ in range(2):
-        writer = storage.begin_blob("upload")
-        writer.write(0, payload[:1000])
-        writer.write(1000, payload[1000:])
-        assert writer.finish() == hashlib.sha256(payload).hexdigest()
-    path = storage.blob_path(hashlib.sha256(payload).hexdigest())
-    with open(path, "rb") as handle:
-        assert handle.read() == payload
-
-
-def test_chunks_read_as_stored_and_records_past_a_position(database_url: str):
-    """What followers and fast readers use: chunks as stored (with or without their bodies,
-    up to a position), records past a position, and the stored parts of a write."""
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1))
-    first = storage.append_chunks([_stats([1, 2]), _stats([3], seq=3)])
-    assert [part.count for _, part in first.stored] == [2, 1]
-    again = storage.append_chunks([_stats([1, 2, 3, 4])])  # a resend: only 4 is new
-    assert [(part.seq, part.count) for _, part in again.stored] == [(4, 1)]
-    chunks = storage.read_chunks(SPEC.id, [protocol.STATISTIC])
-    assert [c["count"] for c in chunks] == [2, 1, 1]
-    assert [c["position"] for c in chunks] == [p for p, _ in first.stored + again.stored]
-    assert [pair[1]["v"] for c in chunks for pair in msgpack.unpackb(c["body"])] == [1, 2, 3, 4]
-    assert all(c["body"] is None for c in storage.read_chunks(SPEC.id, [protocol.STATISTIC],
-                                                             bodies=False))
-    upto = storage.read_chunks(SPEC.id, [protocol.STATISTIC], upto=chunks[1]["position"])
-    assert [c["count"] for c in upto] == [2, 1]
-    chosen = storage.read_chunks(SPEC.id, [protocol.STATISTIC],
-                                 positions=[chunks[2]["position"], chunks[0]["position"]])
-    assert [c["body"] for c in chosen] == [chunks[0]["body"], chunks[2]["body"]]
-    assert storage.read_chunks(SPEC.id, [protocol.STATISTIC], positions=[]) == []
-    after = storage.read_records(SPEC.id, [protocol.STATISTIC], after=chunks[0]["position"])
-    assert [r["body"]["v"] for r in after] == [2, 3, 4]
-
-
-def test_tags_are_added_and_removed_and_listed(database_url: str):
-    from kleiod.errors import TrialNotFound
-
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, _claim(1))
-    assert storage.set_tags(SPEC.id, ["b", "a"], []) == ["a", "b"]
-    assert storage.set_tags(SPEC.id, ["a", "c"], ["b"]) == ["a", "c"]
-    assert storage.get_trial(SPEC.id)["tags"] == ["a", "c"]
-    assert [t["tags"] for t in storage.list_trials()] == [["a", "c"]]
-    with pytest.raises(TrialNotFound):
-        storage.set_tags("cd" * 16, ["x"], [])
-
-
-def _launch_claim(pid: int, launch: str | None) -> Claim:
-    return Claim(host=f"node{pid}", pid=pid, lease_seconds=30, launch=launch)
-
-
-def test_the_processes_of_one_launch_join_one_execution(database_url: str):
-    """`srun -N3 kleio torchrun ...`: the first reserves, the others join its execution;
-    a process of another launch is refused as ever."""
-    storage = open_storage(database_url)
-    first = storage.reserve(SPEC, _launch_claim(1, "slurm:7.0"))
-    joined = [storage.reserve(SPEC, _launch_claim(pid, "slurm:7.0")) for pid in (2, 3)]
-    assert (first.execution, first.joined) == (1, False)
-    assert [(j.execution, j.joined) for j in joined] == [(1, True), (1, True)]
-    for launch in ("slurm:8.0", None):
-        with pytest.raises(AlreadyRunning):
-            storage.reserve(SPEC, _launch_claim(4, launch))
-    trial = storage.get_trial(SPEC.id)
-    assert len(trial["executions"]) == 1
-    assert [h["status"] for h in trial["history"]] == ["new", "running"]
-
-
-def _launch_race(url: str, barrier, results, index: int) -> None:
-    storage = open_storage(url)
-    barrier.wait()
-    try:
-        reservation = storage.reserve(SPEC, _launch_claim(100 + index, "slurm:9.0"))
-        results.put(("reserved", reservation.execution, reservation.joined))
-    except AlreadyRunning as error:
-        results.put(("refused", str(error), None))
-
-
-@pytest.mark.parametrize("round_", range(3))
-def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str,
-                                                                round_: int):
-    """A process that joined while the first was between its reservation and the
-    execution's document was refused once (MongoDB, under load): all of them run."""
-    outcomes = _outcomes_of_six(database_url, _launch_race)
-    assert outcomes == [("reserved", 1, False)] + [("reserved", 1, True)] * 5
-    storage = open_storage(database_url)
-    for _ in range(5):
-        storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
-    assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # the sixth runs still
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.COMPLETED, 0, []))
-    assert storage.get_trial(SPEC.id)["status"] == states.COMPLETED
-
-
-def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
-        database_url: str):
-    storage = open_storage(database_url)
-    for pid in (1, 2, 3):
-        storage.reserve(SPEC, _launch_claim(pid, "slurm:7.0"))
-    ends = [(states.COMPLETED, 0, []), (states.BROKEN, 1, []),
-            (states.INTERRUPTED, -15, ["SIGTERM"])]
-    for status, code, signals in ends[:2]:
-        storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals))
-        assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # one still runs
-    status, code, signals = ends[2]
-    storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals))
-    trial = storage.get_trial(SPEC.id)
-    execution = trial["executions"][0]
-    assert (trial["status"], execution["status"]) == (states.BROKEN, states.BROKEN)
-    assert (execution["exit_code"], execution["signals"]) == (1, ["SIGTERM"])
-    assert [h["status"] for h in trial["history"]] == ["new", "running", "broken"]
-    again = storage.reserve(SPEC, _launch_claim(4, "slurm:7.0"))  # a new execution now
-    assert (again.execution, again.joined) == (2, False)
-
-
-def test_a_launch_whose_lease_expired_is_not_joined_but_resumed(database_url: str):
-    storage = open_storage(database_url)
-    storage.reserve(SPEC, Claim(host="a", pid=1, lease_seconds=-1, launch="slurm:7.0"))
-    again = storage.reserve(SPEC, _launch_claim(2, "slurm:7.0"))
-    assert (again.execution, again.joined, again.previous_status) == (2, False, states.LOST)
+    assert (trial["command"], trial["parent"], trial["branch_kind"]) == (
+        SPEC.command, SPEC.id, "branch")
