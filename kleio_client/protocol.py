@@ -313,6 +313,12 @@ def records_frame(trial: str, execution: int, producer: str, first_seq: int,
         return pack(records(trial, execution, producer, first_seq, packed_items(items)))
 
 
+def packed_list(count: int, packed_pairs: bytes) -> bytes:
+    """``count`` already packed [kind, body] records as one packed list: how the daemon
+    cuts a message's records into chunks of one kind without decoding them."""
+    return msgpack.Packer().pack_array_header(count) + packed_pairs
+
+
 def packed_items(items: list[PackedRecord]) -> bytes:
     """``items`` as one packed list of [kind, body] records (at most 65535)."""
     return _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(

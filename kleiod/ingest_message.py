@@ -100,4 +100,4 @@ def runs_of_one_kind(kinds: list[str]) -> list[tuple[int, int, str]]:
 
 def sliced(packed: bytes, offsets: list[int], start: int, end: int) -> bytes:
     """Records ``start`` to ``end`` of a packed list, as a packed list of their own."""
-    return b"\xdd" + (end - start).to_bytes(4, "big") + packed[offsets[start]:offsets[end]]
+    return protocol.packed_list(end - start, packed[offsets[start]:offsets[end]])
