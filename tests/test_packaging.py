@@ -27,3 +27,40 @@ def test_every_package_is_in_the_distribution():
     }
     assert on_disk <= shipped
     assert "kleio_cli.capture" in shipped and "kleiod.storage" in shipped
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Every module of ``package`` with the top-level modules it imports."""
+    import ast
+
+    found = {}
+    for path in (REPO / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+        found[str(path.relative_to(REPO))] = names
+    return found
+
+
+def _offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(f"{module}: {name}" for module, names in _imports(package).items()
+                  for name in names if name.split(".")[0] in forbidden)
+
+
+def test_the_packages_keep_their_seams():
+    """DESIGN.md: the CLI asks the daemon, it does not run its code; the client depends on
+    pyzmq and msgpack only; the shared runtime and the supervisor import no daemon."""
+    assert _offenders("kleio_cli", ("kleiod",)) == []
+    assert _offenders("kleio_supervisor", ("kleiod", "kleio_cli")) == []
+    assert _offenders("kleio_runtime", ("kleiod", "kleio_cli", "kleio_supervisor")) == []
+    assert _offenders("kleio_client", ("kleiod", "kleio_cli", "kleio_runtime",
+                                       "kleio_supervisor", "pymongo", "typer",
+                                       "platformdirs", "psutil", "git")) == []
+    assert _offenders("kleiod", ("kleio_cli", "kleio_supervisor")) == []
+    shared = {name for names in _imports("kleiod").values() for name in names
+              if name.startswith("kleio_client.")}
+    assert {"kleio_client.journal", "kleio_client.segments", "kleio_client.values"}.isdisjoint(
+        shared), shared

@@ -23,7 +23,11 @@ def open_storage(url: str, cache_dir: Path | None = None,
         return SQLiteStorage(Path(url[len("sqlite:///"):]).expanduser(),
                              allow_network_filesystem)
     if url.startswith(("mongodb://", "mongodb+srv://")):
-        from kleiod.storage.mongo import MongoStorage
+        try:
+            from kleiod.storage.mongo import MongoStorage
+        except ImportError as exc:
+            raise ConfigError(f"a MongoDB journal needs pymongo ({exc}); install it with "
+                              "`pip install 'kleio[mongo]'`") from None
 
         return MongoStorage(url, cache_dir or Path(tempfile.gettempdir()) / "kleio-artifacts")
     scheme = url.split(":", 1)[0]
