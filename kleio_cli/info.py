@@ -15,12 +15,13 @@ from kleio_cli.request import call
 def info(trial: str, as_json: bool) -> None:
     detail = call("info", id=trial)
     if as_json:
-        render.print_json(_info_json(detail))
+        render.print_json(info_json(detail))
         return
     print(_info_text(detail))
 
 
-def _info_json(detail: dict[str, Any]) -> dict[str, Any]:
+def info_json(detail: dict[str, Any]) -> dict[str, Any]:
+    """What `kleio info --json` prints (and the web view serves)."""
     return {
         **detail,
         "command": render.command(detail["command"]),

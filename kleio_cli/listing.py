@@ -8,27 +8,19 @@ import sys
 from typing import Any
 
 from kleio_cli import render, statistics
-from kleio_cli.connection import connect
 from kleio_cli.request import call
 from kleio_client import protocol
-from kleio_client.journal import options
-from kleio_runtime.config import resolve
 
 
 def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
        tags: tuple[str, ...] = (), where: tuple[str, ...] = ()) -> None:
-    trials = [t for t in call("ls") if t.get("branch_kind") != protocol.SCRATCH
-              and (not statuses or t["status"] in statuses)
-              and set(tags) <= set(t.get("tags") or [])]
-    if where:
-        trials = _configured(trials, statistics.conditions(list(where)))
+    # The daemon judges status, tags and options in one read of the journal.
+    wanted = statistics.conditions(list(where))
+    trials = [t for t in call("ls", status=list(statuses), tags=list(tags),
+                              where=[[c.key, c.op, c.value] for c in wanted])
+              if t.get("branch_kind") != protocol.SCRATCH]
     if as_json:
-        render.print_json([
-            {"id": t["id"], "status": t["status"], "command": render.command(t["command"]),
-             "argv": t["command"], "created": render.iso(t["created"]), "parent": t["parent"],
-             "host": t["host"], "executions": t["executions"], "tags": t.get("tags") or []}
-            for t in trials
-        ])
+        render.print_json([json_row(t) for t in trials])
         return
     if not trials:
         print("no trials" + (" with that status or tag" if statuses or tags else
@@ -50,25 +42,21 @@ def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
     print(render.table(headers, rows))
 
 
+def json_row(trial: dict[str, Any]) -> dict[str, Any]:
+    """A listed trial as `kleio ls --json` (and the web view's /api/trials) gives it."""
+    return {"id": trial["id"], "status": trial["status"],
+            "command": render.command(trial["command"]), "argv": trial["command"],
+            "created": render.iso(trial["created"]), "parent": trial["parent"],
+            "host": trial["host"], "executions": trial["executions"],
+            "tags": trial.get("tags") or []}
+
+
 def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:
     result = call("tag", id=trial, **{"remove" if remove else "add": names})
     if as_json:
         render.print_json(result)
         return
     print(f"{render.short(result['id'])}: {', '.join(result['tags']) or 'no tags'}")
-
-
-def _configured(trials: list[dict[str, Any]], where: list[statistics.Condition]
-                ) -> list[dict[str, Any]]:
-    """The trials whose command-line options match (``lr>0.01``: ``--lr``, ``batch_size``:
-    ``--batch-size``)."""
-    kept = []
-    with connect(resolve()) as client:
-        for trial in trials:
-            captured = client.call("info", id=trial["id"]).get("configuration") or {}
-            if all(c.holds(options(captured)) for c in where):
-                kept.append(trial)
-    return kept
 
 
 def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:

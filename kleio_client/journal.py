@@ -20,7 +20,7 @@ from __future__ import annotations
 import operator
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from kleio_client import protocol, segments
@@ -29,12 +29,7 @@ from kleio_client.errors import DaemonUnavailable
 from kleio_client.protocol import ABSENT, conditions, sort_rank
 from kleio_client.values import orders_by_itself
 
-
-def options(configuration: dict[str, Any]) -> dict[str, Any]:
-    """A captured configuration's options by name without dashes, ``-`` as ``_``: what
-    ``lr=0.1`` and ``batch_size__gt=8`` filter on."""
-    return {name.lstrip("-").replace("-", "_"): value
-            for name, value in (configuration.get("options") or {}).items()}
+options = protocol.options  # the name scripts import
 
 
 class Journal:
@@ -80,52 +75,78 @@ class Journal:
         """Trials, oldest first, by id prefix, status(es), tags (all of them), a substring
         of the command, creation time (seconds since the epoch), and configuration values
         (``lr=0.1``, ``lr__gt=0.01``: options of the command line, without dashes, ``-`` as
-        ``_``)."""
-        statuses = {status} if isinstance(status, str) else set(status or ())
+        ``_``; ``arguments``, the positional ones).  The daemon judges status, tags and
+        options in one read of the journal; each trial's :attr:`Trial.info` is asked of it
+        only when read."""
+        statuses = [status] if isinstance(status, str) else list(status or ())
         wanted = conditions(configuration)
+        # ``arguments`` is this API's name for the positional ones, not an option's: judged
+        # here, on the configuration listed
+        positional = [c for c in wanted if c.key == "arguments"]
+        listed = self.call("ls", status=statuses, tags=list(tags), configuration=True,
+                           where=[[c.key, c.op, _sendable(c.value)] for c in wanted
+                                  if c.key != "arguments"])
         found = []
-        for listed in self.call("ls"):
-            if listed.get("branch_kind") == "scratch" or (id and not listed["id"].startswith(
-                    id.lower())) or (statuses and listed["status"] not in statuses) or not set(
-                    tags) <= set(listed.get("tags") or []) or (
-                    command and command not in " ".join(listed["command"])) or (
-                    created_after is not None and listed["created"] < created_after) or (
-                    created_before is not None and listed["created"] > created_before):
+        for row in listed:
+            if row.get("branch_kind") == "scratch" or (id and not row["id"].startswith(
+                    id.lower())) or (command and command not in " ".join(row["command"])) or (
+                    created_after is not None and row["created"] < created_after) or (
+                    created_before is not None and row["created"] > created_before):
                 continue
-            trial = self.trial(listed["id"]) if wanted else None
-            if trial is None or all(c.holds(trial.configuration) for c in wanted):
-                found.append(trial or self.trial(listed["id"]))
+            trial = Trial(self, row, listed=True)
+            if all(c.holds(trial.configuration) for c in positional):
+                found.append(trial)
         return found
 
 
-@dataclass
-class Trial:
-    """A trial as ``kleio info`` shows it, with its statistics and artifacts on demand."""
+def _sendable(value: Any) -> Any:
+    """A value to compare with, as the daemon can be sent it: a set or a tuple (of ``in``)
+    as a list."""
+    return list(value) if isinstance(value, (set, frozenset, tuple)) else value
 
-    journal: Journal = field(repr=False)
-    info: dict[str, Any] = field(repr=False)
+
+class Trial:
+    """A trial as ``kleio info`` shows it, with its statistics and artifacts on demand.
+
+    One that :meth:`Journal.trials` found is what the daemon listed (id, status, command,
+    tags, parent, configuration) until :attr:`info` is first read."""
+
+    def __init__(self, journal: Journal, info: dict[str, Any], *, listed: bool = False
+                 ) -> None:
+        self.journal = journal
+        self._known = info
+        self._listed = listed  # ``info`` is a row of ``ls``, not yet ``kleio info``'s
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The trial as the daemon's ``info`` gives it, what ``kleio info`` shows (asked
+        of the daemon when first read, for a trial that :meth:`Journal.trials` found)."""
+        if self._listed:
+            self._known = self.journal.call("info", id=self.id)
+            self._listed = False
+        return self._known
 
     @property
     def id(self) -> str:
-        return str(self.info["id"])
+        return str(self._known["id"])
 
     @property
     def status(self) -> str:
-        return str(self.info["status"])
+        return str(self._known["status"])
 
     @property
     def command(self) -> list[str]:
-        return list(self.info["command"])
+        return list(self._known["command"])
 
     @property
     def tags(self) -> list[str]:
-        return list(self.info.get("tags") or [])
+        return list(self._known.get("tags") or [])
 
     @property
     def configuration(self) -> dict[str, Any]:
         """The command line's options, by name without dashes (``--batch-size`` is
         ``batch_size``), and ``arguments``, its positional arguments."""
-        captured = self.info.get("configuration") or {}
+        captured = self._known.get("configuration") or {}
         return {**options(captured), "arguments": list(captured.get("positional") or [])}
 
     def __repr__(self) -> str:
@@ -188,7 +209,7 @@ class Trial:
 
     @property
     def parent(self) -> Trial | None:
-        parent = self.info.get("parent")
+        parent = self._known.get("parent")
         return None if parent is None else self.journal.trial(parent)
 
     def ancestors(self) -> list[Trial]:

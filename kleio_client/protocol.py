@@ -433,6 +433,15 @@ def conditions(filters: dict[str, Any]) -> list[Condition]:
     return parsed
 
 
+def options(configuration: Any) -> dict[str, Any]:
+    """A captured configuration's options by name without dashes, ``-`` as ``_``: what
+    ``lr=0.1`` and ``batch_size__gt=8`` filter on; none without a configuration."""
+    given = configuration.get("options") if isinstance(configuration, dict) else None
+    if not isinstance(given, dict):
+        return {}
+    return {str(name).lstrip("-").replace("-", "_"): value for name, value in given.items()}
+
+
 ABSENT = object()  # a record without the key being sorted on
 
 

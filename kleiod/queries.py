@@ -48,7 +48,21 @@ class Queries:
         return self._storage.resolve_id(str(args["id"]))
 
     def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._storage.list_trials()
+        """The trials, oldest first; only those with one of the ``status`` given, all the
+        ``tags`` given and whose command-line options match ``where`` (``[key, op,
+        value]`` triples: ``--batch-size 8`` is ``batch_size``, as its latest capture has
+        it), all judged over one read of the journal.  With ``configuration``, each with
+        the configuration it was captured with (as ``info`` gives it)."""
+        statuses, tags = _strings(args, "status"), set(_strings(args, "tags"))
+        where = _where(args.get("where"))
+        shown = bool(args.get("configuration"))
+        trials = self._storage.list_trials(configurations=shown or bool(where))
+        kept = [t for t in trials if (not statuses or t["status"] in statuses)
+                and tags <= set(t["tags"]) and _configured(t, where)]
+        if not shown:
+            for trial in kept:
+                trial.pop("configuration", None)
+        return kept
 
     def trial(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._storage.get_trial(self._storage.resolve_id(str(args["id"])))
@@ -100,7 +114,7 @@ class Queries:
     def columns(self, args: dict[str, Any]) -> dict[str, Any]:
         """A page of ``segments`` (as ``stats`` gave them, without bodies) as columns, only
         the records matching ``where`` (``[key, op, value]`` triples)."""
-        where = [_condition(c) for c in args.get("where") or []]
+        where = _where(args.get("where"))
         return columns.page(self._storage, list(args["segments"]), where)
 
     def chunks(self, args: dict[str, Any]) -> list[bytes]:
@@ -219,9 +233,37 @@ def _artifact(record: dict[str, Any]) -> dict[str, Any]:
             "position": record["position"]}
 
 
-def _condition(triple: Any) -> Condition:
+def _strings(args: dict[str, Any], name: str) -> list[str]:
+    value = args.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BadRequest(f"{name} takes a list of strings")
+    return value
+
+
+def _where(value: Any) -> list[Condition]:
+    """``where`` as sent: ``[key, op, value]`` triples, the key a string."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+            isinstance(t, list) and len(t) == 3 and isinstance(t[0], str) for t in value):
+        raise BadRequest("where takes a list of [key, op, value] triples, each key a string")
+    return [_condition(triple) for triple in value]
+
+
+def _configured(trial: dict[str, Any], where: list[Condition]) -> bool:
+    """Whether the trial's command-line options match, named as ``protocol.options``
+    names them."""
+    if not where:
+        return True
+    options = protocol.options(trial.get("configuration"))
+    return all(c.holds(options) for c in where)
+
+
+def _condition(triple: list[Any]) -> Condition:
     key, op, value = triple
-    if op not in COMPARISONS:
+    if not isinstance(op, str) or op not in COMPARISONS:
         raise BadRequest(f"unknown comparison {str(op)[:20]!r}; use one of "
                          f"{', '.join(COMPARISONS)}")
     return Condition(str(key), op, value)

@@ -14,6 +14,7 @@ order within the trial shared by statistics, artifacts and output.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -112,6 +113,21 @@ def already_running(trial_id: str, host: Any, pid: Any, since: float | None) -> 
 def missing_artifact(sha256: str, store: str) -> ArtifactMissing:
     return ArtifactMissing(f"artifact {sha256[:12]} is not in the journal's store ({store}): "
                            "the journal is damaged; restore its artifacts from a backup")
+
+
+def configuration_of(capture: Any) -> Any:
+    """A capture's configuration as ``capture(id)`` gives it, or None."""
+    return capture.get("configuration") if isinstance(capture, dict) else None
+
+
+def stored_capture(capture: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """An execution's capture as stored (JSON text), and beside it its configuration
+    (``null`` when it has none): what listing the trials reads of each, a few hundred
+    bytes where the capture has many thousand.  An execution stored without it (by an
+    older Kleio) is read from its capture."""
+    if capture is None:
+        return None, None
+    return json.dumps(capture), json.dumps(configuration_of(capture))
 
 
 def id_prefix(prefix: str) -> str:
@@ -265,7 +281,12 @@ class Storage(Protocol):
     # queries
     def resolve_id(self, prefix: str) -> str: ...
 
-    def list_trials(self) -> list[dict[str, Any]]: ...
+    def list_trials(self, configurations: bool = False) -> list[dict[str, Any]]:
+        """Every trial, oldest first; with ``configurations``, each with the
+        ``configuration`` its latest execution that has a capture captured (None when
+        none has, as ``capture(id)`` has it), read in the same one query: what ``ls``
+        filters by options of the command line."""
+        ...
 
     def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
         """Add and remove tags of a trial; return its tags, sorted."""

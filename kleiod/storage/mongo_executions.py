@@ -26,10 +26,17 @@ from kleiod.storage.base import (
     combined_end,
     completed,
     participant_end,
+    stored_capture,
 )
 from kleiod.storage.mongo_connection import MongoConnection
 
 RESUMABLE = sorted(states.RESUMABLE)
+
+
+def capture_fields(capture: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of an execution that hold its capture (base.stored_capture)."""
+    text, configuration = stored_capture(capture)
+    return {"capture": text, "configuration": configuration}
 
 
 def record_status(db: Database[dict[str, Any]], trial_id: str, execution: int, status: str,
@@ -75,7 +82,7 @@ class MongoExecutions(MongoConnection):
                 "$set": {"host": claim.host, "pid": claim.pid, "started": now,
                          "ended": None, "exit_code": None, "status": states.RUNNING,
                          "signals": [], "launch": claim.launch,
-                         "capture": None if capture is None else json.dumps(capture)},
+                         **capture_fields(capture)},
                 "$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
             record_status(self._db, spec.id, execution, states.RUNNING, now)
         return Reservation(spec.id, execution, previous)

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from kleiod.storage.mongo_executions import record_status
+from kleiod.storage.mongo_executions import capture_fields, record_status
 from kleiod.storage.mongo_trials import MongoTrials
 
 
@@ -65,8 +65,7 @@ class MongoTransfer(MongoTrials):
                     "trial_id": trial["id"], "number": e["number"], "host": e["host"],
                     "pid": e["pid"], "started": e["start"], "ended": e["end"],
                     "exit_code": e["exit_code"], "status": e["status"],
-                    "signals": e["signals"],
-                    "capture": None if capture is None else json.dumps(capture)})
+                    "signals": e["signals"], **capture_fields(capture)})
             for h in trial["history"]:
                 record_status(self._db, trial["id"], h["execution"], h["status"], h["at"])
         return True

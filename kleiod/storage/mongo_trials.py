@@ -17,8 +17,20 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from kleiod.errors import TrialNotFound
-from kleiod.storage.base import POSITION_STRIDE, id_prefix, the_one
+from kleiod.storage.base import POSITION_STRIDE, configuration_of, id_prefix, the_one
 from kleiod.storage.mongo_connection import MongoConnection
+
+# Beside each trial, in the same query, the configuration of its latest execution that has
+# a capture (by the index on trial_id and number): as stored apart, or for an execution
+# stored without it (by an older Kleio), the capture whole.
+_LATEST = {"$lookup": {"from": "executions", "let": {"trial": "$_id"}, "as": "latest",
+                       "pipeline": [
+                           {"$match": {"$expr": {"$eq": ["$trial_id", "$$trial"]},
+                                       "capture": {"$ne": None}}},
+                           {"$sort": {"number": -1}}, {"$limit": 1},
+                           {"$project": {"_id": 0, "configuration": 1, "capture": {"$cond": {
+                               "if": {"$ifNull": ["$configuration", False]}, "then": None,
+                               "else": "$capture"}}}}]}}
 
 
 class MongoTrials(MongoConnection):
@@ -58,14 +70,25 @@ class MongoTrials(MongoConnection):
                 {"_id": {"$gte": low, "$lt": low + "g"}}, {"_id": 1}).limit(2)]
         return the_one(prefix, found)
 
-    def list_trials(self) -> list[dict[str, Any]]:
+    def list_trials(self, configurations: bool = False) -> list[dict[str, Any]]:
         with self._t("listing trials"):
-            docs = list(self._db.trials.find().sort("created", 1))
-        return [{"id": d["_id"], "status": d["status"], "command": d["command"],
-                 "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
-                 "host": d.get("owner_host"), "executions": d["executions"],
-                 "branch_kind": d.get("branch_kind"), "tags": sorted(d.get("tags") or [])}
-                for d in docs]
+            if configurations:
+                docs = list(self._db.trials.aggregate([{"$sort": {"created": 1}}, _LATEST]))
+            else:
+                docs = list(self._db.trials.find().sort("created", 1))
+        trials = [{"id": d["_id"], "status": d["status"], "command": d["command"],
+                   "created": d["created"], "updated": d["updated"], "parent": d.get("parent"),
+                   "host": d.get("owner_host"), "executions": d["executions"],
+                   "branch_kind": d.get("branch_kind"), "tags": sorted(d.get("tags") or [])}
+                  for d in docs]
+        if configurations:
+            for trial, doc in zip(trials, docs, strict=True):
+                latest = doc["latest"][0] if doc["latest"] else {}
+                stored = latest.get("configuration")
+                trial["configuration"] = (json.loads(stored) if stored is not None
+                                          else configuration_of(json.loads(
+                                              latest.get("capture") or "null")))
+        return trials
 
     def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
         with self._t(f"tagging trial {trial_id}"):

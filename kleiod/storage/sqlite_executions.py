@@ -22,6 +22,7 @@ from kleiod.storage.base import (
     combined_end,
     completed,
     participant_end,
+    stored_capture,
 )
 from kleiod.storage.sqlite_connection import SQLiteConnection, translated
 
@@ -86,9 +87,9 @@ class SQLiteExecutions(SQLiteConnection):
             )
             db.execute(
                 "INSERT INTO executions (trial_id, number, host, pid, started, status, capture, "
-                "launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "configuration, launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (spec.id, execution, claim.host, claim.pid, now, states.RUNNING,
-                 None if capture is None else json.dumps(capture), claim.launch),
+                 *stored_capture(capture), claim.launch),
             )
             record_status(db, spec.id, execution, states.RUNNING, now)
         return Reservation(spec.id, execution, previous)

@@ -24,6 +24,7 @@ ADDED_COLUMNS = (
     ("executions", "launch", "TEXT"),
     ("executions", "participants", "INTEGER NOT NULL DEFAULT 1"),
     ("executions", "ends", "TEXT"),
+    ("executions", "configuration", "TEXT"),
 )
 
 SCHEMA = """
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS executions (
     exit_code INTEGER,
     status TEXT NOT NULL,
     signals TEXT NOT NULL DEFAULT '[]',
+    -- JSON: the capture's configuration, what listing trials reads; placed before the
+    -- capture so that reading it does not walk the capture's overflow pages
+    configuration TEXT,
     capture TEXT,
     launch TEXT,
     participants INTEGER NOT NULL DEFAULT 1,  -- its processes still running (a launch's)

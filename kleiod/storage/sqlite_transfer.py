@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from kleiod.storage.base import stored_capture
 from kleiod.storage.sqlite_connection import translated
 from kleiod.storage.sqlite_executions import record_status
 from kleiod.storage.sqlite_trials import SQLiteTrials
@@ -65,10 +66,11 @@ class SQLiteTransfer(SQLiteTrials):
                 capture = captures.get(e["number"])
                 db.execute(
                     "INSERT INTO executions (trial_id, number, host, pid, started, ended, "
-                    "exit_code, status, signals, capture) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "exit_code, status, signals, capture, configuration) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (trial["id"], e["number"], e["host"], e["pid"], e["start"], e["end"],
                      e["exit_code"], e["status"], json.dumps(e["signals"]),
-                     None if capture is None else json.dumps(capture)))
+                     *stored_capture(capture)))
             for h in trial["history"]:
                 record_status(db, trial["id"], h["execution"], h["status"], h["at"])
         return True

@@ -14,8 +14,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from kleiod.errors import TrialNotFound
-from kleiod.storage.base import POSITION_STRIDE, id_prefix, the_one
+from kleiod.storage.base import POSITION_STRIDE, configuration_of, id_prefix, the_one
 from kleiod.storage.sqlite_connection import SQLiteConnection, translated
+
+_COLUMNS = ("id, status, command, created, updated, parent, owner_host, executions, "
+            "branch_kind, tags")
+_LISTED = f"SELECT {_COLUMNS} FROM trials ORDER BY created"
+# Beside each trial, the configuration of its latest execution that has a capture: as
+# stored apart; for an execution stored without it (by an older Kleio), cut out of the
+# capture by SQLite (json_quote makes any JSON value text), or, when SQLite cannot read the
+# capture (Python writes NaN and Infinity, which JSON has not), the capture whole.
+_LISTED_WITH_CONFIGURATIONS = (
+    f"SELECT {', '.join('t.' + c for c in _COLUMNS.split(', '))}, "
+    "CASE WHEN e.configuration IS NOT NULL THEN e.configuration "
+    "WHEN json_valid(e.capture) THEN json_quote(json_extract(e.capture, '$.configuration')) "
+    "END, CASE WHEN e.configuration IS NOT NULL THEN NULL "
+    "WHEN NOT json_valid(e.capture) THEN e.capture END "
+    "FROM trials AS t LEFT JOIN executions AS e ON e.trial_id = t.id AND e.number = ("
+    "SELECT MAX(number) FROM executions WHERE trial_id = t.id AND capture IS NOT NULL) "
+    "ORDER BY t.created")
 
 
 class SQLiteTrials(SQLiteConnection):
@@ -63,18 +80,22 @@ class SQLiteTrials(SQLiteConnection):
                                     (low, low + "g")).fetchall()
         return the_one(prefix, [row[0] for row in rows])
 
-    def list_trials(self) -> list[dict[str, Any]]:
+    def list_trials(self, configurations: bool = False) -> list[dict[str, Any]]:
         with translated("listing trials"):
-            rows = self._db.execute(
-                "SELECT id, status, command, created, updated, parent, owner_host, executions, "
-                "branch_kind, tags FROM trials ORDER BY created"
-            ).fetchall()
-        return [
+            rows = self._db.execute(_LISTED_WITH_CONFIGURATIONS if configurations
+                                    else _LISTED).fetchall()
+        trials = [
             {"id": i, "status": s, "command": json.loads(c), "created": cr, "updated": u,
              "parent": p, "host": h, "executions": n, "branch_kind": k,
              "tags": json.loads(t) if t else []}
-            for i, s, c, cr, u, p, h, n, k, t in rows
+            for i, s, c, cr, u, p, h, n, k, t, *_ in rows
         ]
+        if configurations:
+            for trial, row in zip(trials, rows, strict=True):
+                stored, whole = row[-2:]
+                trial["configuration"] = (json.loads(stored) if stored is not None
+                                          else configuration_of(json.loads(whole or "null")))
+        return trials
 
     def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
         with self._transaction(f"tagging trial {trial_id}") as db:

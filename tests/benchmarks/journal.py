@@ -1,9 +1,11 @@
-"""Reading the journal at scale: `kleio ls` over 10,000 trials, `kleio stats` of a trial of
-1,000,000 records (sorted by a key, as a table and as JSON), the same through the Python
-API, and branch creation at 1,000 and 1,000,000 parent records."""
+"""Reading the journal at scale: `kleio ls` over 10,000 trials (all of them, and those whose
+options match, through the CLI and the Python API), `kleio stats` of a trial of 1,000,000
+records (sorted by a key, as a table and as JSON), the same through the Python API, and
+branch creation at 1,000 and 1,000,000 parent records."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +56,61 @@ for index in range(int(sys.argv[2])):
                      identity={}, cwd="/tmp", user="bench")
     storage.reserve(spec, Claim("host", 1, 60))
 storage.close()
+"""
+
+
+# 10,000 trials as `kleio python train.py --lr LR --batch-size N` leaves them, each with
+# the capture of this interpreter's environment and 300 more distributions (about 16 KB,
+# as a project's environment is), its options varied; a tenth resumed once.
+MAKE_CONFIGURED_TRIALS = """
+import copy, os, random, sys, time
+from pathlib import Path
+from kleio_cli.capture import capture
+from kleiod.storage.sqlite import SQLiteStorage
+from kleiod.storage.base import Claim, ExecutionEnd, TrialSpec
+storage = SQLiteStorage(Path(sys.argv[1]))
+base = capture(["python", "train.py", "--lr", "0.1"], os.getcwd())
+base["environment"]["packages"].update(
+    {f"dist{i}": {"version": f"1.{i}.0"} for i in range(300)})
+rng = random.Random(1)
+for index in range(int(sys.argv[2])):
+    lr, batch = rng.random(), rng.choice([8, 16, 32])
+    argv = ["python", "train.py", "--lr", str(lr), "--batch-size", str(batch)]
+    captured = copy.deepcopy(base)
+    captured["configuration"].update(command=argv, options={"--lr": lr, "--batch-size": batch})
+    spec = TrialSpec(id=f"{index:032x}", command=argv, identity={}, cwd="/tmp", user="bench")
+    for execution in range(1, 3 if index % 10 == 0 else 2):
+        storage.reserve(spec, Claim("host", 1, 60), captured)
+        storage.end_execution(ExecutionEnd(spec.id, execution, "completed" if execution > 1
+                                           or index % 10 else "interrupted", 0, []))
+storage.close()
+"""
+
+# In one process: Journal.trials(lr__gt=0.5) and, as its baseline, the plain listing; the
+# ids found the way `kleio ls --where` found them before (an `info` per trial) once.
+JOURNAL_WHERE = """
+import json, sys, time
+from kleio_client.journal import Journal, options
+from kleio_client.protocol import Condition
+runs, before = int(sys.argv[1]), sys.argv[2] == "1"
+figures = {"trials": [], "ls": [], "found": None, "before": None, "found_before": None}
+with Journal() as journal:
+    for _ in range(runs):
+        start = time.perf_counter()
+        found = journal.trials(lr__gt=0.5)
+        figures["trials"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        journal.call("ls")
+        figures["ls"].append(time.perf_counter() - start)
+    figures["found"] = sorted(t.id for t in found)
+    if before:
+        start = time.perf_counter()
+        wanted = Condition("lr", "gt", 0.5)
+        kept = [t["id"] for t in journal.call("ls") if wanted.holds(options(
+            journal.call("info", id=t["id"]).get("configuration") or {}))]
+        figures["before"] = time.perf_counter() - start
+        figures["found_before"] = sorted(kept)
+print(json.dumps(figures))
 """
 
 
@@ -138,16 +195,25 @@ def _journal_bytes(path: Path) -> int:
     return int((pages - free) * size)
 
 
-def bench_ls(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
-    data = root / "ls-data"
+def _served_journal(root: Path, env: dict[str, str], name: str, maker: str,
+                    trials: int) -> dict[str, str]:
+    """A journal of ``trials`` made by the ``maker`` script, and the environment of a
+    daemon (started) serving it alone."""
+    data, run = root / f"{name}-data", root / f"{name}-run"
     journal = data / "kleio" / "journal.sqlite"
     journal.parent.mkdir(parents=True)
-    maker = root / "make_trials.py"
-    maker.write_text(textwrap.dedent(MAKE_TRIALS))
-    subprocess.run([sys.executable, str(maker), str(journal), "10000"], check=True)
-    ls_env = {**env, "XDG_DATA_HOME": str(data), "XDG_RUNTIME_DIR": str(root / "ls-run")}
-    (root / "ls-run").mkdir()
-    subprocess.run(kleio_argv("daemon", "start"), env=ls_env, check=True, capture_output=True)
+    run.mkdir()
+    script = root / f"make_{name}.py"
+    script.write_text(textwrap.dedent(maker))
+    subprocess.run([sys.executable, str(script), str(journal), str(trials)], check=True,
+                   cwd=root)
+    served = {**env, "XDG_DATA_HOME": str(data), "XDG_RUNTIME_DIR": str(run)}
+    subprocess.run(kleio_argv("daemon", "start"), env=served, check=True, capture_output=True)
+    return served
+
+
+def bench_ls(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    ls_env = _served_journal(root, env, "ls", MAKE_TRIALS, 10_000)
     try:
         table = timed(lambda: subprocess.run(kleio_argv("ls"), env=ls_env, check=True,
                                              stdout=subprocess.DEVNULL), runs)
@@ -157,3 +223,38 @@ def bench_ls(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
         subprocess.run(kleio_argv("daemon", "stop"), env=ls_env, capture_output=True)
     return [Figure("kleio ls, 10,000 trials", "s", table, "<= 0.5 s"),
             Figure("kleio ls --json, 10,000 trials", "s", as_json, "<= 0.5 s")]
+
+
+def bench_where(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
+    """`kleio ls --where 'lr>0.5'` and ``Journal.trials(lr__gt=0.5)`` over 10,000 captured
+    trials (about half match), beside the plain listing; and, once, the way it was done
+    before (an ``info`` per trial)."""
+    served = _served_journal(root, env, "where", MAKE_CONFIGURED_TRIALS, 10_000)
+    script = root / "journal_where.py"
+    script.write_text(textwrap.dedent(JOURNAL_WHERE))
+
+    def ls(*args: str) -> str:
+        return subprocess.run(kleio_argv("ls", *args), env=served, check=True,
+                              capture_output=True, text=True).stdout
+
+    try:
+        where, plain = [], []
+        for _ in range(runs):  # interleaved: the machine's drift weighs on both alike
+            where += timed(partial(ls, "--where", "lr>0.5"), 1)
+            plain += timed(ls, 1)
+        listed = sorted(t["id"] for t in json.loads(ls("--where", "lr>0.5", "--json")))
+        done = subprocess.run([sys.executable, str(script), str(runs), "1"], env=served,
+                              check=True, capture_output=True, text=True)
+        api = json.loads(done.stdout)
+    finally:
+        subprocess.run(kleio_argv("daemon", "stop"), env=served, capture_output=True)
+    assert listed == api["found"] == api["found_before"], "not the trials found before"
+    assert 4_000 < len(listed) < 6_000, len(listed)
+    return [
+        Figure(f"kleio ls --where lr>0.5, 10,000 ({len(listed):,} match)", "s", where,
+               "<= 2x kleio ls", plain),
+        Figure("Journal.trials(lr__gt=0.5), 10,000", "s", api["trials"],
+               "<= 0.5 s", api["ls"]),
+        Figure("before: ls + info per trial, 10,000", "s", [api["before"]],
+               "(one run, for reference)", plain),
+    ]

@@ -173,10 +173,12 @@ def main() -> None:
             lambda: bench_start(root, env, args.runs),
             lambda: bench_capture(root, args.runs),
             lambda: journal.bench_ls(root, env, args.runs),
+            lambda: journal.bench_where(root, env, args.runs),
             lambda: journal.bench_stats(root, env, args.runs),
             lambda: journal.bench_branch(root, env, args.runs),
         ]
-        names = ["logging", "latency", "flood", "start", "capture", "ls", "stats", "branch"]
+        names = ["logging", "latency", "flood", "start", "capture", "ls", "where", "stats",
+                 "branch"]
         figures = []
         for name, bench in zip(names, benches, strict=True):
             if args.only is None or args.only in name:

@@ -39,7 +39,8 @@ SAFE_COMMANDS = ("ping", "status", "heartbeat", "reserve", "start_execution",
                  "artifacts", "branch_point", "resources", "tail", "columns", "chunks")
 ARGUMENT_NAMES = ("id", "execution", "pid", "spec", "capture", "fields", "allow", "exact",
                   "host", "signals", "exit_code", "kind", "where", "filename", "metadata",
-                  "other", "after", "follow", "timestamp", "limit", "segments")
+                  "other", "after", "follow", "timestamp", "limit", "segments", "status",
+                  "tags", "configuration")
 
 
 # -- strategies ---------------------------------------------------------------------------

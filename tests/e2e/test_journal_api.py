@@ -8,7 +8,11 @@ import uuid
 
 import pytest
 
-from kleio_client.journal import Journal
+from kleio_cli.statistics import conditions as cli_conditions
+from kleio_client import protocol
+from kleio_client.errors import RequestRefused
+from kleio_client.journal import Journal, Trial, options
+from kleio_client.protocol import conditions
 from tests.conftest import trial_id
 
 TRAIN = """
@@ -52,6 +56,48 @@ def _trials_by_configuration_status_tags_and_time(journal):
     assert opened.trials(created_after=time.time() + 60) == []
     assert [t.id for t in opened.trials(id=child[:6])] == [child]
     assert opened.trial(ids["0.1"][:8]).configuration["batch_size"] == 16
+
+
+def _before(opened, where: dict) -> list[str]:
+    """The trials ``where`` selected before the daemon judged it: each trial's ``info``
+    asked of the daemon, its configuration judged here."""
+    wanted = conditions(where)
+    infos = [opened.call("info", id=t["id"]) for t in opened.call("ls")
+             if t.get("branch_kind") != "scratch"]
+    return [info["id"] for info in infos
+            if all(c.holds(Trial(opened, info).configuration) for c in wanted)]
+
+
+def _options_before(opened, expression: str) -> list[str]:
+    """What `kleio ls --where EXPRESSION` listed before: each trial's options judged
+    by the CLI."""
+    wanted = cli_conditions([expression])
+    infos = [opened.call("info", id=t["id"]) for t in opened.call("ls")]
+    return [info["id"] for info in infos
+            if all(c.holds(options(info.get("configuration") or {})) for c in wanted)]
+
+
+def _trials_found_in_one_listing_as_before(journal, kleio, monkeypatch):
+    opened, ids, child = journal
+    for where in ({"lr__gt": 0.005}, {"lr__lt": 0.05, "batch_size": 16}, {"lr__ne": 0.1},
+                  {"batch_size__ge": 17}, {"lr__in": (0.05, 0.001)}, {"lr": 0.05},
+                  {"arguments": []}, {"arguments__contains": "x"}, {"epochs__ne": 3}):
+        assert [t.id for t in opened.trials(**where)] == _before(opened, where), where
+    for expression in ("lr>0.005", "lr<0.05", "lr!=0.1", "batch_size=16", "lr>=0.05",
+                       "batch_size>16", "epochs!=3"):
+        listed = [t["id"] for t in kleio.json("ls", "--where", expression)]
+        assert listed == _options_before(opened, expression), expression
+    asked: list[str] = []
+    call = opened.call
+    monkeypatch.setattr(opened, "call", lambda cmd, **args: asked.append(cmd) or call(
+        cmd, **args))
+    [branch] = opened.trials(lr=0.05)
+    assert (branch.id, branch.status, branch.configuration["lr"]) == (child, "completed", 0.05)
+    assert branch.parent is not None and asked == ["ls", "info"]  # the parent's info
+    assert branch.info == call("info", id=child)  # asked of the daemon once it is read
+    assert asked == ["ls", "info", "info"] and branch.info["executions"]
+    refused = pytest.raises(RequestRefused, opened.call, "ls", where="lr>0.1")
+    assert refused.value.code == protocol.E_BAD_REQUEST and "\n" not in str(refused.value)
 
 
 def _statistics_filtered_sorted_selected_and_inherited(journal):
@@ -100,10 +146,12 @@ def _every_execution_on_request(journal):
         (1, False, 0), (1, False, 1), (1, False, 2), (1, False, 3)]
 
 
-def test_the_read_api(journal, tmp_path):
-    """One journal (per backend) read every way: trials by configuration, statistics,
-    artifacts, branch trees, data frames, every execution."""
+def test_the_read_api(journal, tmp_path, kleio, monkeypatch):
+    """One journal (per backend) read every way: trials by configuration (found as the
+    per-trial path found them, in one listing), statistics, artifacts, branch trees, data
+    frames, every execution."""
     _trials_by_configuration_status_tags_and_time(journal)
+    _trials_found_in_one_listing_as_before(journal, kleio, monkeypatch)
     _statistics_filtered_sorted_selected_and_inherited(journal)
     _artifacts_open_and_download(journal, tmp_path)
     _a_dataframe(journal)

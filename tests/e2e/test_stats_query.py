@@ -140,6 +140,13 @@ def test_ls_where_selects_by_the_options_of_the_command_line(kleio, script):
     assert [t["id"] for t in kleio.json("ls", "--where", "lr>0.01")] == [large]
     assert [t["id"] for t in kleio.json("ls", "--where", "batch_size=8",
                                         "--where", "lr<0.01")] == [small]
+    bare = trial_id(kleio.ok("python", name, "data.csv").stderr)
+    assert [t["id"] for t in kleio.json("ls", "--where", "lr!=0.1")] == [small, bare]
+    kleio.ok("tag", large, "best")
+    table = kleio.ok("ls", "--where", "lr>=0.001", "--tag", "best", "--status", "completed")
+    assert [line.split()[0] for line in table.stdout.splitlines()] == ["ID", large[:8]]
+    refused = kleio("ls", "--where", "lr")
+    assert refused.returncode == 2 and "--where takes KEY=VALUE" in refused.stderr
 
 
 PAGES = """

@@ -10,6 +10,7 @@ stored once by content; journals move between databases (either way) as stored.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -476,6 +477,45 @@ def test_each_execution_keeps_its_own_capture(database_url: str):
     assert storage.export_trial(SPEC.id)["captures"] == {1: {"run": 1}, 3: {"run": 3}}
 
 
+def test_trials_are_listed_with_the_configuration_of_their_latest_capture(database_url: str):
+    """In the one query that lists them: each trial's configuration as ``capture(id)``
+    has it (from its latest execution that has a capture), None when there is none;
+    infinities (which Python writes and JSON has not) and any text read back too."""
+    storage = open_storage(database_url)
+    first = {"options": {"--lr": 0.1, "--batch-size": 8}, "positional": ["data"]}
+    storage.reserve(SPEC, _claim(1), {"configuration": first, "environment": {"a.b": 1}})
+    _ended(storage, 1)
+    storage.reserve(SPEC, _claim(2))  # captured nothing: the first execution's holds
+    odd = {"options": {"--lr": math.inf, "--floor": -math.inf, "--name": "é😀\udcff"}}
+    captures = {"cd" * 16: {"configuration": odd}, "ce" * 16: {"code": {"commit": "x"}},
+                "cf" * 16: None, "d0" * 16: {"configuration": "not a map"}}
+    for index, (trial_id, capture) in enumerate(captures.items()):
+        spec = TrialSpec(id=trial_id, command=["python", "t.py"], identity={}, cwd="/",
+                         user="u")
+        storage.reserve(spec, _claim(3 + index), capture)
+    listed = storage.list_trials(configurations=True)
+    assert [t["configuration"] for t in listed] == [first, odd, None, None, "not a map"]
+    assert [t["configuration"] for t in listed] == [
+        (storage.capture(t["id"]) or {}).get("configuration") for t in listed]
+    assert [{k: v for k, v in t.items() if k != "configuration"} for t in listed] == (
+        storage.list_trials())  # the same trials, as listed without
+    _stored_by_an_older_kleio(storage)
+    assert storage.list_trials(configurations=True) == listed  # read from the captures
+    _ended(storage, 2)
+    latest = {"options": {"--lr": 0.2}, "positional": []}
+    storage.reserve(SPEC, _claim(9), {"configuration": latest})
+    assert storage.list_trials(configurations=True)[0]["configuration"] == latest
+
+
+def _stored_by_an_older_kleio(storage) -> None:
+    """Each execution as a Kleio that kept no configuration apart from the capture stored
+    it (and still may, beside a newer one on the same database)."""
+    if storage.url.startswith("sqlite:"):
+        storage._db.execute("UPDATE executions SET configuration = NULL")
+    else:
+        storage._db.executions.update_many({}, {"$unset": {"configuration": ""}})
+
+
 NOBODY = "ef" * 16  # an id no test reserves
 
 
@@ -486,6 +526,7 @@ def test_reads_of_an_id_that_names_no_trial_find_nothing(database_url: str):
             verb(NOBODY)
     assert storage.capture(NOBODY) is None and storage.end_position(NOBODY) is None
     assert storage.candidates(NOBODY) == [] and storage.list_trials() == []
+    assert storage.list_trials(configurations=True) == []
     assert storage.last_seq(NOBODY, 1, "p") == 0
     assert storage.logged_counts(NOBODY, [protocol.STATISTIC]) == {}
     assert storage.read_records(NOBODY, [protocol.STATISTIC]) == []
