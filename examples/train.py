@@ -26,7 +26,7 @@ def train_one_epoch(data, w, b, lr, epoch, batch_size=8):
     shuffled = list(data)
     random.Random(epoch).shuffle(shuffled)  # seeded by the epoch: a resumed run does the same
     for i in range(0, len(shuffled), batch_size):
-        batch = shuffled[i:i + batch_size]
+        batch = shuffled[i : i + batch_size]
         errors = [(x, w * x + b - y) for x, y in batch]
         w -= lr * sum(2 * e * x for x, e in errors) / len(batch)
         b -= lr * sum(2 * e for _, e in errors) / len(batch)
@@ -38,8 +38,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--crash-at-epoch", type=int, default=None,
-                        help="raise an error at this epoch (to try resuming)")
+    parser.add_argument(
+        "--crash-at-epoch",
+        type=int,
+        default=None,
+        help="raise an error at this epoch (to try resuming)",
+    )
     args = parser.parse_args()
 
     data = make_data()

@@ -38,21 +38,31 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Kleio: every run of your training script becomes a trial in a journal."""
 
 
 # The commands, in the order `kleio --help` lists them (typer lists the groups after them).
 _COMMANDS: dict[str, Callable[..., None]] = {
-    "run": run_commands.run, "exec": run_commands.exec_,
-    "ls": journal_commands.ls_, "info": journal_commands.info, "cat": journal_commands.cat,
-    "tail": journal_commands.tail, "stats": journal_commands.stats, "tag": journal_commands.tag_,
-    "plot": journal_commands.plot, "compare": journal_commands.compare,
-    "branch": run_commands.branch, "pdb": run_commands.pdb,
-    "diff": journal_commands.diff, "artifacts": journal_commands.artifacts_,
-    "export": journal_commands.export_, "import": journal_commands.import_,
+    "run": run_commands.run,
+    "exec": run_commands.exec_,
+    "ls": journal_commands.ls_,
+    "info": journal_commands.info,
+    "cat": journal_commands.cat,
+    "tail": journal_commands.tail,
+    "stats": journal_commands.stats,
+    "tag": journal_commands.tag_,
+    "plot": journal_commands.plot,
+    "compare": journal_commands.compare,
+    "branch": run_commands.branch,
+    "pdb": run_commands.pdb,
+    "diff": journal_commands.diff,
+    "artifacts": journal_commands.artifacts_,
+    "export": journal_commands.export_,
+    "import": journal_commands.import_,
 }
 _PARSING = {"run": run_commands.PASS_THROUGH, "branch": run_commands.EXTRA_OPTIONS}
 

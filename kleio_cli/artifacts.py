@@ -22,8 +22,17 @@ def artifacts(trial: str, as_json: bool) -> None:
     if not found:
         print("no artifacts", file=sys.stderr)
         return
-    rows = [[a["filename"], a["size"], described(a["metadata"]), a["position"],
-             f"{render.short(a['trial'])}:{a['execution']}", a["sha256"][:12]] for a in found]
+    rows = [
+        [
+            a["filename"],
+            a["size"],
+            described(a["metadata"]),
+            a["position"],
+            f"{render.short(a['trial'])}:{a['execution']}",
+            a["sha256"][:12],
+        ]
+        for a in found
+    ]
     print(render.table(["FILENAME", "BYTES", "METADATA", "POSITION", "FROM", "SHA256"], rows))
 
 
@@ -32,16 +41,24 @@ def artifact_get(trial: str, filename: str, where: list[str], output: str | None
     metadata = dict(_where(w) for w in where)
     found = call("artifacts", id=trial, filename=filename, metadata=metadata)
     if not found:
-        raise CliError(f"kleio: trial {trial} has no artifact {filename!r}"
-                       + (f" where {' '.join(where)}" if where else "")
-                       + "; see `kleio artifacts " + trial + "`", EXIT_NOT_FOUND)
+        raise CliError(
+            f"kleio: trial {trial} has no artifact {filename!r}"
+            + (f" where {' '.join(where)}" if where else "")
+            + "; see `kleio artifacts "
+            + trial
+            + "`",
+            EXIT_NOT_FOUND,
+        )
     latest = found[-1]
     target = Path(output or Path(filename).name)
     if target.is_dir():
         target = target / Path(filename).name
     shutil.copyfile(latest["path"], target)
-    print(f"{target} ({latest['size']} bytes, {described(latest['metadata'])}, "
-          f"position {latest['position']})", file=sys.stderr)
+    print(
+        f"{target} ({latest['size']} bytes, {described(latest['metadata'])}, "
+        f"position {latest['position']})",
+        file=sys.stderr,
+    )
 
 
 def _where(text: str) -> tuple[str, Any]:

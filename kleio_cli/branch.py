@@ -22,8 +22,9 @@ from kleio_runtime.config import resolve
 ID_LENGTH = 32
 
 
-def branch_command(trial: str, timestamp: str | None, overrides: list[str],
-                   options: RunOptions) -> int:
+def branch_command(
+    trial: str, timestamp: str | None, overrides: list[str], options: RunOptions
+) -> int:
     key, value = _timestamp(timestamp)
     with connect(resolve()) as client:
         parent = client.call("trial", id=trial)
@@ -45,8 +46,9 @@ def _timestamp(timestamp: str | None) -> tuple[str | None, Any]:
         return None, None
     key, sign, value = timestamp.partition("=")
     if not sign or not key:
-        raise CliError(f"kleio: --timestamp takes KEY=VALUE, e.g. epoch=10; got {timestamp!r}",
-                       EXIT_USAGE)
+        raise CliError(
+            f"kleio: --timestamp takes KEY=VALUE, e.g. epoch=10; got {timestamp!r}", EXIT_USAGE
+        )
     return key, typed(value)
 
 
@@ -57,11 +59,13 @@ def override(argv: list[str], overrides: list[str]) -> list[str]:
     if positional:
         raise CliError(
             f"kleio: a branch can only change options (--name value), not positional "
-            f"arguments: {' '.join(positional)}", EXIT_USAGE)
-    head = argv[:len(argv) - len(parse_command(argv).args)]
+            f"arguments: {' '.join(positional)}",
+            EXIT_USAGE,
+        )
+    head = argv[: len(argv) - len(parse_command(argv).args)]
     wanted = {name: [t for n, group in new if n == name for t in group] for name, _ in new}
     result: list[str] = []
-    for name, group in tokens(argv[len(head):]):
+    for name, group in tokens(argv[len(head) :]):
         if name in wanted:
             result += wanted.pop(name)  # the first occurrence takes all new values
         elif name is None or not any(name == n for n, _ in new):

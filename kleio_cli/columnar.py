@@ -42,12 +42,18 @@ class Formatted:
 
     def add(self, labels: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
         rows = len(columns[0]) if columns else 0
-        self._pages.append((rows, {label: self._form(column)
-                                   for label, column in zip(labels, columns, strict=True)
-                                   if not self._only or label in self._only}))
+        self._pages.append(
+            (
+                rows,
+                {
+                    label: self._form(column)
+                    for label, column in zip(labels, columns, strict=True)
+                    if not self._only or label in self._only
+                },
+            )
+        )
 
-    def table(self, labels: Sequence[str], leading: Sequence[str] = ()
-              ) -> tuple[str, list[str]]:
+    def table(self, labels: Sequence[str], leading: Sequence[str] = ()) -> tuple[str, list[str]]:
         """The header line and the rows' lines of the columns ``labels`` (``-`` where a
         page lacks one), after the column ``EXEC`` when ``leading`` gives its texts;
         each column but the last padded to its width."""
@@ -79,8 +85,10 @@ class Formatted:
         parts = [cut.get(label) for _, cut in self._pages]
         if self._json and None in parts:
             return None
-        present = [p if p is not None else _Column("s", ["-"] * rows, 1)
-                   for p, (rows, _) in zip(parts, self._pages, strict=True)]
+        present = [
+            p if p is not None else _Column("s", ["-"] * rows, 1)
+            for p, (rows, _) in zip(parts, self._pages, strict=True)
+        ]
         if not present:
             return None
         if len({p.conversion for p in present}) == 1:

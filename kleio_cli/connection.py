@@ -24,8 +24,9 @@ def control_client(config: Config, timeout: float = 60.0) -> ControlClient:
     return ControlClient(endpoints.control, timeout=timeout)
 
 
-def connect(config: Config, start: bool = True, timeout: float = 60.0,
-            same_database: bool = True) -> ControlClient:
+def connect(
+    config: Config, start: bool = True, timeout: float = 60.0, same_database: bool = True
+) -> ControlClient:
     """A client of a running daemon; start one first when ``start`` and none runs.
 
     With ``same_database``, a daemon serving another database than this
@@ -33,8 +34,9 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
     """
     if not lock.is_held(config.runtime_dir):
         if not start:
-            raise CliError("kleiod is not running; start it with `kleio daemon start`",
-                           EXIT_UNAVAILABLE)
+            raise CliError(
+                "kleiod is not running; start it with `kleio daemon start`", EXIT_UNAVAILABLE
+            )
         start_daemon(config)
     client = control_client(config, timeout)
     info = wait_until_answering(client, config)
@@ -43,13 +45,16 @@ def connect(config: Config, start: bool = True, timeout: float = 60.0,
         raise CliError(
             f"kleiod {info.get('version')} (pid {info.get('pid')}) is running, but this is "
             f"kleio {__version__}; run `kleio daemon stop` (running trials are not touched) "
-            "and try again", EXIT_UNAVAILABLE)
+            "and try again",
+            EXIT_UNAVAILABLE,
+        )
     if same_database and info.get("database") != config.database_redacted:
         client.close()
         raise CliError(
             f"kleiod (pid {info.get('pid')}) serves {info.get('database')}, but this command "
             f"asks for {config.database_redacted}; run `kleio daemon stop` first to switch",
-            EXIT_UNAVAILABLE)
+            EXIT_UNAVAILABLE,
+        )
     return client
 
 
@@ -69,7 +74,9 @@ def wait_until_answering(client: ControlClient, config: Config) -> dict[str, obj
             if time.monotonic() > deadline:
                 raise CliError(
                     f"kleiod did not answer within {START_TIMEOUT:.0f} s; see "
-                    f"{Path(config.runtime_dir) / LOG_FILE}", EXIT_UNAVAILABLE) from None
+                    f"{Path(config.runtime_dir) / LOG_FILE}",
+                    EXIT_UNAVAILABLE,
+                ) from None
             if not lock.is_held(config.runtime_dir):
                 _raise_start_failure(config, deadline)
 

@@ -40,8 +40,13 @@ def status(as_json: bool) -> None:
     config = resolve()
     if not lock.is_held(config.runtime_dir):
         if as_json:
-            render.print_json({"running": False, "runtime_dir": str(config.runtime_dir),
-                               "database": config.database_redacted})
+            render.print_json(
+                {
+                    "running": False,
+                    "runtime_dir": str(config.runtime_dir),
+                    "database": config.database_redacted,
+                }
+            )
         else:
             print("kleiod is not running; start it with `kleio daemon start`", file=sys.stderr)
         raise CliError("", EXIT_UNAVAILABLE)
@@ -51,10 +56,23 @@ def status(as_json: bool) -> None:
     if as_json:
         render.print_json(info)
         return
-    rows = [[key, info[key]] for key in
-            ("pid", "version", "database", "runtime_dir", "uptime", "records_committed",
-             "duplicates_ignored", "refused_messages", "refused_records",
-             "out_of_order_dropped", "database_error",
-             "records_held", "records_spilled")]
+    rows = [
+        [key, info[key]]
+        for key in (
+            "pid",
+            "version",
+            "database",
+            "runtime_dir",
+            "uptime",
+            "records_committed",
+            "duplicates_ignored",
+            "refused_messages",
+            "refused_records",
+            "out_of_order_dropped",
+            "database_error",
+            "records_held",
+            "records_spilled",
+        )
+    ]
     rows[4][1] = f"{info['uptime']:.0f} s"
     print(render.table(["", ""], rows).split("\n", 1)[1])

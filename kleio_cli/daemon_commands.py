@@ -10,8 +10,9 @@ import typer
 from kleio_cli.errors import reported
 from kleio_cli.options import JSON
 
-daemon_app = typer.Typer(help="Start, stop and inspect kleiod, the per-user daemon.",
-                         no_args_is_help=True)
+daemon_app = typer.Typer(
+    help="Start, stop and inspect kleiod, the per-user daemon.", no_args_is_help=True
+)
 
 
 @daemon_app.command("start")
@@ -43,7 +44,7 @@ def daemon_status(as_json: bool = JSON) -> None:
 
 @daemon_app.command("install-service")
 def daemon_install_service(
-        force: bool = typer.Option(False, "--force", help="Replace a different unit file."),
+    force: bool = typer.Option(False, "--force", help="Replace a different unit file."),
 ) -> None:
     """Write kleiod's systemd user unit and print how to enable it (runs no systemctl)."""
     from kleio_cli import service

@@ -35,10 +35,18 @@ def pdb_command(trial: str) -> int:
     argv = debugged(parent["command"])
     text = json.dumps([protocol.SCRATCH, parent["id"], uuid.uuid4().hex])
     scratch_id = hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
-    scratch = {"id": scratch_id, "root": scratch_id, "parent": parent["id"],
-               "branch_kind": protocol.SCRATCH, "branch_point": point["branch_point"]}
-    print(f"kleio: debugging trial {parent['id'][:12]} in scratch trial {scratch_id[:12]}: "
-          "what it logs stays out of the trial's history", file=sys.stderr)
+    scratch = {
+        "id": scratch_id,
+        "root": scratch_id,
+        "parent": parent["id"],
+        "branch_kind": protocol.SCRATCH,
+        "branch_point": point["branch_point"],
+    }
+    print(
+        f"kleio: debugging trial {parent['id'][:12]} in scratch trial {scratch_id[:12]}: "
+        "what it logs stays out of the trial's history",
+        file=sys.stderr,
+    )
     # Ctrl-C belongs to the debugger: a second one never kills the session.
     options = RunOptions(allow_code_change=True, allow_env_change=True, escalate=False)
     return run_spec(argv, working_directory(parent), options, scratch)
@@ -48,10 +56,15 @@ def debugged(argv: list[str]) -> list[str]:
     """``python [options] script|-m module args`` run under ``-m pdb``; a script that a
     launcher (torchrun) starts per rank is debugged as one process."""
     command = parse_command(argv)
-    if command.interpreter != "python" or command.code is not None or (
-            command.script is None and command.module is None):
-        raise CliError(f"kleio: `kleio pdb` debugs Python scripts and modules; "
-                       f"`{' '.join(argv)}` is not one", EXIT_USAGE)
+    if (
+        command.interpreter != "python"
+        or command.code is not None
+        or (command.script is None and command.module is None)
+    ):
+        raise CliError(
+            f"kleio: `kleio pdb` debugs Python scripts and modules; `{' '.join(argv)}` is not one",
+            EXIT_USAGE,
+        )
     python = argv[0]
     if os.path.basename(argv[0]) in LAUNCHER_PROGRAMS:  # torchrun: debug one process of the script
         python = interpreter_of(argv, os.getcwd()) or sys.executable

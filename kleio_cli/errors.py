@@ -1,11 +1,11 @@
 """The CLI's errors and the one place that maps them to exit statuses.
 
-    CliError                a failure to report on one line, with an exit status
-    (and, from kleio_client.errors)
-    RequestRefused          mapped by its wire code through EXIT_STATUS
-    DaemonUnavailable       EXIT_UNAVAILABLE
-    (and, from kleio_runtime.errors, for configuration read by the CLI)
-    RuntimeSetupError       mapped by its code through EXIT_STATUS
+CliError                a failure to report on one line, with an exit status
+(and, from kleio_client.errors)
+RequestRefused          mapped by its wire code through EXIT_STATUS
+DaemonUnavailable       EXIT_UNAVAILABLE
+(and, from kleio_runtime.errors, for configuration read by the CLI)
+RuntimeSetupError       mapped by its code through EXIT_STATUS
 """
 
 from __future__ import annotations

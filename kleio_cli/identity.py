@@ -102,8 +102,9 @@ def git_toplevel(where: Path) -> Path | None:
 
 def _git(where: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
-                              timeout=10)
+        done = subprocess.run(
+            ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""

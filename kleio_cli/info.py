@@ -30,8 +30,12 @@ def info_json(detail: dict[str, Any]) -> dict[str, Any]:
         "updated": render.iso(detail["updated"]),
         "since": render.iso(detail["since"]),
         "executions": [
-            {**e, "start": render.iso(e["start"]), "end": render.iso(e["end"]),
-             "exit_signal": _exit_signal(e["exit_code"])}
+            {
+                **e,
+                "start": render.iso(e["start"]),
+                "end": render.iso(e["end"]),
+                "exit_signal": _exit_signal(e["exit_code"]),
+            }
             for e in detail["executions"]
         ],
         "history": [{**h, "at": render.iso(h["at"])} for h in detail["history"]],
@@ -63,21 +67,43 @@ def _resumed(execution: dict[str, Any]) -> str | None:
 
 def _info_text(detail: dict[str, Any]) -> str:
     fields = [
-        ["id", detail["id"]], ["status", detail["status"]],
-        ["command", render.command(detail["command"])], ["cwd", detail["cwd"]],
-        ["user", detail["user"]], ["created", render.when(detail["created"])],
+        ["id", detail["id"]],
+        ["status", detail["status"]],
+        ["command", render.command(detail["command"])],
+        ["cwd", detail["cwd"]],
+        ["user", detail["user"]],
+        ["created", render.when(detail["created"])],
         ["tags", ", ".join(detail.get("tags") or []) or None],
-        ["parent", detail["parent"]], ["statistics", f"{detail['statistics']} records"],
+        ["parent", detail["parent"]],
+        ["statistics", f"{detail['statistics']} records"],
     ]
     if detail["parent"]:
         inherited = detail["inherited_records"]
-        fields.insert(7, ["branch", f"{detail['branch_kind']} at position "
-                          f"{detail['branch_point']}; " + (
-                              f"{inherited} records inherited" if inherited else
-                              "inherits nothing: no execution loaded an inherited artifact")])
+        fields.insert(
+            7,
+            [
+                "branch",
+                f"{detail['branch_kind']} at position "
+                f"{detail['branch_point']}; "
+                + (
+                    f"{inherited} records inherited"
+                    if inherited
+                    else "inherits nothing: no execution loaded an inherited artifact"
+                ),
+            ],
+        )
     executions = [
-        [e["number"], e["host"], e["pid"], render.when(e["start"]), render.when(e["end"]),
-         e["exit_code"], e["status"], _signals(e), _resumed(e)]
+        [
+            e["number"],
+            e["host"],
+            e["pid"],
+            render.when(e["start"]),
+            render.when(e["end"]),
+            e["exit_code"],
+            e["status"],
+            _signals(e),
+            _resumed(e),
+        ]
         for e in detail["executions"]
     ]
     artifacts = [
@@ -86,16 +112,28 @@ def _info_text(detail: dict[str, Any]) -> str:
     ]
     sections = [
         "Trial\n" + _indent(render.table(["", ""], fields).split("\n", 1)[1]),
-        "Executions\n" + _indent(render.table(
-            ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS", "RESUMED"],
-            executions)),
+        "Executions\n"
+        + _indent(
+            render.table(
+                ["#", "HOST", "PID", "START", "END", "EXIT", "STATUS", "SIGNALS", "RESUMED"],
+                executions,
+            )
+        ),
     ]
-    sections += [text for text in (_configuration_text(detail.get("configuration")),
-                                   _code_text(detail.get("code")),
-                                   _environment_text(detail.get("environment"))) if text]
+    sections += [
+        text
+        for text in (
+            _configuration_text(detail.get("configuration")),
+            _code_text(detail.get("code")),
+            _environment_text(detail.get("environment")),
+        )
+        if text
+    ]
     if artifacts:
-        sections.append("Artifacts\n" + _indent(render.table(
-            ["FILENAME", "BYTES", "SHA256", "EXEC", "METADATA"], artifacts)))
+        sections.append(
+            "Artifacts\n"
+            + _indent(render.table(["FILENAME", "BYTES", "SHA256", "EXEC", "METADATA"], artifacts))
+        )
     return "\n\n".join(sections)
 
 
@@ -109,8 +147,10 @@ def _configuration_text(configuration: dict[str, Any] | None) -> str:
     pairs = [[name, value] for name, value in configuration["options"].items()]
     if configuration["positional"]:
         pairs.insert(0, ["arguments", " ".join(map(str, configuration["positional"]))])
-    pairs += [[f"file {name}", f"{f['size']} bytes, sha256 {f['sha256'][:12]}"]
-              for name, f in configuration["files"].items()]
+    pairs += [
+        [f"file {name}", f"{f['size']} bytes, sha256 {f['sha256'][:12]}"]
+        for name, f in configuration["files"].items()
+    ]
     return _pairs("Configuration", pairs or [["arguments", None]])
 
 
@@ -118,19 +158,33 @@ def _code_text(code: dict[str, Any] | None) -> str:
     if not code:
         return ""
     if not code.get("git"):
-        return _pairs("Code", [["script", code.get("script")],
-                               ["sha256", (code.get("sha256") or "")[:12] or None],
-                               ["git", "not a git repository"]])
+        return _pairs(
+            "Code",
+            [
+                ["script", code.get("script")],
+                ["sha256", (code.get("sha256") or "")[:12] or None],
+                ["git", "not a git repository"],
+            ],
+        )
     patch = code.get("patch_files") or []
     untracked = [f["path"] for f in code.get("untracked") or []]
-    return _pairs("Code", [
-        ["repository", code.get("root")], ["commit", code.get("commit")],
-        ["branch", code.get("branch")], ["remote", code.get("remote")],
-        ["dirty", "yes" if code.get("dirty") else "no"],
-        ["patch", f"{len(patch)} files: {', '.join(patch)}" if patch else None],
-        ["untracked", f"{len(untracked)} files: {render.clip(', '.join(untracked))}"
-         if untracked else None],
-    ])
+    return _pairs(
+        "Code",
+        [
+            ["repository", code.get("root")],
+            ["commit", code.get("commit")],
+            ["branch", code.get("branch")],
+            ["remote", code.get("remote")],
+            ["dirty", "yes" if code.get("dirty") else "no"],
+            ["patch", f"{len(patch)} files: {', '.join(patch)}" if patch else None],
+            [
+                "untracked",
+                f"{len(untracked)} files: {render.clip(', '.join(untracked))}"
+                if untracked
+                else None,
+            ],
+        ],
+    )
 
 
 def _environment_text(env: dict[str, Any] | None) -> str:
@@ -140,18 +194,31 @@ def _environment_text(env: dict[str, Any] | None) -> str:
     gpus = env.get("gpus") or []
     cpu = env.get("cpu") or {}
     memory = env.get("memory_bytes")
-    return _pairs("Environment", [
-        ["python", f"{python.get('version')} ({python.get('executable')})"],
-        ["packages", len(env.get("packages") or {})],
-        ["os", f"{env.get('distribution') or env.get('os')}, kernel {env.get('kernel')}, "
-               f"{env.get('architecture')}"],
-        ["cpu", f"{cpu.get('count')} x {cpu.get('model')}"],
-        ["memory", f"{memory / 2**30:.1f} GiB" if memory else None],
-        ["gpu", "; ".join(f"{g['model']} ({g.get('memory_mib')} MiB, driver {g.get('driver')},"
-                          f" CUDA {g.get('cuda')})" for g in gpus) or "none"],
-        ["host", f"{env.get('user')}@{env.get('hostname')}"],
-        ["kleio", env.get("kleio")],
-    ])
+    return _pairs(
+        "Environment",
+        [
+            ["python", f"{python.get('version')} ({python.get('executable')})"],
+            ["packages", len(env.get("packages") or {})],
+            [
+                "os",
+                f"{env.get('distribution') or env.get('os')}, kernel {env.get('kernel')}, "
+                f"{env.get('architecture')}",
+            ],
+            ["cpu", f"{cpu.get('count')} x {cpu.get('model')}"],
+            ["memory", f"{memory / 2**30:.1f} GiB" if memory else None],
+            [
+                "gpu",
+                "; ".join(
+                    f"{g['model']} ({g.get('memory_mib')} MiB, driver {g.get('driver')},"
+                    f" CUDA {g.get('cuda')})"
+                    for g in gpus
+                )
+                or "none",
+            ],
+            ["host", f"{env.get('user')}@{env.get('hostname')}"],
+            ["kleio", env.get("kleio")],
+        ],
+    )
 
 
 def _indent(text: str) -> str:
@@ -168,9 +235,11 @@ def diff(a: str, b: str, as_json: bool) -> None:
 
 def _diff_text(result: dict[str, Any]) -> str:
     lines = [f"kleio diff {result['a']} {result['b']}"]
-    sections = (("configuration", result["configuration"]),
-                ("code", result["code"]["changes"]),
-                ("environment", result["environment"]))
+    sections = (
+        ("configuration", result["configuration"]),
+        ("code", result["code"]["changes"]),
+        ("environment", result["environment"]),
+    )
     for title, changes in sections:
         lines.append(f"\n{title}:" + ("" if changes else " no difference"))
         lines += ["  " + change.replace("\n", "\n  ").rstrip() for change in changes]

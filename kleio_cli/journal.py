@@ -48,12 +48,23 @@ def stats(query: StatsQuery) -> None:
         _effective_stats(query)
         return
     where = statistics.conditions(list(query.where))
-    rows = [row for row in call("stats", id=query.trial, sort=query.sort, all_executions=True)
-            if all(c.holds(row["record"]) for c in where)]
+    rows = [
+        row
+        for row in call("stats", id=query.trial, sort=query.sort, all_executions=True)
+        if all(c.holds(row["record"]) for c in where)
+    ]
     if query.form == "json":
-        render.print_json([{"trial": row["trial"], "execution": row["execution"],
-                            "superseded": row["superseded"],
-                            "record": _selected(row["record"], query.keys)} for row in rows])
+        render.print_json(
+            [
+                {
+                    "trial": row["trial"],
+                    "execution": row["execution"],
+                    "superseded": row["superseded"],
+                    "record": _selected(row["record"], query.keys),
+                }
+                for row in rows
+            ]
+        )
         return
     if not rows:
         print("no statistics logged", file=sys.stderr)
@@ -79,12 +90,14 @@ def _effective_stats(query: StatsQuery) -> None:
     """The effective history's statistics, cut into columns by the daemon a page at a time
     and formatted here a page at a time meanwhile; the finished lines are sorted."""
     where = statistics.conditions(list(query.where))
-    formatted = None if query.form == "csv" else columnar.Formatted(
-        query.form == "json", query.keys)
+    formatted = (
+        None if query.form == "csv" else columnar.Formatted(query.form == "json", query.keys)
+    )
     with connect(resolve()) as client:
         segments = client.call("stats", id=query.trial, segments=True, bodies=False)
-        table = statistics.paged(client, segments, where,
-                                 None if formatted is None else formatted.add)
+        table = statistics.paged(
+            client, segments, where, None if formatted is None else formatted.add
+        )
     labels, columns = table.labels, table.columns
     ranks = statistics.ranks(query.sort, labels, columns) if query.sort else None
     if query.keys:
@@ -112,8 +125,7 @@ def _effective_stats(query: StatsQuery) -> None:
     render.print_lines([header, *statistics.arranged(lines, ranks)])
 
 
-def _json_records(query: StatsQuery, where: list[statistics.Condition]
-                  ) -> list[dict[str, Any]]:
+def _json_records(query: StatsQuery, where: list[statistics.Condition]) -> list[dict[str, Any]]:
     """The records as they are, for JSON that rows of numbers cannot write: a record may
     hold a null, a string, NaN, or lack a key (read again as records, the rare case: of a
     running trial, perhaps with records that came since).  Sorted as the table is: a
@@ -122,8 +134,7 @@ def _json_records(query: StatsQuery, where: list[statistics.Condition]
         records = statistics.matching(stored.read(client, query.trial), where)
     if query.sort:
         column = [record.get(query.sort) for record in records]
-        records = statistics.arranged(records, statistics.ranks(query.sort, [query.sort],
-                                                                [column]))
+        records = statistics.arranged(records, statistics.ranks(query.sort, [query.sort], [column]))
     return [_selected(record, query.keys) for record in records] if query.keys else records
 
 
@@ -139,8 +150,11 @@ def export(ids: list[str], output: str) -> None:
     target = Path(output).resolve()
     with connect(resolve(), timeout=3600) as client:
         done = client.call("export", ids=ids, path=str(target))
-    print(f"{target}: {done['trials']} trials, {done['chunks']} chunks of records, "
-          f"{done['artifacts']} artifacts", file=sys.stderr)
+    print(
+        f"{target}: {done['trials']} trials, {done['chunks']} chunks of records, "
+        f"{done['artifacts']} artifacts",
+        file=sys.stderr,
+    )
 
 
 def import_(path: str) -> None:
@@ -149,5 +163,8 @@ def import_(path: str) -> None:
         raise CliError(f"kleio: no file {source}", EXIT_USAGE)
     with connect(resolve(), timeout=3600) as client:
         done = client.call("import", path=str(source))
-    print(f"imported {done['trials']} trials ({done['chunks']} chunks of records, "
-          f"{done['artifacts']} artifacts); {done['skipped']} already here", file=sys.stderr)
+    print(
+        f"imported {done['trials']} trials ({done['chunks']} chunks of records, "
+        f"{done['artifacts']} artifacts); {done['skipped']} already here",
+        file=sys.stderr,
+    )

@@ -19,30 +19,40 @@ from kleio_client import protocol
 artifact_app = typer.Typer(help="Get one artifact of a trial.", no_args_is_help=True)
 
 
-def ls_(status: list[str] = typer.Option([], "--status", help="Only trials with this "
-                                          "status; repeat for several."),
-        tree: bool = typer.Option(False, "--tree", help="Draw branch trees: each branch "
-                                  "under its parent."),
-        tag: list[str] = typer.Option([], "--tag", help="Only trials with this tag; repeat "
-                                      "for several (all must be there)."),
-        where: list[str] = typer.Option([], "--where", help="An option of the command "
-                                        "line: lr>0.01, batch_size=32 (no dashes); repeat "
-                                        "for several."),
-        as_json: bool = JSON) -> None:
+def ls_(
+    status: list[str] = typer.Option(
+        [], "--status", help="Only trials with this status; repeat for several."
+    ),
+    tree: bool = typer.Option(
+        False, "--tree", help="Draw branch trees: each branch under its parent."
+    ),
+    tag: list[str] = typer.Option(
+        [], "--tag", help="Only trials with this tag; repeat for several (all must be there)."
+    ),
+    where: list[str] = typer.Option(
+        [],
+        "--where",
+        help="An option of the command "
+        "line: lr>0.01, batch_size=32 (no dashes); repeat "
+        "for several.",
+    ),
+    as_json: bool = JSON,
+) -> None:
     """List the trials."""
     from kleio_cli import listing
 
     unknown = [s for s in status if s not in protocol.STATUSES]
     if unknown:
-        raise typer.BadParameter(f"{unknown[0]!r} is not a status: "
-                                 f"{', '.join(protocol.STATUSES)}",
-                                 param_hint="--status")
+        raise typer.BadParameter(
+            f"{unknown[0]!r} is not a status: {', '.join(protocol.STATUSES)}", param_hint="--status"
+        )
     with reported():
         listing.ls(as_json, tuple(status), tree, tuple(tag), tuple(where))
 
 
-def info(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-         as_json: bool = JSON) -> None:
+def info(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."), as_json: bool = JSON
+) -> None:
     """Show a trial: command, status, executions, artifacts."""
     from kleio_cli.info import info as show
 
@@ -55,10 +65,15 @@ class Stream(str, Enum):
     stderr = "stderr"
 
 
-def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-        stream: Optional[Stream] = typer.Option(None, help="Only this stream."),
-        raw: bool = typer.Option(False, "--raw", help="The bytes as written, progress-bar "
-                                 "rewrites (carriage returns) included.")) -> None:
+def cat(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    stream: Optional[Stream] = typer.Option(None, help="Only this stream."),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="The bytes as written, progress-bar rewrites (carriage returns) included.",
+    ),
+) -> None:
     """Print the captured output of every execution of a trial, in order."""
     from kleio_cli import journal
 
@@ -66,13 +81,16 @@ def cat(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
         journal.cat(trial, None if stream is None else stream.value, raw)
 
 
-def tail(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-         lines: str = typer.Option("10", "-n", "--lines",
-                                   help="How many last lines (rows with --stats), or 'all'."),
-         follow: bool = typer.Option(False, "-f", "--follow",
-                                     help="Then follow it live until the trial ends."),
-         statistics: bool = typer.Option(False, "--stats",
-                                         help="The statistics, as rows of a table.")) -> None:
+def tail(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    lines: str = typer.Option(
+        "10", "-n", "--lines", help="How many last lines (rows with --stats), or 'all'."
+    ),
+    follow: bool = typer.Option(
+        False, "-f", "--follow", help="Then follow it live until the trial ends."
+    ),
+    statistics: bool = typer.Option(False, "--stats", help="The statistics, as rows of a table."),
+) -> None:
     """Print the last lines of a trial's output; with -f, follow it live until it ends."""
     from kleio_cli.tail import TailOptions
     from kleio_cli.tail import tail as tail_trial
@@ -95,31 +113,44 @@ class Form(str, Enum):
     json = "json"
 
 
-def stats(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-          sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
-          where: list[str] = typer.Option(
-              [], "--where", help="KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE or "
-              "KEY>=VALUE (e.g. epoch>=10); repeat for several, all must hold."),
-          keys: Optional[str] = typer.Option(None, "--keys",
-                                             help="Only these keys, in this order: K1,K2."),
-          form: Form = typer.Option(Form.table, "--format", help="table, csv or json."),
-          all_executions: bool = typer.Option(
-              False, "--all-executions",
-              help="Also the records that resumes superseded (marked * in EXEC)."),
-          as_json: bool = JSON) -> None:
+def stats(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
+    where: list[str] = typer.Option(
+        [],
+        "--where",
+        help="KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE or "
+        "KEY>=VALUE (e.g. epoch>=10); repeat for several, all must hold.",
+    ),
+    keys: Optional[str] = typer.Option(
+        None, "--keys", help="Only these keys, in this order: K1,K2."
+    ),
+    form: Form = typer.Option(Form.table, "--format", help="table, csv or json."),
+    all_executions: bool = typer.Option(
+        False,
+        "--all-executions",
+        help="Also the records that resumes superseded (marked * in EXEC).",
+    ),
+    as_json: bool = JSON,
+) -> None:
     """Show the statistics of a trial's effective history (inherited ones included)."""
     from kleio_cli import journal
 
     chosen = tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else ()
     with reported():
-        journal.stats(journal.StatsQuery(trial, sort, tuple(where), chosen,
-                                         "json" if as_json else form.value, all_executions))
+        journal.stats(
+            journal.StatsQuery(
+                trial, sort, tuple(where), chosen, "json" if as_json else form.value, all_executions
+            )
+        )
 
 
-def tag_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-         names: list[str] = typer.Argument(..., help="Tags to add (or remove)."),
-         remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
-         as_json: bool = JSON) -> None:
+def tag_(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    names: list[str] = typer.Argument(..., help="Tags to add (or remove)."),
+    remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
+    as_json: bool = JSON,
+) -> None:
     """Add tags to a trial (or remove them); `kleio ls --tag NAME` finds them."""
     from kleio_cli import listing
 
@@ -127,17 +158,23 @@ def tag_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
         listing.tag(trial, names, remove, as_json)
 
 
-def plot(trials: list[str] = typer.Argument(..., help="Trial ids (a branch beside its "
-                                            "parent leaves it at the branch point)."),
-         y: str = typer.Option(..., "--y", help="The statistic to draw."),
-         x: Optional[str] = typer.Option(None, "--x", help="The key along x (default: the "
-                                         "record's rank)."),
-         where: list[str] = typer.Option([], "--where", help="KEY=VALUE, KEY<VALUE...: "
-                                         "only those records; repeat for several."),
-         output: Optional[str] = typer.Option(None, "-o", "--output",
-                                              help="Write a PNG there (needs matplotlib)."),
-         width: int = typer.Option(72, "--width", help="Terminal chart columns."),
-         height: int = typer.Option(20, "--height", help="Terminal chart rows.")) -> None:
+def plot(
+    trials: list[str] = typer.Argument(
+        ..., help="Trial ids (a branch beside its parent leaves it at the branch point)."
+    ),
+    y: str = typer.Option(..., "--y", help="The statistic to draw."),
+    x: Optional[str] = typer.Option(
+        None, "--x", help="The key along x (default: the record's rank)."
+    ),
+    where: list[str] = typer.Option(
+        [], "--where", help="KEY=VALUE, KEY<VALUE...: only those records; repeat for several."
+    ),
+    output: Optional[str] = typer.Option(
+        None, "-o", "--output", help="Write a PNG there (needs matplotlib)."
+    ),
+    width: int = typer.Option(72, "--width", help="Terminal chart columns."),
+    height: int = typer.Option(20, "--height", help="Terminal chart rows."),
+) -> None:
     """Draw a statistic of one or more trials: in the terminal, or as a PNG."""
     from kleio_cli.plot import PlotRequest
     from kleio_cli.plot import plot as draw
@@ -146,13 +183,18 @@ def plot(trials: list[str] = typer.Argument(..., help="Trial ids (a branch besid
         draw(PlotRequest(tuple(trials), y, x, tuple(where), output, width, height))
 
 
-def compare(trials: list[str] = typer.Argument(..., help="Two trial ids or more."),
-            keys: Optional[str] = typer.Option(None, "--stats", help="Only these statistics: "
-                                               "K1,K2 (default: all of them)."),
-            best: Optional[str] = typer.Option(None, "--best", help="Show the record where "
-                                               "KEY is lowest (or max:KEY, highest), not the "
-                                               "last one."),
-            as_json: bool = JSON) -> None:
+def compare(
+    trials: list[str] = typer.Argument(..., help="Two trial ids or more."),
+    keys: Optional[str] = typer.Option(
+        None, "--stats", help="Only these statistics: K1,K2 (default: all of them)."
+    ),
+    best: Optional[str] = typer.Option(
+        None,
+        "--best",
+        help="Show the record where KEY is lowest (or max:KEY, highest), not the last one.",
+    ),
+    as_json: bool = JSON,
+) -> None:
     """One table of trials: the options that differ, and the last (or best) statistics."""
     from kleio_cli.compare import compare as compare_trials
 
@@ -161,9 +203,11 @@ def compare(trials: list[str] = typer.Argument(..., help="Two trial ids or more.
         compare_trials(trials, chosen, best, as_json)
 
 
-def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
-         b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
-         as_json: bool = JSON) -> None:
+def diff(
+    a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
+    b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
+    as_json: bool = JSON,
+) -> None:
     """What differs between two trials (or executions): configuration, code, environment."""
     from kleio_cli.info import diff as differences
 
@@ -171,8 +215,9 @@ def diff(a: str = typer.Argument(..., help="Trial id (or ID:N for its execution 
         differences(a, b, as_json)
 
 
-def artifacts_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-               as_json: bool = JSON) -> None:
+def artifacts_(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."), as_json: bool = JSON
+) -> None:
     """List the artifacts of a trial's effective history (inherited ones included)."""
     from kleio_cli import artifacts
 
@@ -181,12 +226,14 @@ def artifacts_(trial: str = typer.Argument(..., help="Trial id or unique prefix.
 
 
 @artifact_app.command("get")
-def artifact_get(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-                 filename: str = typer.Argument(..., help="The artifact's file name."),
-                 where: list[str] = typer.Option([], "--where", help="KEY=VALUE of its "
-                                                 "metadata; repeat for several."),
-                 output: Optional[str] = typer.Option(None, "-o", "--output",
-                                                      help="Where to write it.")) -> None:
+def artifact_get(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    filename: str = typer.Argument(..., help="The artifact's file name."),
+    where: list[str] = typer.Option(
+        [], "--where", help="KEY=VALUE of its metadata; repeat for several."
+    ),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write it."),
+) -> None:
     """Write the latest matching artifact to a file (default: its name, here)."""
     from kleio_cli import artifacts
 
@@ -194,9 +241,12 @@ def artifact_get(trial: str = typer.Argument(..., help="Trial id or unique prefi
         artifacts.artifact_get(trial, filename, where, output)
 
 
-def export_(ids: Optional[list[str]] = typer.Argument(None, help="Trial ids (default: all); "
-                                                      "a branch brings its ancestors."),
-            output: str = typer.Option(..., "-o", "--output", help="The file to write.")) -> None:
+def export_(
+    ids: Optional[list[str]] = typer.Argument(
+        None, help="Trial ids (default: all); a branch brings its ancestors."
+    ),
+    output: str = typer.Option(..., "-o", "--output", help="The file to write."),
+) -> None:
     """Write trials with their journals, branches and artifacts to a file."""
     from kleio_cli import journal
 

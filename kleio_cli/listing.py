@@ -12,28 +12,54 @@ from kleio_cli.request import call
 from kleio_client import protocol
 
 
-def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
-       tags: tuple[str, ...] = (), where: tuple[str, ...] = ()) -> None:
+def ls(
+    as_json: bool,
+    statuses: tuple[str, ...] = (),
+    tree: bool = False,
+    tags: tuple[str, ...] = (),
+    where: tuple[str, ...] = (),
+) -> None:
     # The daemon judges status, tags and options in one read of the journal.
     wanted = statistics.conditions(list(where))
-    trials = [t for t in call("ls", status=list(statuses), tags=list(tags),
-                              where=[[c.key, c.op, c.value] for c in wanted])
-              if t.get("branch_kind") != protocol.SCRATCH]
+    trials = [
+        t
+        for t in call(
+            "ls",
+            status=list(statuses),
+            tags=list(tags),
+            where=[[c.key, c.op, c.value] for c in wanted],
+        )
+        if t.get("branch_kind") != protocol.SCRATCH
+    ]
     if as_json:
         render.print_json([json_row(t) for t in trials])
         return
     if not trials:
-        print("no trials" + (" with that status or tag" if statuses or tags else
-                             " yet; run one with `kleio python train.py`"), file=sys.stderr)
+        print(
+            "no trials"
+            + (
+                " with that status or tag"
+                if statuses or tags
+                else " yet; run one with `kleio python train.py`"
+            ),
+            file=sys.stderr,
+        )
         return
     if tree:
         trials, depths = _as_tree(trials)
     else:
         depths = [0] * len(trials)
-    rows = [["  " * depth + ("└─ " if depth else "") + (render.short(t["id"]) or ""),
-             t["status"], render.clip(render.command(t["command"])), render.when(t["created"]),
-             t["host"], render.short(t["parent"])] for t, depth in zip(trials, depths,
-                                                                         strict=True)]
+    rows = [
+        [
+            "  " * depth + ("└─ " if depth else "") + (render.short(t["id"]) or ""),
+            t["status"],
+            render.clip(render.command(t["command"])),
+            render.when(t["created"]),
+            t["host"],
+            render.short(t["parent"]),
+        ]
+        for t, depth in zip(trials, depths, strict=True)
+    ]
     headers = ["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"]
     if any(t.get("tags") for t in trials):
         headers.append("TAGS")
@@ -44,11 +70,17 @@ def ls(as_json: bool, statuses: tuple[str, ...] = (), tree: bool = False,
 
 def json_row(trial: dict[str, Any]) -> dict[str, Any]:
     """A listed trial as `kleio ls --json` (and the web view's /api/trials) gives it."""
-    return {"id": trial["id"], "status": trial["status"],
-            "command": render.command(trial["command"]), "argv": trial["command"],
-            "created": render.iso(trial["created"]), "parent": trial["parent"],
-            "host": trial["host"], "executions": trial["executions"],
-            "tags": trial.get("tags") or []}
+    return {
+        "id": trial["id"],
+        "status": trial["status"],
+        "command": render.command(trial["command"]),
+        "argv": trial["command"],
+        "created": render.iso(trial["created"]),
+        "parent": trial["parent"],
+        "host": trial["host"],
+        "executions": trial["executions"],
+        "tags": trial.get("tags") or [],
+    }
 
 
 def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:

@@ -7,13 +7,20 @@ import typer
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
-ALLOW_CODE = typer.Option(False, "--allow-code-change",
-                          help="On changed code, branch the trial and run the branch.")
-ALLOW_ENV = typer.Option(False, "--allow-env-change",
-                         help="On a changed environment, branch the trial and run the branch.")
-ALLOW_ANY = typer.Option(False, "--allow-any-change",
-                         help="On any change, branch the trial and run the branch.")
-DETACH = typer.Option(False, "--detach", "-d",
-                      help="Let the daemon run it: print the trial's id and return at once.")
-RUN_OPTIONS = frozenset({"--allow-code-change", "--allow-env-change", "--allow-any-change",
-                         "--detach", "-d"})
+ALLOW_CODE = typer.Option(
+    False, "--allow-code-change", help="On changed code, branch the trial and run the branch."
+)
+ALLOW_ENV = typer.Option(
+    False,
+    "--allow-env-change",
+    help="On a changed environment, branch the trial and run the branch.",
+)
+ALLOW_ANY = typer.Option(
+    False, "--allow-any-change", help="On any change, branch the trial and run the branch."
+)
+DETACH = typer.Option(
+    False, "--detach", "-d", help="Let the daemon run it: print the trial's id and return at once."
+)
+RUN_OPTIONS = frozenset(
+    {"--allow-code-change", "--allow-env-change", "--allow-any-change", "--detach", "-d"}
+)

@@ -41,8 +41,11 @@ class Series:
 def plot(request: PlotRequest) -> None:
     series = _series(request)
     if not any(s.points for s in series):
-        raise CliError(f"kleio: no record has a number for {request.y!r}"
-                       + (f" and {request.x!r}" if request.x else ""), EXIT_USAGE)
+        raise CliError(
+            f"kleio: no record has a number for {request.y!r}"
+            + (f" and {request.x!r}" if request.x else ""),
+            EXIT_USAGE,
+        )
     if request.output:
         _png(series, request)
         print(f"wrote {request.output}")
@@ -68,8 +71,7 @@ def _series(request: PlotRequest) -> list[Series]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def chart(series: list[Series], request: PlotRequest) -> str:
@@ -108,8 +110,11 @@ def _png(series: list[Series], request: PlotRequest) -> None:
         matplotlib.use("Agg")
         from matplotlib import pyplot
     except ImportError:
-        raise CliError("kleio: --output needs matplotlib: pip install matplotlib "
-                       "(or pip install \"kleio[analysis]\")", EXIT_USAGE) from None
+        raise CliError(
+            "kleio: --output needs matplotlib: pip install matplotlib "
+            '(or pip install "kleio[analysis]")',
+            EXIT_USAGE,
+        ) from None
     figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=100)
     for one in series:
         if one.points:

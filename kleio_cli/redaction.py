@@ -19,7 +19,9 @@ from kleio_runtime.config import redact
 REDACTED = "***"
 SECRET_OPTION = re.compile(
     r"(^|[-_.])(pass(word|wd|phrase)?|secret|token|api[-_]?key|access[-_]?key|"
-    r"private[-_]?key|credentials?|auth)([-_.]|$)", re.IGNORECASE)
+    r"private[-_]?key|credentials?|auth)([-_.]|$)",
+    re.IGNORECASE,
+)
 
 
 def redacted(argv: list[str]) -> list[str]:
@@ -45,9 +47,12 @@ def redacted(argv: list[str]) -> list[str]:
 
 def check_runnable(command: list[str], trial_id: str) -> None:
     """Refuse to run a stored command whose secrets were not stored."""
-    if any(token == REDACTED or token.endswith("=" + REDACTED) or f":{REDACTED}@" in token
-           for token in command):
+    if any(
+        token == REDACTED or token.endswith("=" + REDACTED) or f":{REDACTED}@" in token
+        for token in command
+    ):
         raise CliError(
             f"kleio: trial {trial_id[:12]}'s command held a secret, which kleio does not "
             "store (it shows as ***); run the command again as you first ran it",
-            EXIT_USAGE)
+            EXIT_USAGE,
+        )

@@ -17,8 +17,9 @@ _SLICE = 4096  # lines joined and written at once
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -36,7 +37,7 @@ def _write_joined(separator: str, texts: Sequence[str]) -> None:
     for start in range(0, len(texts), _SLICE):
         if start:
             write(separator)
-        write(separator.join(texts[start:start + _SLICE]))
+        write(separator.join(texts[start : start + _SLICE]))
 
 
 def cell(value: Any) -> str:

@@ -60,12 +60,17 @@ def exec_trial(trial: str, options: RunOptions) -> int:
     with connect(resolve()) as client:
         detail = client.call("trial", id=trial)
     check_runnable(detail["command"], detail["id"])
-    return run_spec(argv=detail["command"], cwd=working_directory(detail), options=options,
-                    exact={"id": detail["id"]})
+    return run_spec(
+        argv=detail["command"],
+        cwd=working_directory(detail),
+        options=options,
+        exact={"id": detail["id"]},
+    )
 
 
-def run_spec(argv: list[str], cwd: str, options: RunOptions,
-             exact: dict[str, Any] | None = None) -> int:
+def run_spec(
+    argv: list[str], cwd: str, options: RunOptions, exact: dict[str, Any] | None = None
+) -> int:
     """Capture, reserve and supervise: the command's trial, or with ``exact`` that trial
     (``id``, and for a new branch its ``parent``, ``root``, ``branch_kind``, ``branch_point``)."""
     if options.detach:
@@ -81,8 +86,14 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
         try:
             reservation = client.call(
                 "reserve",
-                spec={"id": ident.id, "command": shown, "identity": ident.canonical,
-                      "cwd": cwd, "user": ident.canonical["user"], **(exact or {})},
+                spec={
+                    "id": ident.id,
+                    "command": shown,
+                    "identity": ident.canonical,
+                    "cwd": cwd,
+                    "user": ident.canonical["user"],
+                    **(exact or {}),
+                },
                 capture=captured,
                 allow={"code": options.allow_code_change, "environment": options.allow_env_change},
                 fields=config.fingerprint,
@@ -100,9 +111,14 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
             client.call("tag", id=reservation["id"], add=list(options.tags))
     _announce(reservation)
     spec = SupervisorSpec(
-        trial_id=reservation["id"], execution=reservation["execution"], argv=argv, cwd=cwd,
-        runtime_dir=str(config.runtime_dir), lease_seconds=reservation["lease_seconds"],
-        escalate=options.escalate, flush_timeout=config.flush_timeout,
+        trial_id=reservation["id"],
+        execution=reservation["execution"],
+        argv=argv,
+        cwd=cwd,
+        runtime_dir=str(config.runtime_dir),
+        lease_seconds=reservation["lease_seconds"],
+        escalate=options.escalate,
+        flush_timeout=config.flush_timeout,
         buffer_bytes=config.buffer_bytes,
     )
     try:
@@ -111,8 +127,13 @@ def run_spec(argv: list[str], cwd: str, options: RunOptions,
         return supervise(spec)
     except (OSError, KleioError) as exc:  # no supervisor: give the reservation back at once
         with connect(config) as client:
-            client.call("end_execution", id=spec.trial_id, execution=spec.execution,
-                        exit_code=EX_SOFTWARE, signals=[])
+            client.call(
+                "end_execution",
+                id=spec.trial_id,
+                execution=spec.execution,
+                exit_code=EX_SOFTWARE,
+                signals=[],
+            )
         raise CliError(f"kleio: could not start the supervisor: {exc}") from None
 
 
@@ -121,8 +142,11 @@ def detach(config: Config, spec: SupervisorSpec) -> int:
     with connect(config) as client:
         client.call("spawn", spec=asdict(spec), env=dict(os.environ))
     print(spec.trial_id)
-    print(f"kleio: trial {spec.trial_id[:12]} runs detached; follow it with "
-          f"`kleio tail -f {spec.trial_id[:8]}`", file=sys.stderr)
+    print(
+        f"kleio: trial {spec.trial_id[:12]} runs detached; follow it with "
+        f"`kleio tail -f {spec.trial_id[:8]}`",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -132,8 +156,9 @@ def launch_key(env: Any) -> str | None:
     first node reserves the trial, the others join its execution)."""
     if env.get("KLEIO_LAUNCH"):
         return str(env["KLEIO_LAUNCH"])
-    job, step, tasks = (env.get(name, "") for name in (
-        "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS"))
+    job, step, tasks = (
+        env.get(name, "") for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS")
+    )
     if job and step and tasks.isdigit() and int(tasks) > 1:
         return f"slurm:{job}.{step}"
     return None
@@ -147,7 +172,9 @@ def _check_detachable() -> None:
         raise CliError(
             f"kleio: --detach inside SLURM job {job} would run the trial outside the job (its "
             "allocation, its limits, its end); run it in the foreground, which outlives the "
-            "terminal too, or submit it as a job of its own with sbatch", EXIT_USAGE)
+            "terminal too, or submit it as a job of its own with sbatch",
+            EXIT_USAGE,
+        )
 
 
 def _resource_hashes(paths: list[str]) -> dict[str, str | None]:
@@ -163,8 +190,11 @@ def _check_text(argv: list[str]) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            raise CliError(f"kleio: {shown!r} is not valid UTF-8; kleio records only text "
-                           "arguments and directories", EXIT_USAGE) from None
+            raise CliError(
+                f"kleio: {shown!r} is not valid UTF-8; kleio records only text "
+                "arguments and directories",
+                EXIT_USAGE,
+            ) from None
 
 
 def working_directory(trial: dict[str, Any]) -> str:
@@ -175,8 +205,11 @@ def working_directory(trial: dict[str, Any]) -> str:
     relative = (trial.get("identity") or {}).get("cwd") or "."
     if top is not None and (top / relative).is_dir():
         return str(top / relative)
-    raise CliError(f"kleio: trial {trial['id'][:12]} ran in {trial['cwd']}, which is not here; "
-                   "run this from a checkout of its project", EXIT_USAGE)
+    raise CliError(
+        f"kleio: trial {trial['id'][:12]} ran in {trial['cwd']}, which is not here; "
+        "run this from a checkout of its project",
+        EXIT_USAGE,
+    )
 
 
 def _program_exists(program: str) -> bool:
@@ -194,8 +227,11 @@ def _check_program(program: str) -> None:
     if _program_exists(program):
         return
     if os.sep in program and os.path.isfile(program):
-        raise CliError(f"kleio: permission denied: {program} is not executable; run it with "
-                       f"its interpreter, e.g. `kleio python {program}`", EXIT_NOT_EXECUTABLE)
+        raise CliError(
+            f"kleio: permission denied: {program} is not executable; run it with "
+            f"its interpreter, e.g. `kleio python {program}`",
+            EXIT_NOT_EXECUTABLE,
+        )
     hint = ""
     from kleio_cli.app import command_names
 
@@ -207,17 +243,26 @@ def _check_program(program: str) -> None:
 
 def _announce(reservation: dict[str, Any]) -> None:
     if reservation.get("branched_from"):
-        print(f"kleio: branching trial {reservation['branched_from'][:12]}, which ran other "
-              "code or environment:", file=sys.stderr)
+        print(
+            f"kleio: branching trial {reservation['branched_from'][:12]}, which ran other "
+            "code or environment:",
+            file=sys.stderr,
+        )
         for change in reservation["changes"]:
             print(f"  {change}", file=sys.stderr)
     print(f"trial reserved with id: {reservation['id']}", file=sys.stderr)
     if reservation.get("joined"):
-        print(f"kleio: joining execution {reservation['execution']} of the trial, one process "
-              "of its launch", file=sys.stderr)
+        print(
+            f"kleio: joining execution {reservation['execution']} of the trial, one process "
+            "of its launch",
+            file=sys.stderr,
+        )
     elif reservation["execution"] > 1:
-        print(f"kleio: resuming the {reservation['previous_status']} trial as execution "
-              f"{reservation['execution']}", file=sys.stderr)
+        print(
+            f"kleio: resuming the {reservation['previous_status']} trial as execution "
+            f"{reservation['execution']}",
+            file=sys.stderr,
+        )
 
 
 def supervise(spec: SupervisorSpec) -> int:

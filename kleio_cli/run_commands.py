@@ -13,8 +13,11 @@ from kleio_cli.errors import reported
 from kleio_cli.options import ALLOW_ANY, ALLOW_CODE, ALLOW_ENV, DETACH
 
 # run's: everything after COMMAND is COMMAND's, its options included.
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
-                "allow_interspersed_args": False}
+PASS_THROUGH = {
+    "allow_extra_args": True,
+    "ignore_unknown_options": True,
+    "allow_interspersed_args": False,
+}
 # branch's: the options it does not know are the child's changed options.
 EXTRA_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -22,47 +25,65 @@ EXTRA_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 def _run_options(code: bool, env: bool, any_change: bool, detach: bool) -> Any:
     from kleio_cli.run import RunOptions
 
-    return RunOptions(allow_code_change=code or any_change, allow_env_change=env or any_change,
-                      detach=detach)
+    return RunOptions(
+        allow_code_change=code or any_change, allow_env_change=env or any_change, detach=detach
+    )
 
 
-def run(command: list[str] = typer.Argument(..., help="The command to run as a trial, or a "
-                                             "trial id to resume."),
-        allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-        allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH,
-        tag: list[str] = typer.Option([], "--tag", help="Tag the trial; repeat for several.")
-        ) -> None:
+def run(
+    command: list[str] = typer.Argument(
+        ..., help="The command to run as a trial, or a trial id to resume."
+    ),
+    allow_code_change: bool = ALLOW_CODE,
+    allow_env_change: bool = ALLOW_ENV,
+    allow_any_change: bool = ALLOW_ANY,
+    detach: bool = DETACH,
+    tag: list[str] = typer.Option([], "--tag", help="Tag the trial; repeat for several."),
+) -> None:
     """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
     import dataclasses
 
     from kleio_cli.run import run_command
 
-    options = dataclasses.replace(_run_options(allow_code_change, allow_env_change,
-                                               allow_any_change, detach), tags=tuple(tag))
+    options = dataclasses.replace(
+        _run_options(allow_code_change, allow_env_change, allow_any_change, detach), tags=tuple(tag)
+    )
     with reported():
         code = run_command(command, options)
     raise typer.Exit(code)
 
 
-def exec_(trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-          allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-          allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
+def exec_(
+    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    allow_code_change: bool = ALLOW_CODE,
+    allow_env_change: bool = ALLOW_ENV,
+    allow_any_change: bool = ALLOW_ANY,
+    detach: bool = DETACH,
+) -> None:
     """Resume a trial (or a branch) by id, checking its code and environment first."""
     from kleio_cli.run import exec_trial
 
     with reported():
-        code = exec_trial(trial, _run_options(allow_code_change, allow_env_change,
-                                              allow_any_change, detach))
+        code = exec_trial(
+            trial, _run_options(allow_code_change, allow_env_change, allow_any_change, detach)
+        )
     raise typer.Exit(code)
 
 
-def branch(ctx: typer.Context,
-           trial: str = typer.Argument(..., help="The parent trial's id or unique prefix."),
-           timestamp: Optional[str] = typer.Option(
-               None, "--timestamp", help="KEY=VALUE: branch after the last record where KEY "
-               "is VALUE (else the greatest value below); default: the end of the history."),
-           allow_code_change: bool = ALLOW_CODE, allow_env_change: bool = ALLOW_ENV,
-           allow_any_change: bool = ALLOW_ANY, detach: bool = DETACH) -> None:
+def branch(
+    ctx: typer.Context,
+    trial: str = typer.Argument(..., help="The parent trial's id or unique prefix."),
+    timestamp: Optional[str] = typer.Option(
+        None,
+        "--timestamp",
+        help="KEY=VALUE: branch after the last record where KEY "
+        "is VALUE (else the greatest value below); default: the end of the history.",
+    ),
+    allow_code_change: bool = ALLOW_CODE,
+    allow_env_change: bool = ALLOW_ENV,
+    allow_any_change: bool = ALLOW_ANY,
+    detach: bool = DETACH,
+) -> None:
     """Branch a trial at a point of its history and run the child with changed OPTIONS.
 
     Example: kleio branch 3f2a --timestamp epoch=10 --lr 0.01
@@ -70,9 +91,12 @@ def branch(ctx: typer.Context,
     from kleio_cli.branch import branch_command
 
     with reported():
-        code = branch_command(trial, timestamp, list(ctx.args),
-                              _run_options(allow_code_change, allow_env_change,
-                                           allow_any_change, detach))
+        code = branch_command(
+            trial,
+            timestamp,
+            list(ctx.args),
+            _run_options(allow_code_change, allow_env_change, allow_any_change, detach),
+        )
     raise typer.Exit(code)
 
 

@@ -63,16 +63,22 @@ def install(force: bool) -> None:
     if existing == text:
         print(f"{target} is already installed")
     elif existing is not None and not force:
-        raise CliError(f"{target} exists and differs from this installation's unit; "
-                       "rerun with --force to replace it")
+        raise CliError(
+            f"{target} exists and differs from this installation's unit; "
+            "rerun with --force to replace it"
+        )
     else:
         _write(target, text)
-        print(f"{'replaced' if existing is not None else 'wrote'} {target} "
-              f"(ExecStart={' '.join(command)})")
+        print(
+            f"{'replaced' if existing is not None else 'wrote'} {target} "
+            f"(ExecStart={' '.join(command)})"
+        )
     print("to run kleiod under systemd, now and at every login:")
     if lock.is_held(resolve().runtime_dir):
-        print("  kleio daemon stop   # first: the kleiod running now holds the lock "
-              "(trials are not touched)")
+        print(
+            "  kleio daemon stop   # first: the kleiod running now holds the lock "
+            "(trials are not touched)"
+        )
     print(f"  {ENABLE_COMMAND}")
 
 

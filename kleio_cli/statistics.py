@@ -51,8 +51,9 @@ class Columns:
     columns: list[list[Any]] = field(default_factory=list)
     origins: list[int] = field(default_factory=list)
 
-    def extend(self, labels: list[str], columns: list[list[Any]], counts: list[int],
-               first: int) -> None:
+    def extend(
+        self, labels: list[str], columns: list[list[Any]], counts: list[int], first: int
+    ) -> None:
         """Append a page's rows: its segments' counts, the first being segment ``first``."""
         rows = len(self.origins)
         for label in labels:
@@ -70,8 +71,12 @@ class Columns:
 Page = Callable[[list[str], list[list[Any]]], None]
 
 
-def paged(client: ControlClient, segments: list[dict[str, Any]], where: list[Condition],
-          on_page: Page | None = None) -> Columns:
+def paged(
+    client: ControlClient,
+    segments: list[dict[str, Any]],
+    where: list[Condition],
+    on_page: Page | None = None,
+) -> Columns:
     """The records of the segments that match ``where``, as columns cut by the daemon a
     page at a time; ``on_page`` sees each page's labels and columns as it comes (to format
     them while the daemon cuts the next)."""
@@ -82,8 +87,9 @@ def paged(client: ControlClient, segments: list[dict[str, Any]], where: list[Con
             on_page(answer["labels"], answer["columns"])
         table.extend(answer["labels"], answer["columns"], answer["counts"], first)
 
-    stored.each_page(client, segments, "columns", take,
-                     where=[[c.key, c.op, c.value] for c in where])
+    stored.each_page(
+        client, segments, "columns", take, where=[[c.key, c.op, c.value] for c in where]
+    )
     return table
 
 
@@ -95,8 +101,9 @@ def ranks(key: str, labels: list[str], columns: list[list[Any]]) -> list[Any]:
     """What sorts each row by ``key``: numbers by value, then strings, then NaN, then other
     values, then rows without the key."""
     if key not in labels:
-        raise CliError(f"kleio: no record has the key {key!r}; keys: "
-                       f"{', '.join(sorted(labels))}", EXIT_USAGE)
+        raise CliError(
+            f"kleio: no record has the key {key!r}; keys: {', '.join(sorted(labels))}", EXIT_USAGE
+        )
     values = columns[labels.index(key)]
     if orders_by_itself(values):
         return values  # the usual case: compared at C speed
@@ -119,8 +126,10 @@ def arranged(items: list[T], ranks: list[Any] | None) -> list[T]:
 def origin_labels(segments: list[dict[str, Any]], origins: list[int]) -> list[str]:
     """Which execution logged each row: ``2``, or ``3f2a8c1e:1`` when inherited."""
     own = segments[-1]["trial"] if segments else None
-    names = [str(s["execution"]) if s["trial"] == own else f"{s['trial'][:8]}:{s['execution']}"
-             for s in segments]
+    names = [
+        str(s["execution"]) if s["trial"] == own else f"{s['trial'][:8]}:{s['execution']}"
+        for s in segments
+    ]
     return [names[i] for i in origins]
 
 
@@ -133,8 +142,11 @@ def conditions(expressions: list[str]) -> list[Condition]:
     for text in expressions:
         match = _CONDITION.match(text)
         if not match or not match.group(1).strip():
-            raise CliError(f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
-                           f"KEY>VALUE or KEY>=VALUE; got {text!r}", EXIT_USAGE)
+            raise CliError(
+                f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
+                f"KEY>VALUE or KEY>=VALUE; got {text!r}",
+                EXIT_USAGE,
+            )
         key, op, value = match.groups()
         parsed.append(Condition(key.strip(), _OPERATORS[op], _carried(text, value.strip())))
     return parsed

@@ -53,8 +53,11 @@ def tail(options: TailOptions) -> None:
         trial_id = str(client.call("resolve", id=options.trial))
         show = StatisticsTable().show if options.statistics else show_output
         if not options.follow:
-            show(dict(client.call("tail", id=trial_id, kind=options.kind,
-                                  last=options.lines))["records"])
+            show(
+                dict(client.call("tail", id=trial_id, kind=options.kind, last=options.lines))[
+                    "records"
+                ]
+            )
             return
     follower = Follower(config, trial_id, options.kind)
     journal = Journal(config, trial_id, options.kind)
@@ -82,8 +85,7 @@ class Journal:
             try:  # never starts a daemon: one stopped on purpose stays stopped
                 if self._client is None:
                     self._client = connect(self._config, start=False, timeout=REQUEST_TIMEOUT)
-                return dict(self._client.call("tail", id=self._trial_id, kind=self._kind,
-                                              **args))
+                return dict(self._client.call("tail", id=self._trial_id, kind=self._kind, **args))
             except (DaemonUnavailable, CliError):
                 self.close()
                 if time.monotonic() > deadline:
@@ -120,8 +122,14 @@ def _follow(journal: Journal, follower: Follower, options: TailOptions, show: An
 
 def _records(message: dict[str, Any]) -> list[dict[str, Any]]:
     pairs = msgpack.unpackb(message["records"], raw=False, strict_map_key=False)
-    return [{"position": message["position"] + index, "execution": message["execution"],
-             "body": pair[1]} for index, pair in enumerate(pairs)]
+    return [
+        {
+            "position": message["position"] + index,
+            "execution": message["execution"],
+            "body": pair[1],
+        }
+        for index, pair in enumerate(pairs)
+    ]
 
 
 class Follower:

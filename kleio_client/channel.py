@@ -57,8 +57,9 @@ MAX_RECORD_BYTES = MAX_BATCH_BYTES - 64
 class Channel:
     """Numbered, batched, acknowledged delivery of one producer's records."""
 
-    def __init__(self, endpoint: str, trial: str, execution: int,
-                 settings: protocol.ClientSettings) -> None:
+    def __init__(
+        self, endpoint: str, trial: str, execution: int, settings: protocol.ClientSettings
+    ) -> None:
         self._endpoint = endpoint
         self._spill_directory = spill.directory_for(endpoint)
         self._buffer_bound = settings.buffer_bytes
@@ -107,8 +108,10 @@ class Channel:
         except UnicodeEncodeError as exc:
             raise not_text(body, exc) from None
         if len(packed) > MAX_RECORD_BYTES:
-            raise ValueError(f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
-                             f"{MAX_RECORD_BYTES}; store large data as an artifact")
+            raise ValueError(
+                f"cannot log a {kind} record of {len(packed)} bytes: the limit is "
+                f"{MAX_RECORD_BYTES}; store large data as an artifact"
+            )
         self.append(packed if kind == protocol.STATISTIC else (RECORD_PREFIXES[kind], packed))
 
     def catch_up(self) -> None:
@@ -120,8 +123,13 @@ class Channel:
         nothing meanwhile is stuck (a stalled disk): no record waits for it again until
         it has taken some, so a stall costs the loop one wait, and the queue grows."""
         thread = self._thread
-        if (thread is None or not thread.is_alive() or self._closed
-                or self._stuck_at == self._sent_seq or thread.ident == threading.get_ident()):
+        if (
+            thread is None
+            or not thread.is_alive()
+            or self._closed
+            or self._stuck_at == self._sent_seq
+            or thread.ident == threading.get_ident()
+        ):
             return
         with contextlib.suppress(BlockingIOError):  # full: a wake-up is already there
             os.write(self._wake[1], b"\0")  # out of its poll, if it waits there
@@ -212,9 +220,20 @@ class Channel:
             return
         for name in self.signals.watch(woken):
             req = next(self._requests)
-            self._ask(link, req, protocol.pack(protocol.query(
-                self._trial, self._execution, self._producer, req, protocol.SIGNAL,
-                {"signal": name, "pid": os.getpid()})))
+            self._ask(
+                link,
+                req,
+                protocol.pack(
+                    protocol.query(
+                        self._trial,
+                        self._execution,
+                        self._producer,
+                        req,
+                        protocol.SIGNAL,
+                        {"signal": name, "pid": os.getpid()},
+                    )
+                ),
+            )
 
     def _watch(self, link: Link) -> None:
         """On every (re)connection to a daemon, and after ``RESEND_AFTER`` seconds without
@@ -232,15 +251,21 @@ class Channel:
         self._progress_at = time.monotonic()
         link.forget({id(frame) for frame in self._window.frames()})
         for path in self._window.spill_paths():  # the oldest first: the daemon reads them
-            link.send(protocol.pack(protocol.spilled(
-                self._trial, self._execution, self._producer, str(path))))
+            link.send(
+                protocol.pack(
+                    protocol.spilled(self._trial, self._execution, self._producer, str(path))
+                )
+            )
         for frame in self._window.frames():
             link.send(frame)
         for frame in self._queries.values():
             link.send(frame)
         if self._sent_seq:
-            link.send(protocol.pack(
-                protocol.sync(self._trial, self._execution, self._producer, self._sent_seq)))
+            link.send(
+                protocol.pack(
+                    protocol.sync(self._trial, self._execution, self._producer, self._sent_seq)
+                )
+            )
 
     def _send_records(self, link: Link) -> None:
         """What is pending, in messages of up to ``BATCH_RECORDS``, each halved while it is
@@ -272,8 +297,7 @@ class Channel:
         try:
             self._window.leave()
         except OSError as exc:
-            print(f"kleio: could not keep unacknowledged records on disk: {exc}",
-                  file=sys.stderr)
+            print(f"kleio: could not keep unacknowledged records on disk: {exc}", file=sys.stderr)
 
     def _receive(self, link: Link) -> None:
         for frame in link.received():
@@ -297,8 +321,9 @@ class Channel:
             self._replies[int(message["req"])] = message
         elif kind == protocol.REFUSED and not self._said_refused:
             self._said_refused = True
-            print(f"kleio: the daemon refused records: {message['error']['message']}",
-                  file=sys.stderr)
+            print(
+                f"kleio: the daemon refused records: {message['error']['message']}", file=sys.stderr
+            )
 
     # -- waiting (caller's thread) ---------------------------------------------------
 
@@ -351,8 +376,11 @@ class Channel:
         """Send everything, and wait within a bound for the last record's acknowledgement."""
         missing, bound = self._flush(timeout)
         if missing:
-            print(f"kleio: {missing} records were not acknowledged by the daemon within "
-                  f"{bound:.0f} s yet; check `kleio daemon status`", file=sys.stderr)
+            print(
+                f"kleio: {missing} records were not acknowledged by the daemon within "
+                f"{bound:.0f} s yet; check `kleio daemon status`",
+                file=sys.stderr,
+            )
 
     def _flush(self, timeout: float | None) -> tuple[int, float]:
         """How many records were not acknowledged within the bound, and the bound."""
@@ -362,18 +390,23 @@ class Channel:
             self._take_wakeups(link, True)  # a signal that came before it is journaled first
             self._send_records(link)  # what was appended since the records step, too
             last = self._sent_seq
-            link.send(protocol.pack(
-                protocol.sync(self._trial, self._execution, self._producer, last)))
+            link.send(
+                protocol.pack(protocol.sync(self._trial, self._execution, self._producer, last))
+            )
             target.append(last)
 
         self._command(sync)
         bound = self._flush_timeout if timeout is None else timeout
         try:
-            self.wait(lambda: bool(target) and self._acked_seq >= target[0],
-                      "flushing the last records", bound)
+            self.wait(
+                lambda: bool(target) and self._acked_seq >= target[0],
+                "flushing the last records",
+                bound,
+            )
         except DaemonUnavailable:
-            return (target[0] if target else self._sent_seq + len(self._pending)) \
-                - self._acked_seq, bound
+            return (
+                target[0] if target else self._sent_seq + len(self._pending)
+            ) - self._acked_seq, bound
         return 0, bound
 
     def close(self, timeout: float | None = None) -> None:
@@ -391,13 +424,17 @@ class Channel:
             if self._thread is not None:
                 self._thread.join(timeout=CLOSE_JOIN)
         if missing and self._window.left_in_spill:
-            print(f"kleio: {missing} records were not acknowledged within {bound:.0f} s; they "
-                  f"are kept in {self._window.left_in_spill}, which kleiod stores when it runs",
-                  file=sys.stderr)
+            print(
+                f"kleio: {missing} records were not acknowledged within {bound:.0f} s; they "
+                f"are kept in {self._window.left_in_spill}, which kleiod stores when it runs",
+                file=sys.stderr,
+            )
         elif missing:
-            print(f"kleio: {missing} records were not acknowledged by the daemon within "
-                  f"{bound:.0f} s and may be lost; check `kleio daemon status`",
-                  file=sys.stderr)
+            print(
+                f"kleio: {missing} records were not acknowledged by the daemon within "
+                f"{bound:.0f} s and may be lost; check `kleio daemon status`",
+                file=sys.stderr,
+            )
 
     def abort(self) -> None:
         """Stop waiting for the daemon now (the user gave up: a Ctrl-C after the end)."""

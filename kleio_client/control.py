@@ -43,8 +43,7 @@ class ControlClient:
         self._waiting.add(req_id)
         return req_id
 
-    def result(self, req_id: int, cmd: str = "the request", timeout: float | None = None
-               ) -> Any:
+    def result(self, req_id: int, cmd: str = "the request", timeout: float | None = None) -> Any:
         """The result of a submitted request, or raise what the daemon said."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while req_id not in self._answers:

@@ -37,8 +37,9 @@ class Journal:
 
     def __init__(self, runtime_dir: str | None = None, timeout: float = 60.0) -> None:
         directory = runtime_dir or protocol.default_runtime_dir()
-        self._client = ControlClient(protocol.Endpoints.in_directory(directory).control,
-                                     timeout=timeout)
+        self._client = ControlClient(
+            protocol.Endpoints.in_directory(directory).control, timeout=timeout
+        )
 
     def call(self, cmd: str, **args: Any) -> Any:
         return self._answered(self._client.call, cmd, **args)
@@ -53,7 +54,8 @@ class Journal:
             return ask(*args, **kwargs)
         except DaemonUnavailable:
             raise DaemonUnavailable(
-                "kleio: no daemon answers; start one with `kleio daemon start`") from None
+                "kleio: no daemon answers; start one with `kleio daemon start`"
+            ) from None
 
     def close(self) -> None:
         self._client.close()
@@ -68,10 +70,17 @@ class Journal:
         """One trial, by id or unique prefix."""
         return Trial(self, self.call("info", id=trial_id))
 
-    def trials(self, *, id: str | None = None, status: str | Sequence[str] | None = None,
-               tags: Sequence[str] = (), command: str | None = None,
-               created_after: float | None = None, created_before: float | None = None,
-               **configuration: Any) -> list[Trial]:
+    def trials(
+        self,
+        *,
+        id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        tags: Sequence[str] = (),
+        command: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        **configuration: Any,
+    ) -> list[Trial]:
         """Trials, oldest first, by id prefix, status(es), tags (all of them), a substring
         of the command, creation time (seconds since the epoch), and configuration values
         (``lr=0.1``, ``lr__gt=0.01``: options of the command line, without dashes, ``-`` as
@@ -83,15 +92,22 @@ class Journal:
         # ``arguments`` is this API's name for the positional ones, not an option's: judged
         # here, on the configuration listed
         positional = [c for c in wanted if c.key == "arguments"]
-        listed = self.call("ls", status=statuses, tags=list(tags), configuration=True,
-                           where=[[c.key, c.op, _sendable(c.value)] for c in wanted
-                                  if c.key != "arguments"])
+        listed = self.call(
+            "ls",
+            status=statuses,
+            tags=list(tags),
+            configuration=True,
+            where=[[c.key, c.op, _sendable(c.value)] for c in wanted if c.key != "arguments"],
+        )
         found = []
         for row in listed:
-            if row.get("branch_kind") == "scratch" or (id and not row["id"].startswith(
-                    id.lower())) or (command and command not in " ".join(row["command"])) or (
-                    created_after is not None and row["created"] < created_after) or (
-                    created_before is not None and row["created"] > created_before):
+            if (
+                row.get("branch_kind") == "scratch"
+                or (id and not row["id"].startswith(id.lower()))
+                or (command and command not in " ".join(row["command"]))
+                or (created_after is not None and row["created"] < created_after)
+                or (created_before is not None and row["created"] > created_before)
+            ):
                 continue
             trial = Trial(self, row, listed=True)
             if all(c.holds(trial.configuration) for c in positional):
@@ -111,8 +127,7 @@ class Trial:
     One that :meth:`Journal.trials` found is what the daemon listed (id, status, command,
     tags, parent, configuration) until :attr:`info` is first read."""
 
-    def __init__(self, journal: Journal, info: dict[str, Any], *, listed: bool = False
-                 ) -> None:
+    def __init__(self, journal: Journal, info: dict[str, Any], *, listed: bool = False) -> None:
         self.journal = journal
         self._known = info
         self._listed = listed  # ``info`` is a row of ``ls``, not yet ``kleio info``'s
@@ -154,9 +169,14 @@ class Trial:
 
     # -- statistics -----------------------------------------------------------------
 
-    def statistics(self, *, keys: Sequence[str] | None = None,
-                   sort: str | Sequence[str] | None = None, descending: bool = False,
-                   **where: Any) -> list[dict[str, Any]]:
+    def statistics(
+        self,
+        *,
+        keys: Sequence[str] | None = None,
+        sort: str | Sequence[str] | None = None,
+        descending: bool = False,
+        **where: Any,
+    ) -> list[dict[str, Any]]:
         """The effective history's statistics (inherited ones included), oldest first:
         filtered by ``where`` (``epoch__ge=10``, ``split="val"``), sorted by one key or
         several (numbers, then strings; records without the key last), ``keys`` only."""
@@ -170,13 +190,20 @@ class Trial:
         ``superseded`` it."""
         rows = self.journal.call("stats", id=self.id, all_executions=True)
         wanted = conditions(where)
-        return [{k: row[k] for k in ("trial", "execution", "superseded", "record")}
-                for row in rows if all(c.holds(row["record"]) for c in wanted)]
+        return [
+            {k: row[k] for k in ("trial", "execution", "superseded", "record")}
+            for row in rows
+            if all(c.holds(row["record"]) for c in wanted)
+        ]
 
     @staticmethod
-    def _shaped(records: list[dict[str, Any]], keys: Sequence[str] | None,
-                sort: str | Sequence[str] | None, descending: bool,
-                where: dict[str, Any]) -> list[dict[str, Any]]:
+    def _shaped(
+        records: list[dict[str, Any]],
+        keys: Sequence[str] | None,
+        sort: str | Sequence[str] | None,
+        descending: bool,
+        where: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         wanted = conditions(where)
         if wanted:
             records = [r for r in records if all(c.holds(r) for c in wanted)]
@@ -222,8 +249,11 @@ class Trial:
         return found
 
     def children(self) -> list[Trial]:
-        return [self.journal.trial(t["id"]) for t in self.journal.call("ls")
-                if t["parent"] == self.id and t.get("branch_kind") != "scratch"]
+        return [
+            self.journal.trial(t["id"])
+            for t in self.journal.call("ls")
+            if t["parent"] == self.id and t.get("branch_kind") != "scratch"
+        ]
 
 
 @dataclass(frozen=True)
@@ -253,7 +283,6 @@ class StoredArtifact:
         return path
 
 
-
 def _sort(records: list[dict[str, Any]], order: list[str], descending: bool) -> None:
     """Sort records by the keys of ``order`` as ``sort_rank`` says (stable).  When every
     record has every key, each holding only numbers (no NaN) or only strings, by the values
@@ -262,6 +291,7 @@ def _sort(records: list[dict[str, Any]], order: list[str], descending: bool) -> 
         for key in reversed(order):
             records.sort(key=operator.itemgetter(key), reverse=descending)
         return
-    records.sort(key=lambda record: tuple(sort_rank(record.get(k, ABSENT)) for k in order),
-                 reverse=descending)
-
+    records.sort(
+        key=lambda record: tuple(sort_rank(record.get(k, ABSENT)) for k in order),
+        reverse=descending,
+    )

@@ -42,9 +42,11 @@ def _rank(env: Any) -> int | None:
 
 def _misuse(args: tuple[Any, ...]) -> TypeError:
     if args:
-        return TypeError("log_statistic takes keyword arguments only, e.g. "
-                         "log_statistic(epoch=3, loss=0.25): each name becomes a key of the "
-                         "record")
+        return TypeError(
+            "log_statistic takes keyword arguments only, e.g. "
+            "log_statistic(epoch=3, loss=0.25): each name becomes a key of the "
+            "record"
+        )
     return TypeError("log_statistic needs at least one key=value")
 
 
@@ -61,13 +63,16 @@ class Logger:
         self._said_no_artifacts = False
         # Held across a fork, so that a child never sees a channel half made.
         self._start_lock = threading.Lock()
-        os.register_at_fork(before=self._start_lock.acquire,
-                            after_in_parent=self._start_lock.release,
-                            after_in_child=self._start_lock.release)
+        os.register_at_fork(
+            before=self._start_lock.acquire,
+            after_in_parent=self._start_lock.release,
+            after_in_child=self._start_lock.release,
+        )
         self._log_statistic: Callable[..., None] = self.log_statistic
         if self.trial_id is not None and self._endpoint is not None:
             self._log_statistic = self.log_statistic = (  # type: ignore[method-assign]
-                self._queue_statistics())
+                self._queue_statistics()
+            )
         # One process of several logging into the trial (torchrun, srun): its records say
         # which, as the key ``rank`` (unless the script sets it), so `--where rank=0` works.
         self.rank = _rank(env)
@@ -138,8 +143,7 @@ class Logger:
         if channel is None:
             if not self._said_no_artifacts:
                 self._said_no_artifacts = True
-                print("[kleio] not running under kleio: artifacts are not stored",
-                      file=sys.stderr)
+                print("[kleio] not running under kleio: artifacts are not stored", file=sys.stderr)
             return
         if isinstance(fileobj, (bytes, bytearray, memoryview)):
             fileobj = io.BytesIO(bytes(fileobj))
@@ -219,8 +223,9 @@ class Logger:
             return None
         with self._start_lock:
             if self._channel is None:
-                self._channel = Channel(self._endpoint, self.trial_id, self.execution or 0,
-                                        self._settings)
+                self._channel = Channel(
+                    self._endpoint, self.trial_id, self.execution or 0, self._settings
+                )
                 atexit.register(self._close)
                 self._channel.signals = SignalWatch(self.flush)
                 self._channel.signals.arm(self._channel.wake_fd)
@@ -228,9 +233,14 @@ class Logger:
 
 
 def _artifact(found: dict[str, Any]) -> Artifact:
-    return Artifact(filename=found["filename"], metadata=found["metadata"],
-                    sha256=found["sha256"], size=found["size"], path=found["path"],
-                    position=found["position"])
+    return Artifact(
+        filename=found["filename"],
+        metadata=found["metadata"],
+        sha256=found["sha256"],
+        size=found["size"],
+        path=found["path"],
+        position=found["position"],
+    )
 
 
 kleio_logger = Logger()

@@ -132,8 +132,7 @@ def default_runtime_dir(env: Any = None) -> str:
 
     private = f"kleio-{os.getuid()}"
     tmp = env.get("TMPDIR")
-    candidate = os.path.join(tmp if tmp and os.path.isdir(tmp) else tempfile.gettempdir(),
-                             private)
+    candidate = os.path.join(tmp if tmp and os.path.isdir(tmp) else tempfile.gettempdir(), private)
     # A long TMPDIR (a job's scratch directory) would push socket paths past the limit.
     return candidate if _fits(candidate) else os.path.join("/tmp", private)
 
@@ -156,8 +155,10 @@ class ClientSettings(NamedTuple):
     @classmethod
     def of(cls, env: Any = None) -> ClientSettings:
         env = os.environ if env is None else env
-        return cls(_number(env.get(ENV_FLUSH_TIMEOUT), float, DEFAULT_FLUSH_TIMEOUT),
-                   _number(env.get(ENV_BUFFER_BYTES), int, DEFAULT_BUFFER_BYTES))
+        return cls(
+            _number(env.get(ENV_FLUSH_TIMEOUT), float, DEFAULT_FLUSH_TIMEOUT),
+            _number(env.get(ENV_BUFFER_BYTES), int, DEFAULT_BUFFER_BYTES),
+        )
 
 
 def _number(text: Any, kind: Callable[[Any], Any], default: Any) -> Any:
@@ -190,9 +191,13 @@ class SupervisorSpec:
 
     def trial_environment(self) -> dict[str, str]:
         """What the supervisor adds to its trial's environment, for kleio_client."""
-        return {ENV_TRIAL: self.trial_id, ENV_EXECUTION: str(self.execution),
-                ENV_RUNTIME_DIR: self.runtime_dir, ENV_FLUSH_TIMEOUT: repr(self.flush_timeout),
-                ENV_BUFFER_BYTES: str(self.buffer_bytes)}
+        return {
+            ENV_TRIAL: self.trial_id,
+            ENV_EXECUTION: str(self.execution),
+            ENV_RUNTIME_DIR: self.runtime_dir,
+            ENV_FLUSH_TIMEOUT: repr(self.flush_timeout),
+            ENV_BUFFER_BYTES: str(self.buffer_bytes),
+        }
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -265,8 +270,14 @@ def records(
 def spilled(trial: str, execution: int, producer: str, path: str) -> dict[str, Any]:
     """The producer's oldest unacknowledged messages are in the spill file at ``path``:
     read them before what follows."""
-    return {"v": PROTOCOL_VERSION, "t": SPILLED, "trial": trial, "execution": execution,
-            "producer": producer, "path": path}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": SPILLED,
+        "trial": trial,
+        "execution": execution,
+        "producer": producer,
+        "path": path,
+    }
 
 
 def sync(trial: str, execution: int, producer: str, seq: int) -> dict[str, Any]:
@@ -287,8 +298,9 @@ _ARRAY16 = b"\xdc"
 _BIN32 = b"\xc6"
 _EMPTY_ITEMS = msgpack.packb("records") + msgpack.packb(b"", use_bin_type=True)
 # A packed record is [kind, body]: a fixed 2-array header and the packed kind, then the body.
-RECORD_PREFIXES = {kind: b"\x92" + msgpack.packb(kind) for kind in (
-    STATISTIC, ARTIFACT, OUTPUT, RESOURCE)}
+RECORD_PREFIXES = {
+    kind: b"\x92" + msgpack.packb(kind) for kind in (STATISTIC, ARTIFACT, OUTPUT, RESOURCE)
+}
 _STATISTIC_PREFIX = RECORD_PREFIXES[STATISTIC]
 
 # A record waiting to be framed: a statistic's packed body (the client's hot path: no
@@ -296,8 +308,9 @@ _STATISTIC_PREFIX = RECORD_PREFIXES[STATISTIC]
 PackedRecord = bytes | tuple[bytes, bytes]
 
 
-def records_frame(trial: str, execution: int, producer: str, first_seq: int,
-                  items: list[PackedRecord]) -> bytes:
+def records_frame(
+    trial: str, execution: int, producer: str, first_seq: int, items: list[PackedRecord]
+) -> bytes:
     """The packed ``records`` message of ``items``, the records copied once, straight into
     it: the message packed with empty items, its last field then replaced by the items'
     header and the items themselves."""
@@ -321,15 +334,26 @@ def packed_list(count: int, packed_pairs: bytes) -> bytes:
 
 def packed_items(items: list[PackedRecord]) -> bytes:
     """``items`` as one packed list of [kind, body] records (at most 65535)."""
-    return _ARRAY16 + len(items).to_bytes(2, "big") + b"".join(
-        b"".join(item) if isinstance(item, tuple) else _STATISTIC_PREFIX + item
-        for item in items)
+    return (
+        _ARRAY16
+        + len(items).to_bytes(2, "big")
+        + b"".join(
+            b"".join(item) if isinstance(item, tuple) else _STATISTIC_PREFIX + item
+            for item in items
+        )
+    )
 
 
 def blob(upload: str, offset: int, data: bytes, last: bool) -> dict[str, Any]:
     """One chunk of an artifact's bytes; ``last`` closes the upload."""
-    return {"v": PROTOCOL_VERSION, "t": BLOB, "upload": upload, "offset": offset,
-            "data": data, "last": last}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": BLOB,
+        "upload": upload,
+        "offset": offset,
+        "data": data,
+        "last": last,
+    }
 
 
 def query(
@@ -351,12 +375,19 @@ def ack(producer: str, seq: int) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "t": ACK, "producer": producer, "seq": seq}
 
 
-def blob_ack(upload: str, offset: int, sha256: str | None,
-             error: str | None = None) -> dict[str, Any]:
+def blob_ack(
+    upload: str, offset: int, sha256: str | None, error: str | None = None
+) -> dict[str, Any]:
     """Bytes of ``upload`` stored up to ``offset`` (all of them, when ``sha256`` is set);
     with ``error``, the upload is lost and must start again."""
-    return {"v": PROTOCOL_VERSION, "t": BLOB_ACK, "upload": upload, "offset": offset,
-            "sha256": sha256, "error": error}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": BLOB_ACK,
+        "upload": upload,
+        "offset": offset,
+        "sha256": sha256,
+        "error": error,
+    }
 
 
 def answer(req: int, result: Any) -> dict[str, Any]:
@@ -365,8 +396,12 @@ def answer(req: int, result: Any) -> dict[str, Any]:
 
 
 def refused(code: str, message: str, req: int | None = None) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "t": REFUSED, "req": req,
-            "error": {"code": code, "message": message}}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": REFUSED,
+        "req": req,
+        "error": {"code": code, "message": message},
+    }
 
 
 def request(req_id: int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -378,27 +413,43 @@ def reply(req_id: Any, result: Any) -> dict[str, Any]:
 
 
 def error_reply(req_id: Any, code: str, message: str) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "t": REPLY, "id": req_id, "ok": False,
-            "error": {"code": code, "message": message}}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": REPLY,
+        "id": req_id,
+        "ok": False,
+        "error": {"code": code, "message": message},
+    }
 
 
 def live_topic(trial_id: str, kind: str) -> bytes:
     return f"trial.{trial_id}.{kind}".encode()
 
 
-def live(boot: str, number: int, position: int, execution: int,
-         records: bytes) -> dict[str, Any]:
+def live(boot: str, number: int, position: int, execution: int, records: bytes) -> dict[str, Any]:
     """Chunk ``number`` of its topic as numbered by the daemon started as ``boot``, its
     first record at ``position``; ``records`` packs its [kind, body] pairs."""
-    return {"v": PROTOCOL_VERSION, "t": LIVE, "boot": boot, "n": number,
-            "position": position, "execution": execution, "records": records}
+    return {
+        "v": PROTOCOL_VERSION,
+        "t": LIVE,
+        "boot": boot,
+        "n": number,
+        "position": position,
+        "execution": execution,
+        "records": records,
+    }
 
 
 # -- filters and order: judged alike by the daemon, the CLI and the client -----------------
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
-    "gt": operator.gt, "ge": operator.ge, "in": lambda value, options: value in options,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "in": lambda value, options: value in options,
     "contains": lambda value, part: part in value,
 }
 

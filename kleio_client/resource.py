@@ -67,15 +67,26 @@ def describe(path: str | os.PathLike[str], cache: HashCache | None = None) -> di
             digest = hashlib.sha256()
             size = files = 0
             for file in sorted(p for p in target.rglob("*") if p.is_file()):
-                digest.update(f"{file.relative_to(target).as_posix()}\0"
-                              f"{cache.file_hash(file)}\n".encode())
+                digest.update(
+                    f"{file.relative_to(target).as_posix()}\0{cache.file_hash(file)}\n".encode()
+                )
                 size += file.stat().st_size
                 files += 1
-            return {"path": str(target), "kind": "directory", "sha256": digest.hexdigest(),
-                    "size": size, "files": files}
+            return {
+                "path": str(target),
+                "kind": "directory",
+                "sha256": digest.hexdigest(),
+                "size": size,
+                "files": files,
+            }
         if target.is_file():
-            return {"path": str(target), "kind": "file", "sha256": cache.file_hash(target),
-                    "size": target.stat().st_size, "files": 1}
+            return {
+                "path": str(target),
+                "kind": "file",
+                "sha256": cache.file_hash(target),
+                "size": target.stat().st_size,
+                "files": 1,
+            }
         return {"path": str(target), "kind": "missing", "sha256": None, "size": 0, "files": 0}
     finally:
         cache.save()

@@ -31,7 +31,7 @@ def pages(segments: list[Segment]) -> Iterator[tuple[int, list[Segment]]]:
     for index, segment in enumerate(segments):
         size += segment["end"] - segment["start"]
         if size >= PAGE_RECORDS or index + 1 - first >= protocol.MAX_PAGE_SEGMENTS:
-            yield first, segments[first:index + 1]
+            yield first, segments[first : index + 1]
             first, size = index + 1, 0
     if first < len(segments):
         yield first, segments[first:]
@@ -42,8 +42,13 @@ def described(page: list[Segment]) -> list[Segment]:
     return [{k: s[k] for k in ("trial", "position", "start", "end")} for s in page]
 
 
-def each_page(client: ControlClient, segments: list[Segment], cmd: str,
-              take: Callable[[int, list[Segment], Any], None], **args: Any) -> None:
+def each_page(
+    client: ControlClient,
+    segments: list[Segment],
+    cmd: str,
+    take: Callable[[int, list[Segment], Any], None],
+    **args: Any,
+) -> None:
     """Ask ``cmd`` for every page of the segments, ``IN_FLIGHT`` at a time, and hand
     each answer to ``take`` with the page's first index and segments, in order."""
     asked: deque[tuple[int, list[Segment], int]] = deque()
@@ -79,5 +84,6 @@ def records(body: bytes, start: int, end: int, use_list: bool = True) -> list[di
 
 def unpacked(segments: list[Segment], use_list: bool = True) -> list[dict[str, Any]]:
     """The records of segments with their bodies, in order."""
-    return [record for s in segments
-            for record in records(s["body"], s["start"], s["end"], use_list)]
+    return [
+        record for s in segments for record in records(s["body"], s["start"], s["end"], use_list)
+    ]

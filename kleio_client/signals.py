@@ -68,8 +68,9 @@ class SignalWatch:
         self._held = threading.local()  # the forking thread's mask, to give back
         # Registered after the channel's: its child hook (a pipe of the child's own) runs
         # before this one's, both while signals are held.
-        os.register_at_fork(before=self._hold, after_in_parent=self._release,
-                            after_in_child=self._disarm_in_child)
+        os.register_at_fork(
+            before=self._hold, after_in_parent=self._release, after_in_child=self._disarm_in_child
+        )
 
     def arm(self, wakeup_fd: int) -> None:
         """In the main thread (Python's rule for both): ``wakeup_fd`` becomes the signals'
@@ -97,8 +98,9 @@ class SignalWatch:
         (SIGINT and SIGTERM, once each).  A SIGTERM whose handler has not started within
         ``NUDGE_AFTER`` is sent again to the main thread, every ``NUDGE_AFTER``, until it
         starts."""
-        fresh = [signum for signum in JOURNALED
-                 if signum in woken and signum not in self._journaled]
+        fresh = [
+            signum for signum in JOURNALED if signum in woken and signum not in self._journaled
+        ]
         self._journaled.update(fresh)
         self._nudge(woken)
         return [signal.Signals(signum).name for signum in fresh]

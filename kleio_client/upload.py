@@ -36,7 +36,8 @@ def upload(channel: Channel, fileobj: BinaryIO) -> tuple[str, int]:
         except _UploadLost as exc:
             if start is None or attempt == UPLOAD_TRIES:
                 raise DaemonUnavailable(
-                    f"kleio: the artifact could not be stored: {exc}; log it again") from None
+                    f"kleio: the artifact could not be stored: {exc}; log it again"
+                ) from None
             fileobj.seek(start)
     raise AssertionError("unreachable")
 
@@ -69,8 +70,9 @@ def _upload_once(channel: Channel, fileobj: BinaryIO) -> tuple[str, int]:
     return stored, offset
 
 
-def _wait_blob(channel: Channel, upload_id: str, offset: int, last: bool,
-               reconnections: int) -> None:
+def _wait_blob(
+    channel: Channel, upload_id: str, offset: int, last: bool, reconnections: int
+) -> None:
     def acked() -> bool:
         if channel.reconnections != reconnections:
             raise _UploadLost("the daemon restarted during the upload")
@@ -80,7 +82,10 @@ def _wait_blob(channel: Channel, upload_id: str, offset: int, last: bool,
             raise _UploadLost(str(ack["error"]))
         # The last chunk may be empty (a size that is a multiple of the chunk): wait for
         # the ack that closes the upload, not one for the same offset before it.
-        return ack is not None and int(ack["offset"]) >= offset and (
-            not last or ack.get("sha256") is not None)
+        return (
+            ack is not None
+            and int(ack["offset"]) >= offset
+            and (not last or ack.get("sha256") is not None)
+        )
 
     channel.wait(acked, "storing an artifact")

@@ -33,8 +33,10 @@ def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
 def not_text(record: dict[str, Any], exc: UnicodeEncodeError) -> ValueError:
     """The error for a record holding a str that is not text (lone surrogates)."""
     key = next((k for k, v in record.items() if _unencodable(v)), "?")
-    return ValueError(f"cannot log {key}: it holds {exc.object[exc.start:exc.end]!r}, which "
-                      f"is not valid unicode text ({exc.reason})")
+    return ValueError(
+        f"cannot log {key}: it holds {exc.object[exc.start : exc.end]!r}, which "
+        f"is not valid unicode text ({exc.reason})"
+    )
 
 
 def _unencodable(value: Any) -> bool:
@@ -48,8 +50,10 @@ def _unencodable(value: Any) -> bool:
 
 
 def _too_long(key: str, value: str) -> ValueError:
-    return ValueError(f"cannot log {key}: a string of {len(value)} characters is longer than "
-                      f"{MAX_STRING}; store long text as an artifact (log_artifact)")
+    return ValueError(
+        f"cannot log {key}: a string of {len(value)} characters is longer than "
+        f"{MAX_STRING}; store long text as an artifact (log_artifact)"
+    )
 
 
 def normalize(key: str, value: Any, depth: int = 0) -> Any:

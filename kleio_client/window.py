@@ -90,8 +90,11 @@ class Window:
         self._spill_oldest(0)
         for spilled in self._spills:
             spilled.leave()
-        self.left_in_spill = (str(self._spills[0].path) if len(self._spills) == 1 else
-                              f"{len(self._spills)} files of {self._directory}")
+        self.left_in_spill = (
+            str(self._spills[0].path)
+            if len(self._spills) == 1
+            else f"{len(self._spills)} files of {self._directory}"
+        )
 
     def close_inherited(self) -> None:
         """In a forked child: the parent's files, closed and still locked for it."""

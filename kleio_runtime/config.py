@@ -75,13 +75,12 @@ def resolve(flags: dict[str, Any] | None = None) -> Config:
         lease_seconds=_seconds(pick("lease_seconds", DEFAULT_LEASE_SECONDS), "lease_seconds"),
         fingerprint=_fingerprint_fields(file_settings.get("fingerprint") or {}),
         hold_bytes=_whole(pick("hold_bytes", DEFAULT_HOLD_BYTES), "hold_bytes"),
-        allow_network_filesystem=_yes(pick("allow_network_filesystem"),
-                                      "allow_network_filesystem"),
+        allow_network_filesystem=_yes(pick("allow_network_filesystem"), "allow_network_filesystem"),
         namespace=str(pick("namespace")) if pick("namespace") else None,
-        flush_timeout=_seconds(pick("flush_timeout", protocol.DEFAULT_FLUSH_TIMEOUT),
-                               "flush_timeout"),
-        buffer_bytes=_whole(pick("buffer_bytes", protocol.DEFAULT_BUFFER_BYTES),
-                            "buffer_bytes"),
+        flush_timeout=_seconds(
+            pick("flush_timeout", protocol.DEFAULT_FLUSH_TIMEOUT), "flush_timeout"
+        ),
+        buffer_bytes=_whole(pick("buffer_bytes", protocol.DEFAULT_BUFFER_BYTES), "buffer_bytes"),
     )
 
 
@@ -124,12 +123,16 @@ def _fingerprint_fields(table: Any) -> dict[str, list[str]]:
     fields = {}
     for part, names in table.items():
         if not isinstance(names, list):
-            raise ConfigError(f"[fingerprint] {part} must be a list of field names, like "
-                              f"{sorted(known[part])}; not {names!r}")
+            raise ConfigError(
+                f"[fingerprint] {part} must be a list of field names, like "
+                f"{sorted(known[part])}; not {names!r}"
+            )
         unknown = set(names) - known[part]
         if unknown:
-            raise ConfigError(f"[fingerprint] {part}: unknown fields {sorted(unknown)}; "
-                              f"known: {sorted(known[part])}")
+            raise ConfigError(
+                f"[fingerprint] {part}: unknown fields {sorted(unknown)}; "
+                f"known: {sorted(known[part])}"
+            )
         fields[part] = list(names)
     return fields
 
@@ -138,7 +141,7 @@ def _absolute(url: str) -> str:
     """A SQLite URL's path made absolute now, so that it never depends on a process's cwd."""
     if not url.startswith(SQLITE_PREFIX):
         return url
-    path = os.path.abspath(os.path.expanduser(url[len(SQLITE_PREFIX):]))
+    path = os.path.abspath(os.path.expanduser(url[len(SQLITE_PREFIX) :]))
     return SQLITE_PREFIX + path
 
 

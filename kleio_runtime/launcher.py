@@ -58,8 +58,14 @@ def start_unit(timeout: float) -> str | None:
     started, else why not, in one line."""
     shown = " ".join(START_COMMAND)
     try:
-        done = subprocess.run(START_COMMAND, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace", timeout=timeout)
+        done = subprocess.run(
+            START_COMMAND,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return f"`{shown}` did not return within {timeout:.0f} s"
     except OSError as exc:
@@ -76,7 +82,10 @@ def spawn(config: Config) -> subprocess.Popen[bytes]:
     with open(runtime / LOG_FILE, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "kleiod", "--runtime-dir", str(runtime)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
             env=_environment(config),
         )
 
@@ -85,8 +94,11 @@ def _environment(config: Config) -> dict[str, str]:
     """The caller's environment, with the database resolved (never on argv, where other
     users could read credentials), and without what systemd gives a service (the caller
     may run inside one, a terminal or a CI runner): this daemon is not that service."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in protocol.TRIAL_ENVIRONMENT and k not in SERVICE_VARIABLES}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in protocol.TRIAL_ENVIRONMENT and k not in SERVICE_VARIABLES
+    }
     env["KLEIO_DATABASE"] = config.database
     return env
 

@@ -44,8 +44,16 @@ WATCH_INTERVAL = 1.0  # how long no daemon may hold the lock before the supervis
 ORPHAN_GRACE = 1.0
 REPORT_RETRY = 1.0
 ECHO_WINDOW = 0.05
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGTSTP, signal.SIGCONT,
-             signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGTSTP,
+    signal.SIGCONT,
+    signal.SIGWINCH,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 RECORDED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGQUIT})
 # Taken once the trial has ended: the supervisor stops waiting for an absent daemon.
 GIVE_UP = frozenset({signal.SIGINT, signal.SIGQUIT})
@@ -62,8 +70,9 @@ class Supervisor:
         self.spec = spec
         self.endpoints = protocol.Endpoints.in_directory(spec.runtime_dir)
         self.signals: list[str] = []
-        self._recorded = RECORDED | (PREEMPTION_WARNINGS if "SLURM_JOB_ID" in os.environ
-                                     else frozenset())
+        self._recorded = RECORDED | (
+            PREEMPTION_WARNINGS if "SLURM_JOB_ID" in os.environ else frozenset()
+        )
         self._last_interrupt = 0.0
         self._last_signal: dict[int, float] = {}
         self._process: subprocess.Popen[bytes] | None = None
@@ -80,8 +89,12 @@ class Supervisor:
     def run(self) -> int:
         self._install_signal_handlers()
         control = ControlClient(self.endpoints.control)
-        channel = self._channel = Channel(self.endpoints.ingest, self.spec.trial_id,
-                                          self.spec.execution, self.spec.client_settings)
+        channel = self._channel = Channel(
+            self.endpoints.ingest,
+            self.spec.trial_id,
+            self.spec.execution,
+            self.spec.client_settings,
+        )
         done = threading.Event()
         watchdog = threading.Thread(target=self._watch_daemon, args=(done,), daemon=True)
         watchdog.start()
@@ -104,8 +117,12 @@ class Supervisor:
         outputs = self._outputs = terminal.open_outputs(foreground=not self.spec.detached)
         try:
             self._process = subprocess.Popen(
-                self.spec.argv, cwd=self.spec.cwd, env=self._trial_environment(),
-                stdout=outputs[0].theirs, stderr=outputs[1].theirs, start_new_session=True,
+                self.spec.argv,
+                cwd=self.spec.cwd,
+                env=self._trial_environment(),
+                stdout=outputs[0].theirs,
+                stderr=outputs[1].theirs,
+                start_new_session=True,
             )
         except OSError as exc:
             return self._cannot_start(channel, *self._why_not_started(exc))
@@ -184,18 +201,23 @@ class Supervisor:
         while process is not None and process.poll() is None:
             time.sleep(interval)
             try:
-                reply = control.call("heartbeat", id=self.spec.trial_id,
-                                     execution=self.spec.execution)
+                reply = control.call(
+                    "heartbeat", id=self.spec.trial_id, execution=self.spec.execution
+                )
             except KleioError:
                 continue  # a lost heartbeat is recovered by the next one
             owner = reply["owner"]
             self._database_trouble(reply.get("database_error"))
             if not owner and not warned:
                 warned = True
-                _write(2, (
-                    f"kleio: trial {self.spec.trial_id[:12]} was taken over by another "
-                    "execution after this one's lease expired; what this one logs from now "
-                    "on is refused\n").encode())
+                _write(
+                    2,
+                    (
+                        f"kleio: trial {self.spec.trial_id[:12]} was taken over by another "
+                        "execution after this one's lease expired; what this one logs from now "
+                        "on is refused\n"
+                    ).encode(),
+                )
         control.close()
 
     def _report_end(self, control: ControlClient, exit_code: int) -> None:
@@ -203,9 +225,14 @@ class Supervisor:
         deadline = time.monotonic() + self.spec.flush_timeout
         while not self._given_up and time.monotonic() < deadline:
             try:
-                control.call("end_execution", id=self.spec.trial_id,
-                             execution=self.spec.execution, exit_code=exit_code,
-                             signals=self.signals, timeout=REPORT_RETRY)
+                control.call(
+                    "end_execution",
+                    id=self.spec.trial_id,
+                    execution=self.spec.execution,
+                    exit_code=exit_code,
+                    signals=self.signals,
+                    timeout=REPORT_RETRY,
+                )
                 return
             except RequestRefused as exc:
                 if exc.code == protocol.E_STORAGE:  # the journal is away for now: again
@@ -215,8 +242,11 @@ class Supervisor:
                 return
             except DaemonUnavailable:
                 continue
-        print(f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
-              "will show as lost once its lease expires", file=sys.stderr)
+        print(
+            f"kleio: kleiod did not record the end of trial {self.spec.trial_id[:12]}; it "
+            "will show as lost once its lease expires",
+            file=sys.stderr,
+        )
 
     def _database_trouble(self, error: str | None) -> None:
         """Say in the trial's output when the journal cannot be written, and when it can
@@ -224,8 +254,10 @@ class Supervisor:
         if (error is None) == (self._told_trouble is None):
             return
         if error is not None:
-            text = (f"kleio: kleiod cannot write the journal now ({error}); it keeps every "
-                    "record and retries\n")
+            text = (
+                f"kleio: kleiod cannot write the journal now ({error}); it keeps every "
+                "record and retries\n"
+            )
         else:
             text = "kleio: the journal is writable again; no record was lost\n"
         self._told_trouble = error
@@ -283,8 +315,11 @@ class Supervisor:
             return
         if signum in self._recorded:
             self.signals.append(signal.Signals(signum).name)
-        kill = (self.spec.escalate and signum == signal.SIGINT
-                and now - self._last_interrupt < KILL_WINDOW)
+        kill = (
+            self.spec.escalate
+            and signum == signal.SIGINT
+            and now - self._last_interrupt < KILL_WINDOW
+        )
         if signum == signal.SIGINT:
             self._last_interrupt = now
         if process is None:
@@ -327,7 +362,7 @@ def _write(fd: int, data: bytes) -> None:
     """Echo to the caller's terminal; a terminal that went away loses nothing stored."""
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     except OSError:
         pass
 

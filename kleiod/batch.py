@@ -56,8 +56,15 @@ class _Batch:
 class Committer:
     """Owns the batch, its commit and backoff, and the acknowledgements that follow."""
 
-    def __init__(self, storage: Storage, live: Live, spill: Spill, hold_bytes: int,
-                 counters: IngestCounters, send: Send) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        live: Live,
+        spill: Spill,
+        hold_bytes: int,
+        counters: IngestCounters,
+        send: Send,
+    ) -> None:
         self._storage = storage
         self._live = live
         self._spill = spill
@@ -71,8 +78,9 @@ class Committer:
         self._spill_failed = False
         self.back_at: float | None = None  # when the database last came back
 
-    def add(self, identity: bytes, producer: str, chunks: list[Chunk], size: int,
-            acked: int) -> None:
+    def add(
+        self, identity: bytes, producer: str, chunks: list[Chunk], size: int, acked: int
+    ) -> None:
         """One message's chunks (``size`` packed bytes), acknowledged up to ``acked`` once
         committed."""
         batch = self._batch
@@ -105,9 +113,11 @@ class Committer:
     def ensure_database(self) -> None:
         """Fail fast while the database is away, rather than block the daemon's loop."""
         if self._retry_at and time.monotonic() < self._retry_at:
-            raise StorageError(f"{self._away}; kleiod retries in "
-                               f"{self._retry_at - time.monotonic():.1f} s and keeps every "
-                               "record meanwhile")
+            raise StorageError(
+                f"{self._away}; kleiod retries in "
+                f"{self._retry_at - time.monotonic():.1f} s and keeps every "
+                "record meanwhile"
+            )
 
     def commit(self) -> None:
         """Write the spill (oldest first) and the batch; on a database error keep both,
@@ -124,8 +134,9 @@ class Committer:
             self._retry_at = time.monotonic() + self._backoff
             self._away = str(exc)
             self._counters.held = batch.records
-            log.error("%s; keeping %d records, retrying in %.1f s", exc, batch.records,
-                      self._backoff)
+            log.error(
+                "%s; keeping %d records, retrying in %.1f s", exc, batch.records, self._backoff
+            )
             if batch.size > self._hold_bytes:
                 self._spill_batch()
             raise
@@ -136,8 +147,9 @@ class Committer:
         self._batch = _Batch()
         for earlier in replayed:
             self._account(earlier, sum(p.count for _, p in earlier.stored), 0)
-        refused = sum(c.count for c in batch.chunks if (c.trial_id, c.execution)
-                      in appended.refused)
+        refused = sum(
+            c.count for c in batch.chunks if (c.trial_id, c.execution) in appended.refused
+        )
         self._account(appended, batch.records, refused)
         self._refuse(batch, appended.refused)
         # Refused records are acknowledged too: resending them cannot help.
@@ -162,8 +174,11 @@ class Committer:
             self._spill.add(self._batch.chunks)
         except OSError as exc:
             if not self._spill_failed:
-                log.error("cannot spill records to disk (%s); keeping them in memory and "
-                          "pausing producers", exc)
+                log.error(
+                    "cannot spill records to disk (%s); keeping them in memory and "
+                    "pausing producers",
+                    exc,
+                )
             self._spill_failed = True
             return
         self._spill_failed = False
@@ -187,17 +202,21 @@ class Committer:
         except StorageError:
             if self._batch.chunks:
                 self._spill_batch()
-            log.warning("the database is away: %d records are kept in the spill for the "
-                        "next daemon", self._spill.records)
+            log.warning(
+                "the database is away: %d records are kept in the spill for the next daemon",
+                self._spill.records,
+            )
         self._spill.close()
 
     def _refuse(self, batch: _Batch, refused: set[tuple[str, int]]) -> None:
         for trial, execution in refused:
-            log.warning("refused records of execution %s of trial %s: not its owner",
-                        execution, trial)
+            log.warning(
+                "refused records of execution %s of trial %s: not its owner", execution, trial
+            )
             message = protocol.refused(
                 protocol.E_NOT_FOUND,
                 f"execution {execution} of trial {trial[:12]} does not own the trial "
-                "(unknown, or resumed elsewhere); its records are not stored")
+                "(unknown, or resumed elsewhere); its records are not stored",
+            )
             for identity, _producer in batch.sources.get((trial, execution), ()):
                 self._send(identity, message)

@@ -42,16 +42,21 @@ class BlobUploads:
 
     def _chunk(self, identity: bytes, upload: str, message: dict[str, Any]) -> None:
         if not _UPLOAD_NAME.fullmatch(upload):
-            raise BadRequest(f"an upload is named by 1 to 64 letters, digits, - or _; "
-                             f"not {upload[:80]!r}")
+            raise BadRequest(
+                f"an upload is named by 1 to 64 letters, digits, - or _; not {upload[:80]!r}"
+            )
         offset, data = counter(message["offset"], "offset", low=0), message["data"]
         if not isinstance(data, bytes):
             raise BadRequest("blob data must be bytes")
         last = bool(message["last"])
         writer = self._uploads.get(upload)
         if writer is None and offset != 0:
-            self._send(identity, protocol.blob_ack(
-                upload, offset, None, "this daemon never saw the upload's start (it restarted)"))
+            self._send(
+                identity,
+                protocol.blob_ack(
+                    upload, offset, None, "this daemon never saw the upload's start (it restarted)"
+                ),
+            )
             return
         if writer is None:
             writer = self._uploads[upload] = self._storage.begin_blob(upload)

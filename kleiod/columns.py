@@ -21,8 +21,9 @@ from kleiod.errors import BadRequest
 from kleiod.storage.base import POSITION_STRIDE, Storage
 
 
-def page(storage: Storage, segments: list[dict[str, Any]], where: list[Condition]
-         ) -> dict[str, Any]:
+def page(
+    storage: Storage, segments: list[dict[str, Any]], where: list[Condition]
+) -> dict[str, Any]:
     """The matching records of ``segments`` as columns: ``labels`` (keys in order of first
     appearance), ``columns`` of values (None where a record lacks the key) and, for each
     segment, how many of the rows are its own (``counts``).  A list of numbers is packed
@@ -61,33 +62,41 @@ def _segment(segment: dict[str, Any]) -> tuple[str, int, int, int]:
         trial, position = str(segment["trial"]), int(segment["position"])
         start, end = int(segment["start"]), int(segment["end"])
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise BadRequest(f"a segment is a map of trial, position, start and end: {exc!r:.80}"
-                         ) from None
+        raise BadRequest(
+            f"a segment is a map of trial, position, start and end: {exc!r:.80}"
+        ) from None
     if position % POSITION_STRIDE or not 0 <= start <= end <= POSITION_STRIDE:
-        raise BadRequest(f"not a segment of stored statistics: position {position}, records "
-                         f"{start} to {end}; ask `stats` with `segments` for them")
+        raise BadRequest(
+            f"not a segment of stored statistics: position {position}, records "
+            f"{start} to {end}; ask `stats` with `segments` for them"
+        )
     return trial, position, start, end
 
 
-def _bodies(storage: Storage, wanted: list[tuple[str, int, int, int]]
-            ) -> dict[tuple[str, int], bytes]:
+def _bodies(
+    storage: Storage, wanted: list[tuple[str, int, int, int]]
+) -> dict[tuple[str, int], bytes]:
     positions: dict[str, set[int]] = {}
     for trial, position, _, _ in wanted:
         positions.setdefault(trial, set()).add(position)
-    bodies = {(trial, chunk["position"]): chunk["body"]
-              for trial, chosen in positions.items()
-              for chunk in storage.read_chunks(trial, [protocol.STATISTIC],
-                                               positions=sorted(chosen))}
+    bodies = {
+        (trial, chunk["position"]): chunk["body"]
+        for trial, chosen in positions.items()
+        for chunk in storage.read_chunks(trial, [protocol.STATISTIC], positions=sorted(chosen))
+    }
     missing = [(t, p) for t, p, _, _ in wanted if (t, p) not in bodies]
     if missing:
         trial, position = missing[0]
-        raise BadRequest(f"no statistics of trial {trial[:12]!r} are stored at position "
-                         f"{position}; ask `stats` with `segments` for them")
+        raise BadRequest(
+            f"no statistics of trial {trial[:12]!r} are stored at position "
+            f"{position}; ask `stats` with `segments` for them"
+        )
     return bodies
 
 
-def _extend(labels: list[str], columns: list[list[Any]], rows: int,
-            records: list[dict[str, Any]]) -> None:
+def _extend(
+    labels: list[str], columns: list[list[Any]], rows: int, records: list[dict[str, Any]]
+) -> None:
     """Append the records' rows (``rows`` so far); a new key's column holds None for the
     rows before.  Cut as soon as unpacked: the dicts are read while still in the cache."""
     if not records:

@@ -77,8 +77,11 @@ class Daemon:
         running = self.running.count()
         if running and not self._drain_logged:
             self._drain_logged = True
-            log.info("terminated: serving %d running execution(s) until they end, at most "
-                     "%.0f s", running, max(0.0, self._drain_until - time.monotonic()))
+            log.info(
+                "terminated: serving %d running execution(s) until they end, at most %.0f s",
+                running,
+                max(0.0, self._drain_until - time.monotonic()),
+            )
         return running > 0
 
     def serve(self) -> None:
@@ -87,8 +90,11 @@ class Daemon:
         lock.acquire()
         launcher.clear_stopped(runtime)
         try:
-            storage = open_storage(self.config.database, self.config.data_dir / "artifact-cache",
-                                   self.config.allow_network_filesystem)
+            storage = open_storage(
+                self.config.database,
+                self.config.data_dir / "artifact-cache",
+                self.config.allow_network_filesystem,
+            )
             try:
                 self._serve_with(storage)
             finally:
@@ -113,13 +119,25 @@ class Daemon:
         ingest = Ingest(storage, ingest_socket, Live(publish.send_multipart), buffering)
         ingest.adopt_orphans()
         controller: Controller | None = None
-        ctx = DaemonContext(self.config, storage, ingest, time.time(), self.stop,
-                            lambda: controller.refused if controller else 0, self.spawner,
-                            self.running)
+        ctx = DaemonContext(
+            self.config,
+            storage,
+            ingest,
+            time.time(),
+            self.stop,
+            lambda: controller.refused if controller else 0,
+            self.spawner,
+            self.running,
+        )
         controller = Controller(Handlers(ctx).table())
         control_socket = _router(context, endpoints.control)
-        log.info("kleiod %s serving %s on %s (pid %s)", __version__,
-                 self.config.database_redacted, self.config.runtime_dir, os.getpid())
+        log.info(
+            "kleiod %s serving %s on %s (pid %s)",
+            __version__,
+            self.config.database_redacted,
+            self.config.runtime_dir,
+            os.getpid(),
+        )
         notify.ready(f"serving {self.config.database_redacted} on {self.config.runtime_dir}")
         try:
             self._loop(ingest, ingest_socket, controller, control_socket, storage)
@@ -131,8 +149,14 @@ class Daemon:
             context.term()
             log.info("kleiod stopped")
 
-    def _loop(self, ingest: Ingest, ingest_socket: zmq.Socket, controller: Controller,
-              control_socket: zmq.Socket, storage: Storage) -> None:
+    def _loop(
+        self,
+        ingest: Ingest,
+        ingest_socket: zmq.Socket,
+        controller: Controller,
+        control_socket: zmq.Socket,
+        storage: Storage,
+    ) -> None:
         sweep_every = max(0.25, self.config.lease_seconds / 4)
         next_sweep = time.monotonic() + sweep_every
         poller = zmq.Poller()
@@ -148,8 +172,12 @@ class Daemon:
             if ingest_socket in events:
                 _drain(ingest_socket, INGEST_BURST, lambda frames: _accept(ingest, frames))
             if control_socket in events:
-                _drain(control_socket, 64, lambda frames: _answer(controller, control_socket,
-                                                                   frames), CONTROL_SLICE)
+                _drain(
+                    control_socket,
+                    64,
+                    lambda frames: _answer(controller, control_socket, frames),
+                    CONTROL_SLICE,
+                )
             if ingest.due_in() == 0.0:
                 _commit_quietly(ingest)
             if time.monotonic() >= next_sweep:
@@ -165,7 +193,6 @@ class Daemon:
                 _expire_leases(storage)
         except Exception:  # the one logged catch-all of the sweep: it never stops the daemon
             log.exception("a sweep failed; the next one tries again")
-
 
     def _leases_trusted(self, ingest: Ingest) -> bool:
         """Not while the database is away, nor for a lease period after it is back: the
@@ -243,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kleiod", description="Kleio's per-user daemon.")
     parser.add_argument("--database", help="database URL (default: the embedded SQLite journal)")
     parser.add_argument("--runtime-dir", help="directory of the daemon's sockets")
-    parser.add_argument("--allow-network-filesystem", action="store_true", default=None,
-                        help="open a SQLite journal on NFS, Lustre, GPFS... (one machine at "
-                             "a time writes it)")
+    parser.add_argument(
+        "--allow-network-filesystem",
+        action="store_true",
+        default=None,
+        help="open a SQLite journal on NFS, Lustre, GPFS... (one machine at a time writes it)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--version", action="version", version=f"kleiod {__version__}")
     args = parser.parse_args(argv)
@@ -255,8 +285,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s kleiod[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     try:
-        daemon = Daemon(resolve({"database": args.database, "runtime_dir": args.runtime_dir,
-                                  "allow_network_filesystem": args.allow_network_filesystem}))
+        daemon = Daemon(
+            resolve(
+                {
+                    "database": args.database,
+                    "runtime_dir": args.runtime_dir,
+                    "allow_network_filesystem": args.allow_network_filesystem,
+                }
+            )
+        )
         os.chdir("/")  # hold no directory of the user's
         os.umask(0o077)  # sockets, journal, spills: the user's alone
         signal.signal(signal.SIGINT, lambda *_: daemon.stop())

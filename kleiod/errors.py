@@ -70,4 +70,3 @@ class ArtifactMissing(StorageError):
 
 class SpawnFailed(KleiodError):
     code = protocol.E_INTERNAL
-

@@ -33,8 +33,10 @@ class Fields:
     @classmethod
     def from_wire(cls, value: dict[str, Any] | None) -> Fields:
         value = value or {}
-        return cls(tuple(value.get("code", CODE_FIELDS)),
-                   tuple(value.get("environment", ENVIRONMENT_FIELDS)))
+        return cls(
+            tuple(value.get("code", CODE_FIELDS)),
+            tuple(value.get("environment", ENVIRONMENT_FIELDS)),
+        )
 
 
 def _digest(value: Any) -> str:
@@ -52,8 +54,9 @@ def code_view(capture: dict[str, Any], fields: Fields) -> dict[str, Any]:
         view["patch"] = hashlib.sha256((code.get("patch") or "").encode()).hexdigest()
     for field, kind in (("untracked", "code"), ("untracked_config", "config")):
         if field in fields.code:
-            view[field] = {f["path"]: f["sha256"] for f in code.get("untracked", [])
-                           if f["kind"] == kind}
+            view[field] = {
+                f["path"]: f["sha256"] for f in code.get("untracked", []) if f["kind"] == kind
+            }
     return view
 
 
@@ -110,8 +113,9 @@ def describe_code(old: dict[str, Any], new: dict[str, Any], fields: Fields) -> l
         files = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
         changes.append("uncommitted changes in " + (", ".join(files) or "no file"))
     for field in ("untracked", "untracked_config"):
-        changes += _dict_changes("untracked file", a.get(field) or {}, b.get(field) or {},
-                                 versions=False)
+        changes += _dict_changes(
+            "untracked file", a.get(field) or {}, b.get(field) or {}, versions=False
+        )
     return changes
 
 
@@ -122,25 +126,27 @@ def describe_environment(old: dict[str, Any], new: dict[str, Any], fields: Field
         if field in a and a.get(field) != b.get(field):
             changes.append(f"{field} {a.get(field)} -> {b.get(field)}")
     changes += _dict_changes("package", a.get("packages") or {}, b.get("packages") or {})
-    changes += _dict_changes("resource", a.get("resources") or {}, b.get("resources") or {},
-                             versions=False)
+    changes += _dict_changes(
+        "resource", a.get("resources") or {}, b.get("resources") or {}, versions=False
+    )
     if a.get("variables") != b.get("variables"):
         changes += _dict_changes("variable", a.get("variables") or {}, b.get("variables") or {})
     return changes
 
 
-def _dict_changes(what: str, a: dict[str, Any], b: dict[str, Any],
-                  versions: bool = True) -> list[str]:
+def _dict_changes(
+    what: str, a: dict[str, Any], b: dict[str, Any], versions: bool = True
+) -> list[str]:
     added = sorted(set(b) - set(a))
     removed = sorted(set(a) - set(b))
     changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
     out = []
     if added:
-        out.append(f"{what}s added: " + ", ".join(
-            f"{k} {b[k]}" if versions else k for k in added))
+        out.append(f"{what}s added: " + ", ".join(f"{k} {b[k]}" if versions else k for k in added))
     if removed:
-        out.append(f"{what}s removed: " + ", ".join(
-            f"{k} {a[k]}" if versions else k for k in removed))
+        out.append(
+            f"{what}s removed: " + ", ".join(f"{k} {a[k]}" if versions else k for k in removed)
+        )
     out += [f"{k} {a[k]} -> {b[k]}" if versions else f"{what} {k} changed" for k in changed]
     return out
 

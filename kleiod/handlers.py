@@ -46,8 +46,7 @@ class Handlers:
             "reserve": self.reserve,
             "start_execution": self.start_execution,
             "end_execution": self.end_execution,
-            **Queries(self._ctx.storage, self._ctx.ingest.commit,
-                      self._ctx.ingest.live).table(),
+            **Queries(self._ctx.storage, self._ctx.ingest.commit, self._ctx.ingest.live).table(),
             "export": self.export,
             "import": self.import_,
             "tag": self.tag,
@@ -61,8 +60,9 @@ class Handlers:
             **{name: self._when_database(verb) for name, verb in database_verbs.items()},
         }
 
-    def _when_database(self, verb: Callable[[dict[str, Any]], Any]
-                       ) -> Callable[[dict[str, Any]], Any]:
+    def _when_database(
+        self, verb: Callable[[dict[str, Any]], Any]
+    ) -> Callable[[dict[str, Any]], Any]:
         def guarded(args: dict[str, Any]) -> Any:
             self._ctx.ingest.ensure_database()
             return verb(args)
@@ -72,8 +72,11 @@ class Handlers:
     # -- the daemon -----------------------------------------------------------
 
     def ping(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": __version__,
-                "database": self._ctx.config.database_redacted}
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "database": self._ctx.config.database_redacted,
+        }
 
     def status(self, args: dict[str, Any]) -> dict[str, Any]:
         counters = self._ctx.ingest.counters
@@ -110,14 +113,18 @@ class Handlers:
             spec=TrialSpec(**args["spec"]),
             capture=dict(args.get("capture") or {}),
             fields=Fields.from_wire(args.get("fields")),
-            allowed=reservation.Allowed(code=bool(allow.get("code")),
-                                        environment=bool(allow.get("environment"))),
+            allowed=reservation.Allowed(
+                code=bool(allow.get("code")), environment=bool(allow.get("environment"))
+            ),
             exact=bool(args.get("exact")),
         )
         launch = args.get("launch")
-        claim = Claim(host=str(args.get("host") or socket.gethostname()), pid=int(args["pid"]),
-                      lease_seconds=self._ctx.config.lease_seconds,
-                      launch=None if launch is None else str(launch))
+        claim = Claim(
+            host=str(args.get("host") or socket.gethostname()),
+            pid=int(args["pid"]),
+            lease_seconds=self._ctx.config.lease_seconds,
+            launch=None if launch is None else str(launch),
+        )
         outcome = reservation.reserve(self._storage, request, claim)
         return {
             "id": outcome.reservation.trial_id,
@@ -137,8 +144,9 @@ class Handlers:
 
     def export(self, args: dict[str, Any]) -> dict[str, int]:
         self._ctx.ingest.commit()
-        return transfer.export(self._storage, [str(i) for i in args.get("ids") or []],
-                               Path(str(args["path"])))
+        return transfer.export(
+            self._storage, [str(i) for i in args.get("ids") or []], Path(str(args["path"]))
+        )
 
     def import_(self, args: dict[str, Any]) -> dict[str, int]:
         return transfer.import_(self._storage, Path(str(args["path"])))
@@ -157,8 +165,9 @@ class Handlers:
         error = self._ctx.ingest.database_error
         if error is not None:  # renewed once it is back; no lease expires meanwhile
             return {"owner": True, "database_error": error}
-        owner = self._storage.renew_lease(str(args["id"]), int(args["execution"]),
-                                          self._ctx.config.lease_seconds)
+        owner = self._storage.renew_lease(
+            str(args["id"]), int(args["execution"]), self._ctx.config.lease_seconds
+        )
         return {"owner": owner, "database_error": None}
 
     def end_execution(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -167,11 +176,10 @@ class Handlers:
         exit_code = args.get("exit_code")
         self._ctx.ingest.commit()  # the trial's last records, its signals among them
         received = self._storage.logged_counts(trial_id, [protocol.SIGNAL]).get(execution, 0)
-        status = states.final_status(-1 if exit_code is None else int(exit_code), signals,
-                                     received=received > 0)
-        self._storage.end_execution(
-            ExecutionEnd(trial_id, execution, status, exit_code, signals)
+        status = states.final_status(
+            -1 if exit_code is None else int(exit_code), signals, received=received > 0
         )
+        self._storage.end_execution(ExecutionEnd(trial_id, execution, status, exit_code, signals))
         self._ctx.running.ended(trial_id, execution)
         return {"status": status}
 

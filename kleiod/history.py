@@ -37,8 +37,13 @@ class ExecutionView:
     restarted: bool
 
 
-def effective(storage: Storage, trial_id: str, loading: int | None = None,
-              upto: int | None = None, statistics: bool = True) -> list[dict[str, Any]]:
+def effective(
+    storage: Storage,
+    trial_id: str,
+    loading: int | None = None,
+    upto: int | None = None,
+    statistics: bool = True,
+) -> list[dict[str, Any]]:
     """Statistics and artifacts of the effective history, in position order.
 
     ``loading``: the execution about to load its checkpoint sees what came before plus its
@@ -50,14 +55,20 @@ def effective(storage: Storage, trial_id: str, loading: int | None = None,
     return walk(storage, trial_id, loading, upto, statistics)[0]
 
 
-def walk(storage: Storage, trial_id: str, loading: int | None = None, upto: int | None = None,
-         statistics: bool = True) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
+def walk(
+    storage: Storage,
+    trial_id: str,
+    loading: int | None = None,
+    upto: int | None = None,
+    statistics: bool = True,
+) -> tuple[list[dict[str, Any]], list[ExecutionView]]:
     """The effective history, and how each execution shaped it."""
     trial = storage.get_trial(trial_id)
     history: list[dict[str, Any]] = []
     if trial["parent"] and trial["branch_point"] is not None:
-        history = effective(storage, trial["parent"], upto=trial["branch_point"],
-                            statistics=statistics)
+        history = effective(
+            storage, trial["parent"], upto=trial["branch_point"], statistics=statistics
+        )
     kinds = (protocol.ARTIFACT, protocol.LOAD) + ((protocol.STATISTIC,) if statistics else ())
     by_execution: dict[int, list[dict[str, Any]]] = {}
     for record in storage.read_records(trial_id, kinds):
@@ -84,16 +95,24 @@ def walk(storage: Storage, trial_id: str, loading: int | None = None, upto: int 
 
 def resume_point(records: list[dict[str, Any]]) -> int | None:
     own = {r["position"] for r in records if r["kind"] == protocol.ARTIFACT}
-    loaded = [int(r["body"]["artifact_position"]) for r in records
-              if r["kind"] == protocol.LOAD and r["body"]["artifact_position"] not in own]
+    loaded = [
+        int(r["body"]["artifact_position"])
+        for r in records
+        if r["kind"] == protocol.LOAD and r["body"]["artifact_position"] not in own
+    ]
     return max(loaded) if loaded else None
 
 
-def artifacts(history: list[dict[str, Any]], filename: str | None,
-              metadata: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in history if r["kind"] == protocol.ARTIFACT
-            and (filename is None or r["body"]["filename"] == filename)
-            and all(r["body"]["metadata"].get(k) == v for k, v in metadata.items())]
+def artifacts(
+    history: list[dict[str, Any]], filename: str | None, metadata: dict[str, Any]
+) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in history
+        if r["kind"] == protocol.ARTIFACT
+        and (filename is None or r["body"]["filename"] == filename)
+        and all(r["body"]["metadata"].get(k) == v for k, v in metadata.items())
+    ]
 
 
 def value_of(record: dict[str, Any], key: str) -> Any:
@@ -112,8 +131,13 @@ def branch_point(history: list[dict[str, Any]], key: str | None, value: Any) -> 
         return history[-1]["position"] if history else None
     keyed = [(r, value_of(r, key)) for r in history if value_of(r, key) is not _MISSING]
     if not keyed:
-        keys = sorted({k for r in history for k in (
-            r["body"]["metadata"] if r["kind"] == protocol.ARTIFACT else r["body"])})
+        keys = sorted(
+            {
+                k
+                for r in history
+                for k in (r["body"]["metadata"] if r["kind"] == protocol.ARTIFACT else r["body"])
+            }
+        )
         raise BadRequest(f"no record has the key {key!r}; keys: {', '.join(keys) or 'none'}")
     exact = [r for r, v in keyed if v == value]
     if exact:
@@ -130,9 +154,9 @@ def _comparable(a: Any, b: Any) -> bool:
     return (isinstance(a, numbers) and isinstance(b, numbers)) or type(a) is type(b)
 
 
-
-def statistic_segments(storage: Storage, trial_id: str, upto: int | None = None,
-                       bodies: bool = True) -> list[dict[str, Any]]:
+def statistic_segments(
+    storage: Storage, trial_id: str, upto: int | None = None, bodies: bool = True
+) -> list[dict[str, Any]]:
     """The effective history's statistics as segments of stored chunks: ``body`` (packed
     [kind, record] pairs) with the records ``start`` to ``end`` of it, the first at
     ``position``.  The same rules as :func:`walk`, at the chunk level: a million
@@ -140,13 +164,19 @@ def statistic_segments(storage: Storage, trial_id: str, upto: int | None = None,
     trial = storage.get_trial(trial_id)
     history: list[dict[str, Any]] = []
     if trial["parent"] and trial["branch_point"] is not None:
-        history = statistic_segments(storage, trial["parent"], upto=trial["branch_point"],
-                                     bodies=bodies)
+        history = statistic_segments(
+            storage, trial["parent"], upto=trial["branch_point"], bodies=bodies
+        )
     own: dict[int, list[dict[str, Any]]] = {}
     for chunk in storage.read_chunks(trial_id, [protocol.STATISTIC], upto, bodies):
-        segment = {"trial": trial_id, "execution": chunk["execution"],
-                   "position": chunk["position"], "start": 0, "end": chunk["count"],
-                   "body": chunk["body"]}
+        segment = {
+            "trial": trial_id,
+            "execution": chunk["execution"],
+            "position": chunk["position"],
+            "start": 0,
+            "end": chunk["count"],
+            "body": chunk["body"],
+        }
         own.setdefault(chunk["execution"], []).append(_cut(segment, upto))
     for view in walk(storage, trial_id, upto=upto, statistics=False)[1]:
         logged = own.get(view.number, [])
@@ -163,14 +193,18 @@ def _cut(segment: dict[str, Any], upto: int | None) -> dict[str, Any]:
     """The segment's records at or before position ``upto``."""
     if upto is None or segment["position"] + segment["end"] - 1 <= upto:
         return segment
-    return {**segment, "end": max(segment["start"], min(segment["end"],
-                                                        upto - segment["position"] + 1))}
+    return {
+        **segment,
+        "end": max(segment["start"], min(segment["end"], upto - segment["position"] + 1)),
+    }
 
 
 def end_of(storage: Storage, trial_id: str) -> int | None:
     """The position of the effective history's last record (statistic or artifact), read
     at the chunk level: branching at the end costs the same for any history's length."""
-    ends = [s["position"] + s["end"] - 1
-            for s in statistic_segments(storage, trial_id, bodies=False)[-1:]]
+    ends = [
+        s["position"] + s["end"] - 1
+        for s in statistic_segments(storage, trial_id, bodies=False)[-1:]
+    ]
     ends += [r["position"] for r in effective(storage, trial_id, statistics=False)[-1:]]
     return max(ends) if ends else None

@@ -32,8 +32,15 @@ from kleiod.script_queries import ScriptQueries
 from kleiod.spill import Spill
 from kleiod.storage.base import Storage
 
-__all__ = ["BATCH_RECORDS", "BATCH_SECONDS", "MAX_BACKOFF", "RECORD_KINDS", "Buffering",
-           "Ingest", "IngestCounters"]
+__all__ = [
+    "BATCH_RECORDS",
+    "BATCH_SECONDS",
+    "MAX_BACKOFF",
+    "RECORD_KINDS",
+    "Buffering",
+    "Ingest",
+    "IngestCounters",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +70,9 @@ class Ingest:
         self._producer_spills = buffering.producer_spills
         self.counters = IngestCounters()
         self._order = ProducerOrder(storage, self.spill)
-        self._batch = Committer(storage, live, self.spill, buffering.hold_bytes,
-                                self.counters, self._send)
+        self._batch = Committer(
+            storage, live, self.spill, buffering.hold_bytes, self.counters, self._send
+        )
         self._uploads = BlobUploads(storage, self._send)
         self._queries = ScriptQueries(storage, self._send, self.commit)
 
@@ -104,8 +112,13 @@ class Ingest:
             self.counters.out_of_order += 1
             return
         acked = self._order.advance(trial, execution, producer, first, len(records.kinds))
-        self._batch.add(identity, producer, records.chunks(trial, execution, producer, first),
-                        len(records.packed), acked)
+        self._batch.add(
+            identity,
+            producer,
+            records.chunks(trial, execution, producer, first),
+            len(records.packed),
+            acked,
+        )
 
     def _spilled(self, identity: bytes, message: dict[str, Any]) -> None:
         """A producer's oldest messages wait in its spill file: take them in, in order."""

@@ -18,8 +18,9 @@ from kleio_client import protocol
 from kleiod.errors import BadRequest
 from kleiod.storage.base import Chunk
 
-RECORD_KINDS = frozenset({protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
-                          protocol.RESOURCE})
+RECORD_KINDS = frozenset(
+    {protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE}
+)
 
 _COUNTER_LIMIT = 1 << 62  # seqs, executions, offsets: well inside SQLite's 64 bits
 _MAP_HEADS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # fixmap, map16, map32
@@ -45,10 +46,18 @@ class CheckedRecords:
     def chunks(self, trial: str, execution: int, producer: str, first: int) -> list[Chunk]:
         """The records as chunks of one kind each; the first seq is ``first``."""
         runs = runs_of_one_kind(self.kinds)
-        return [Chunk(trial, execution, producer, first + start, end - start, kind,
-                      self.packed if len(runs) == 1
-                      else sliced(self.packed, self.offsets, start, end))
-                for start, end, kind in runs]
+        return [
+            Chunk(
+                trial,
+                execution,
+                producer,
+                first + start,
+                end - start,
+                kind,
+                self.packed if len(runs) == 1 else sliced(self.packed, self.offsets, start, end),
+            )
+            for start, end, kind in runs
+        ]
 
 
 def checked_records(packed: Any) -> CheckedRecords:
@@ -56,16 +65,17 @@ def checked_records(packed: Any) -> CheckedRecords:
     checked to be a well-formed map and skipped, never decoded."""
     if not isinstance(packed, bytes):
         raise BadRequest("records must be a packed list")
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
-                                max_buffer_size=len(packed) + 1)
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(packed) + 1)
     unpacker.feed(packed)
     kinds: list[str] = []
     offsets: list[int] = []
     try:
         count = unpacker.read_array_header()
         if not 0 < count <= protocol.MAX_RECORDS_PER_MESSAGE:
-            raise BadRequest("records must be a list of 1 to "
-                             f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs")
+            raise BadRequest(
+                "records must be a list of 1 to "
+                f"{protocol.MAX_RECORDS_PER_MESSAGE} [kind, body] pairs"
+            )
         for _ in range(count):
             offsets.append(unpacker.tell())
             if unpacker.read_array_header() != 2:
@@ -100,4 +110,4 @@ def runs_of_one_kind(kinds: list[str]) -> list[tuple[int, int, str]]:
 
 def sliced(packed: bytes, offsets: list[int], start: int, end: int) -> bytes:
     """Records ``start`` to ``end`` of a packed list, as a packed list of their own."""
-    return protocol.packed_list(end - start, packed[offsets[start]:offsets[end]])
+    return protocol.packed_list(end - start, packed[offsets[start] : offsets[end]])

@@ -41,4 +41,3 @@ class Live:
     def published(self, trial_id: str, kind: str) -> int:
         """How many chunks of that kind were published for the trial so far."""
         return self._published.get((trial_id, kind), 0)
-

@@ -54,8 +54,11 @@ def _address(value: str) -> str | None:
         return "\0" + value[1:]  # Linux's abstract namespace
     if value.startswith("/"):
         return value
-    log.warning("%s=%s is neither a path nor an abstract socket ('@name'): not notifying",
-                ENVIRONMENT_VARIABLE, value)
+    log.warning(
+        "%s=%s is neither a path nor an abstract socket ('@name'): not notifying",
+        ENVIRONMENT_VARIABLE,
+        value,
+    )
     return None
 
 

@@ -42,8 +42,14 @@ class ProducerOrder:
             self._contiguous[key] = max(self._contiguous[key], self._known_last(key, 1))
         if first <= self._contiguous[key] + 1:
             return True
-        log.info("producer %s of trial %s: records %d to %d are missing; waiting for them "
-                 "to be sent again", producer, trial[:12], self._contiguous[key] + 1, first - 1)
+        log.info(
+            "producer %s of trial %s: records %d to %d are missing; waiting for them "
+            "to be sent again",
+            producer,
+            trial[:12],
+            self._contiguous[key] + 1,
+            first - 1,
+        )
         return False
 
     def _known_last(self, key: ProducerKey, first: int) -> int:

@@ -24,16 +24,23 @@ class Queries:
 
     def table(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         verbs = {
-            "resolve": self.resolve, "ls": self.ls, "trial": self.trial, "info": self.info,
-            "stats": self.stats, "cat": self.cat, "diff": self.diff,
-            "artifacts": self.artifacts, "branch_point": self.branch_point,
-            "resources": self.resources, "tail": self.tail, "columns": self.columns,
+            "resolve": self.resolve,
+            "ls": self.ls,
+            "trial": self.trial,
+            "info": self.info,
+            "stats": self.stats,
+            "cat": self.cat,
+            "diff": self.diff,
+            "artifacts": self.artifacts,
+            "branch_point": self.branch_point,
+            "resources": self.resources,
+            "tail": self.tail,
+            "columns": self.columns,
             "chunks": self.chunks,
         }
         return {name: self._committed(verb) for name, verb in verbs.items()}
 
-    def _committed(self, verb: Callable[[dict[str, Any]], Any]
-                   ) -> Callable[[dict[str, Any]], Any]:
+    def _committed(self, verb: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         def run(args: dict[str, Any]) -> Any:
             self._commit()
             with collection_paused():
@@ -57,8 +64,13 @@ class Queries:
         where = _where(args.get("where"))
         shown = bool(args.get("configuration"))
         trials = self._storage.list_trials(configurations=shown or bool(where))
-        kept = [t for t in trials if (not statuses or t["status"] in statuses)
-                and tags <= set(t["tags"]) and _configured(t, where)]
+        kept = [
+            t
+            for t in trials
+            if (not statuses or t["status"] in statuses)
+            and tags <= set(t["tags"])
+            and _configured(t, where)
+        ]
         if not shown:
             for trial in kept:
                 trial.pop("configuration", None)
@@ -87,8 +99,9 @@ class Queries:
         """The effective history's statistics; with ``all_executions``, superseded ones too.
         With ``segments``, the records as stored chunks for the caller to unpack (fast)."""
         if args.get("segments") and not args.get("all_executions"):
-            return history.statistic_segments(self._storage, self._id(args),
-                                              bodies=bool(args.get("bodies", True)))
+            return history.statistic_segments(
+                self._storage, self._id(args), bodies=bool(args.get("bodies", True))
+            )
         trial_id = self._id(args)
         walked = history.effective(self._storage, trial_id)
         records = [r for r in walked if r["kind"] == protocol.STATISTIC]
@@ -97,8 +110,9 @@ class Queries:
             own = self._storage.read_records(trial_id, [protocol.STATISTIC])
             for record in own:
                 record["trial"] = trial_id
-            records = sorted([r for r in records if r["trial"] != trial_id] + own,
-                             key=lambda r: r["position"])
+            records = sorted(
+                [r for r in records if r["trial"] != trial_id] + own, key=lambda r: r["position"]
+            )
             rows = [_row(r, superseded=r["position"] not in kept) for r in records]
         else:
             rows = [_row(r) for r in records]
@@ -125,19 +139,25 @@ class Queries:
         """The effective history's artifacts matching filename and metadata, oldest first."""
         walked = history.effective(self._storage, self._id(args), statistics=False)
         filename = args.get("filename")
-        found = history.artifacts(walked, None if filename is None else str(filename),
-                                  dict(args.get("metadata") or {}))
-        return [{**_artifact(r), "path": self._storage.blob_path(r["body"]["sha256"])}
-                for r in found]
+        found = history.artifacts(
+            walked, None if filename is None else str(filename), dict(args.get("metadata") or {})
+        )
+        return [
+            {**_artifact(r), "path": self._storage.blob_path(r["body"]["sha256"])} for r in found
+        ]
 
     def resources(self, args: dict[str, Any]) -> list[str]:
         """The paths of the resources logged by a command's trial and its change-branches
         (or by one trial, ``exact``): what the CLI hashes anew before a resume."""
         trial_id = str(args["id"])
-        ids = [trial_id] if args.get("exact") else [
-            c["id"] for c in self._storage.candidates(trial_id)]
-        return sorted({path for i in ids for path in reservation.logged_resources(
-            self._storage, i)})
+        ids = (
+            [trial_id]
+            if args.get("exact")
+            else [c["id"] for c in self._storage.candidates(trial_id)]
+        )
+        return sorted(
+            {path for i in ids for path in reservation.logged_resources(self._storage, i)}
+        )
 
     def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id = self._id(args)
@@ -154,8 +174,7 @@ class Queries:
     def diff(self, args: dict[str, Any]) -> dict[str, Any]:
         sides = [self._execution_capture(str(args[side])) for side in ("a", "b")]
         labels = (sides[0][0], sides[1][0])
-        return {"a": labels[0], "b": labels[1],
-                **compare(sides[0][1], sides[1][1], labels)}
+        return {"a": labels[0], "b": labels[1], **compare(sides[0][1], sides[1][1], labels)}
 
     def _execution_capture(self, name: str) -> tuple[str, dict[str, Any]]:
         """``ID`` (its latest execution) or ``ID:N`` (its execution N), and its capture."""
@@ -183,18 +202,28 @@ class Queries:
         if kind not in FOLLOWED_KINDS:
             raise BadRequest(f"cannot follow {kind!r} records; only output and statistic")
         after = args.get("after")
-        records = self._storage.read_records(trial_id, [kind],
-                                             None if after is None else int(after))
+        records = self._storage.read_records(
+            trial_id, [kind], None if after is None else int(after)
+        )
         end = records[-1]["position"] if records else after
         last = args.get("last")
         if last is not None:
-            records = (_last_lines(records, int(last)) if kind == protocol.OUTPUT
-                       else records[max(0, len(records) - int(last)):])
-        return {"id": trial_id, "status": self._storage.get_trial(trial_id)["status"],
-                "records": [{"position": r["position"], "execution": r["execution"],
-                             "body": r["body"]} for r in records],
-                "end": end, "published": self._live.published(trial_id, kind),
-                "boot": self._live.boot}
+            records = (
+                _last_lines(records, int(last))
+                if kind == protocol.OUTPUT
+                else records[max(0, len(records) - int(last)) :]
+            )
+        return {
+            "id": trial_id,
+            "status": self._storage.get_trial(trial_id)["status"],
+            "records": [
+                {"position": r["position"], "execution": r["execution"], "body": r["body"]}
+                for r in records
+            ],
+            "end": end,
+            "published": self._live.published(trial_id, kind),
+            "boot": self._live.boot,
+        }
 
 
 def _last_lines(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -213,9 +242,11 @@ def _last_lines(records: list[dict[str, Any]], count: int) -> list[dict[str, Any
                 break
             seen += 1
             if seen == count:
-                head = {**records[index], "body": {**records[index]["body"],
-                                                   "data": data[cut + 1:]}}
-                return [head, *records[index + 1:]]
+                head = {
+                    **records[index],
+                    "body": {**records[index]["body"], "data": data[cut + 1 :]},
+                }
+                return [head, *records[index + 1 :]]
             end = cut
         if count <= 0:
             return []
@@ -223,14 +254,22 @@ def _last_lines(records: list[dict[str, Any]], count: int) -> list[dict[str, Any
 
 
 def _row(record: dict[str, Any], superseded: bool = False) -> dict[str, Any]:
-    return {"position": record["position"], "trial": record["trial"],
-            "execution": record["execution"], "superseded": superseded,
-            "record": record["body"]}
+    return {
+        "position": record["position"],
+        "trial": record["trial"],
+        "execution": record["execution"],
+        "superseded": superseded,
+        "record": record["body"],
+    }
 
 
 def _artifact(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record["body"], "trial": record["trial"], "execution": record["execution"],
-            "position": record["position"]}
+    return {
+        **record["body"],
+        "trial": record["trial"],
+        "execution": record["execution"],
+        "position": record["position"],
+    }
 
 
 def _strings(args: dict[str, Any], name: str) -> list[str]:
@@ -247,7 +286,8 @@ def _where(value: Any) -> list[Condition]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(
-            isinstance(t, list) and len(t) == 3 and isinstance(t[0], str) for t in value):
+        isinstance(t, list) and len(t) == 3 and isinstance(t[0], str) for t in value
+    ):
         raise BadRequest("where takes a list of [key, op, value] triples, each key a string")
     return [_condition(triple) for triple in value]
 
@@ -264,6 +304,7 @@ def _configured(trial: dict[str, Any], where: list[Condition]) -> bool:
 def _condition(triple: list[Any]) -> Condition:
     key, op, value = triple
     if not isinstance(op, str) or op not in COMPARISONS:
-        raise BadRequest(f"unknown comparison {str(op)[:20]!r}; use one of "
-                         f"{', '.join(COMPARISONS)}")
+        raise BadRequest(
+            f"unknown comparison {str(op)[:20]!r}; use one of {', '.join(COMPARISONS)}"
+        )
     return Condition(str(key), op, value)

@@ -74,18 +74,25 @@ def reserve(storage: Storage, request: Request, claim: Claim) -> Outcome:
     latest = max(candidates, key=lambda c: c["updated"])
     change = _changes(latest, request)
     code, environment = change.code, change.environment
-    _check_allowed(request, code, environment, lambda: _refusal(latest, candidates, code,
-                                                                 environment))
+    _check_allowed(
+        request, code, environment, lambda: _refusal(latest, candidates, code, environment)
+    )
     branch = TrialSpec(
-        id=_branch_id(latest["id"], *change.fingerprints), command=spec.command,
-        identity=spec.identity, cwd=spec.cwd, user=spec.user, parent=latest["id"],
-        root=spec.root or spec.id, branch_kind="change",
+        id=_branch_id(latest["id"], *change.fingerprints),
+        command=spec.command,
+        identity=spec.identity,
+        cwd=spec.cwd,
+        user=spec.user,
+        parent=latest["id"],
+        root=spec.root or spec.id,
+        branch_kind="change",
         branch_point=storage.end_position(latest["id"]),
     )
     reservation = storage.reserve(branch, claim, request.capture)
     created = reservation.previous_status is None
-    return Outcome(reservation, latest["id"] if created else None,
-                   tuple(code + environment) if created else ())
+    return Outcome(
+        reservation, latest["id"] if created else None, tuple(code + environment) if created else ()
+    )
 
 
 def _new_child(storage: Storage, request: Request, claim: Claim) -> Outcome:
@@ -94,8 +101,12 @@ def _new_child(storage: Storage, request: Request, claim: Claim) -> Outcome:
     if parent_id is not None:
         parent = _candidate(storage, storage.get_trial(parent_id))
         change = _changes(parent, request)
-        _check_allowed(request, change.code, change.environment, lambda: _refusal(
-            parent, [parent], change.code, change.environment, "branching"))
+        _check_allowed(
+            request,
+            change.code,
+            change.environment,
+            lambda: _refusal(parent, [parent], change.code, change.environment, "branching"),
+        )
     return Outcome(storage.reserve(request.spec, claim, request.capture))
 
 
@@ -108,18 +119,21 @@ def _candidate(storage: Storage, trial: dict[str, Any]) -> dict[str, Any]:
     return {
         **trial,
         "capture": capture,
-        "resources": logged_resources(storage, trial["id"]) or dict(
-            (capture or {}).get("resources") or {}),
-        "windows": [(e["start"] - MTIME_SLACK, (e["end"] or now) + MTIME_SLACK)
-                    for e in trial.get("executions") or storage.get_trial(trial["id"])[
-                        "executions"]],
+        "resources": logged_resources(storage, trial["id"])
+        or dict((capture or {}).get("resources") or {}),
+        "windows": [
+            (e["start"] - MTIME_SLACK, (e["end"] or now) + MTIME_SLACK)
+            for e in trial.get("executions") or storage.get_trial(trial["id"])["executions"]
+        ],
     }
 
 
 def logged_resources(storage: Storage, trial_id: str) -> dict[str, str | None]:
     """The resources a trial's executions logged: {path: content hash}, the latest per path."""
-    return {r["body"]["path"]: r["body"]["sha256"]
-            for r in storage.read_records(trial_id, [protocol.RESOURCE])}
+    return {
+        r["body"]["path"]: r["body"]["sha256"]
+        for r in storage.read_records(trial_id, [protocol.RESOURCE])
+    }
 
 
 @dataclass(frozen=True)
@@ -139,8 +153,9 @@ def _changes(candidate: dict[str, Any], request: Request) -> Change:
     written = _written_by(candidate, request.capture)
     old = _comparable(candidate["capture"], candidate["resources"], written)
     taken = request.capture.get("resources") or {}
-    new = _comparable(request.capture, {path: taken.get(path) for path in candidate["resources"]},
-                      written)
+    new = _comparable(
+        request.capture, {path: taken.get(path) for path in candidate["resources"]}, written
+    )
     wanted = fingerprint.fingerprints(new, request.fields)
     if fingerprint.fingerprints(old, request.fields) == wanted:
         return Change(True, [], [], wanted)
@@ -154,12 +169,16 @@ def _changes(candidate: dict[str, Any], request: Request) -> Change:
 def _written_by(candidate: dict[str, Any], capture: dict[str, Any]) -> set[str]:
     """The untracked files the candidate's executions wrote (modified while one of them
     ran): what they hold is the trial's output, not its code."""
-    return {f.get("path") for f in (capture.get("code") or {}).get("untracked") or []
-            if _written_during(f.get("mtime"), candidate["windows"])}
+    return {
+        f.get("path")
+        for f in (capture.get("code") or {}).get("untracked") or []
+        if _written_during(f.get("mtime"), candidate["windows"])
+    }
 
 
-def _comparable(capture: dict[str, Any], resources: dict[str, str | None],
-                written: set[str]) -> dict[str, Any]:
+def _comparable(
+    capture: dict[str, Any], resources: dict[str, str | None], written: set[str]
+) -> dict[str, Any]:
     """The capture with those resources, and without the ``written`` untracked files (on
     both sides: one the user had before the trial rewrote it is no change either)."""
     code = dict(capture.get("code") or {})
@@ -171,17 +190,23 @@ def _written_during(mtime: float | None, windows: list[tuple[float, float]]) -> 
     return mtime is not None and any(start <= mtime <= end for start, end in windows)
 
 
-def _check_allowed(request: Request, code: list[str], environment: list[str],
-                   refusal: Any) -> None:
+def _check_allowed(request: Request, code: list[str], environment: list[str], refusal: Any) -> None:
     if (code and not request.allowed.code) or (environment and not request.allowed.environment):
         raise ChangeRefused(refusal())
 
 
 def _spec_of(trial: dict[str, Any]) -> TrialSpec:
-    return TrialSpec(id=trial["id"], command=trial["command"], identity=trial["identity"],
-                     cwd=trial["cwd"], user=trial["user"], parent=trial["parent"],
-                     root=trial["root"], branch_kind=trial["branch_kind"],
-                     branch_point=trial["branch_point"])
+    return TrialSpec(
+        id=trial["id"],
+        command=trial["command"],
+        identity=trial["identity"],
+        cwd=trial["cwd"],
+        user=trial["user"],
+        parent=trial["parent"],
+        root=trial["root"],
+        branch_kind=trial["branch_kind"],
+        branch_point=trial["branch_point"],
+    )
 
 
 def _spec_for(spec: TrialSpec, chosen: dict[str, Any]) -> TrialSpec:
@@ -193,19 +218,28 @@ def _branch_id(parent: str, code: str, environment: str) -> str:
     return digest[:BRANCH_ID_LENGTH]
 
 
-def _refusal(latest: dict[str, Any], candidates: list[dict[str, Any]], code: list[str],
-             environment: list[str], doing: str = "resuming") -> str:
+def _refusal(
+    latest: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    code: list[str],
+    environment: list[str],
+    doing: str = "resuming",
+) -> str:
     kinds = " and ".join(k for k, v in (("code", code), ("environment", environment)) if v)
-    lines = [f"kleio: the {kinds} changed since trial {latest['id'][:12]} last ran; "
-             f"not {doing} it:"]
+    lines = [
+        f"kleio: the {kinds} changed since trial {latest['id'][:12]} last ran; not {doing} it:"
+    ]
     lines += [f"  code: {change}" for change in code]
     lines += [f"  environment: {change}" for change in environment]
     if len(candidates) > 1:
         listed = ", ".join(f"{c['id'][:12]} ({c['status']})" for c in candidates)
         lines.append(f"  none of its branches matches either: {listed}")
-    options = {"code": "--allow-code-change or --allow-any-change",
-               "environment": "--allow-env-change or --allow-any-change"}.get(
-        kinds, "--allow-any-change")
-    lines.append(f"  run again with {options} to branch the trial and run the branch; "
-                 "the original stays resumable with what it ran")
+    options = {
+        "code": "--allow-code-change or --allow-any-change",
+        "environment": "--allow-env-change or --allow-any-change",
+    }.get(kinds, "--allow-any-change")
+    lines.append(
+        f"  run again with {options} to branch the trial and run the branch; "
+        "the original stays resumable with what it ran"
+    )
     return "\n".join(lines)

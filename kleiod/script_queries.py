@@ -42,8 +42,9 @@ class ScriptQueries:
         name = message["name"]
         if name == "statistics":  # stored chunks: the script unpacks and filters them
             with collection_paused():
-                segments = history.statistic_segments(self._storage, trial,
-                                                      bodies=bool(args.get("bodies", True)))
+                segments = history.statistic_segments(
+                    self._storage, trial, bodies=bool(args.get("bodies", True))
+                )
             self._send(identity, protocol.answer(req, {"segments": segments}))
             return
         if name == "chunks":  # their bodies, a page at a time
@@ -65,26 +66,39 @@ class ScriptQueries:
                 result = self._artifact(found[-1])
         elif name == "artifacts":
             filename = args.get("filename")
-            result = [self._artifact(r) for r in history.artifacts(
-                seen, None if filename is None else str(filename), dict(args["metadata"]))]
+            result = [
+                self._artifact(r)
+                for r in history.artifacts(
+                    seen, None if filename is None else str(filename), dict(args["metadata"])
+                )
+            ]
         else:
             raise BadRequest(f"unknown query {name!r}")
         self._send(identity, protocol.answer(req, result))
 
     def _artifact(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {**record["body"], "position": record["position"], "trial": record["trial"],
-                "execution": record["execution"],
-                "path": self._storage.blob_path(record["body"]["sha256"])}
+        return {
+            **record["body"],
+            "position": record["position"],
+            "trial": record["trial"],
+            "execution": record["execution"],
+            "path": self._storage.blob_path(record["body"]["sha256"]),
+        }
 
-    def _note_load(self, trial: str, execution: int, producer: str, req: int,
-                   found: dict[str, Any]) -> None:
+    def _note_load(
+        self, trial: str, execution: int, producer: str, req: int, found: dict[str, Any]
+    ) -> None:
         """Journal the load: the execution's resume point is derived from these records."""
-        body = {"filename": found["body"]["filename"], "sha256": found["body"]["sha256"],
-                "artifact_position": found["position"]}
+        body = {
+            "filename": found["body"]["filename"],
+            "sha256": found["body"]["sha256"],
+            "artifact_position": found["position"],
+        }
         self._journal(trial, execution, producer, req, protocol.LOAD, body)
 
-    def _journal_signal(self, trial: str, execution: int, producer: str, req: int,
-                        args: dict[str, Any]) -> None:
+    def _journal_signal(
+        self, trial: str, execution: int, producer: str, req: int, args: dict[str, Any]
+    ) -> None:
         """A process of the execution received SIGINT or SIGTERM (see protocol.SIGNAL)."""
         name = str(args["signal"])
         if name not in ("SIGINT", "SIGTERM"):
@@ -92,9 +106,17 @@ class ScriptQueries:
         body = {"signal": name, "pid": counter(args["pid"], "pid")}
         self._journal(trial, execution, producer, req, protocol.SIGNAL, body)
 
-    def _journal(self, trial: str, execution: int, producer: str, req: int, kind: str,
-                 body: dict[str, Any]) -> None:
+    def _journal(
+        self, trial: str, execution: int, producer: str, req: int, kind: str, body: dict[str, Any]
+    ) -> None:
         """One record of ``kind``, keyed by the query's req under ``<producer>/<kind>``."""
-        chunk = Chunk(trial, execution, f"{producer}/{kind}", req, 1, kind,
-                      msgpack.packb([[kind, body]], use_bin_type=True))
+        chunk = Chunk(
+            trial,
+            execution,
+            f"{producer}/{kind}",
+            req,
+            1,
+            kind,
+            msgpack.packb([[kind, body]], use_bin_type=True),
+        )
         self._storage.append_chunks([chunk])

@@ -32,13 +32,21 @@ class Spawner:
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "kleio_supervisor", spec.to_json()],
-                cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
-            raise SpawnFailed(f"could not start the supervisor of trial {spec.trial_id[:12]} "
-                              f"in {spec.cwd}: {exc}") from None
-        log.info("started the supervisor (pid %s) of detached trial %s", child.pid,
-                 spec.trial_id[:12])
+            raise SpawnFailed(
+                f"could not start the supervisor of trial {spec.trial_id[:12]} in {spec.cwd}: {exc}"
+            ) from None
+        log.info(
+            "started the supervisor (pid %s) of detached trial %s", child.pid, spec.trial_id[:12]
+        )
         self._children.append(child)
         return child.pid
 

@@ -51,9 +51,20 @@ class Spill:
         """Append chunks durably: they survive this process once this returns."""
         handle = self._own or self._create()
         for chunk in chunks:
-            handle.write(msgpack.packb(
-                [chunk.trial_id, chunk.execution, chunk.producer, chunk.seq, chunk.count,
-                 chunk.kind, chunk.body], use_bin_type=True))
+            handle.write(
+                msgpack.packb(
+                    [
+                        chunk.trial_id,
+                        chunk.execution,
+                        chunk.producer,
+                        chunk.seq,
+                        chunk.count,
+                        chunk.kind,
+                        chunk.body,
+                    ],
+                    use_bin_type=True,
+                )
+            )
             self.records += chunk.count
             self._note(chunk)
         handle.flush()
@@ -147,5 +158,6 @@ def _chunks(reader: IO[bytes]) -> Iterator[Chunk]:
             trial_id, execution, producer, seq, count, kind, body = entry
             yield Chunk(trial_id, execution, producer, seq, count, kind, body)
     except (ValueError, msgpack.UnpackException) as exc:
-        log.warning("%s ends with a torn entry (%s); the entries before it are kept",
-                    reader.name, exc)
+        log.warning(
+            "%s ends with a torn entry (%s); the entries before it are kept", reader.name, exc
+        )

@@ -46,4 +46,3 @@ def combined_exit(exit_codes: list[int | None]) -> int | None:
     """The exit code of such an execution: the first that is not 0, else 0."""
     failed = [code for code in exit_codes if code]
     return failed[0] if failed else (exit_codes[0] if exit_codes else None)
-

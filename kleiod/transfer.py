@@ -95,8 +95,9 @@ def import_(storage: Storage, path: Path) -> dict[str, int]:
     for message in messages:
         if "chunks" in message:
             mapping.update(_already_here(storage, message["chunks"], new))
-            chunks += _import_batch(storage, [r for r in message["chunks"]
-                                              if r["trial_id"] in new], mapping)
+            chunks += _import_batch(
+                storage, [r for r in message["chunks"] if r["trial_id"] in new], mapping
+            )
         elif "blob" in message:
             writer = writer or storage.begin_blob(f"import-{message['blob'][:16]}")
             writer.write(offset, message["data"])
@@ -110,12 +111,15 @@ def import_(storage: Storage, path: Path) -> dict[str, int]:
         if trial["branch_point"] is not None:
             trial["branch_point"] = _position(trial["branch_point"], mapping)
         storage.import_trial(trial)
-    return {"trials": len(trials), "chunks": chunks, "artifacts": blobs,
-            "skipped": len(header["trials"]) - len(trials)}
+    return {
+        "trials": len(trials),
+        "chunks": chunks,
+        "artifacts": blobs,
+        "skipped": len(header["trials"]) - len(trials),
+    }
 
 
-def _import_batch(storage: Storage, rows: list[dict[str, Any]],
-                  mapping: dict[int, int]) -> int:
+def _import_batch(storage: Storage, rows: list[dict[str, Any]], mapping: dict[int, int]) -> int:
     """Append rows in order; a load record is translated once what it points to is in."""
     pending: list[dict[str, Any]] = []
     for row in rows:
@@ -128,15 +132,15 @@ def _import_batch(storage: Storage, rows: list[dict[str, Any]],
     return len(rows)
 
 
-def _already_here(storage: Storage, rows: list[dict[str, Any]],
-                  new: set[str]) -> dict[int, int]:
+def _already_here(storage: Storage, rows: list[dict[str, Any]], new: set[str]) -> dict[int, int]:
     """Where the target holds the chunks of trials it had: a new branch of an old trial
     points into them."""
     found = {}
     for row in rows:
         if row["trial_id"] not in new:
-            number = storage.chunk_number(row["trial_id"], row["execution"], row["producer"],
-                                          row["seq"])
+            number = storage.chunk_number(
+                row["trial_id"], row["execution"], row["producer"], row["seq"]
+            )
             if number is not None:
                 found[row["chunk"]] = number
     return found
@@ -144,8 +148,9 @@ def _already_here(storage: Storage, rows: list[dict[str, Any]],
 
 def _messages(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as handle:
-        yield from msgpack.Unpacker(handle, raw=False, strict_map_key=False,
-                                    max_buffer_size=256 * 1024 * 1024)
+        yield from msgpack.Unpacker(
+            handle, raw=False, strict_map_key=False, max_buffer_size=256 * 1024 * 1024
+        )
 
 
 def _exists(storage: Storage, trial_id: str) -> bool:
@@ -169,4 +174,3 @@ def _translated(row: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
     for pair in pairs:
         pair[1]["artifact_position"] = _position(pair[1]["artifact_position"], mapping)
     return {**row, "body": msgpack.packb(pairs, use_bin_type=True)}
-

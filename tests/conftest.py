@@ -102,14 +102,31 @@ class Kleio:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "kleio_cli", *args]
 
-    def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), cwd=cwd or self.cwd, capture_output=True,
-                              text=True, errors="replace", timeout=timeout, env=env)
+    def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            cwd=cwd or self.cwd,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=env,
+        )
 
     def popen(self, *args: str, cwd: Path | None = None, **kwargs: object) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*args), cwd=cwd or self.cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+        return subprocess.Popen(
+            self.argv(*args),
+            cwd=cwd or self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kwargs,
+        )  # type: ignore[call-overload]
 
     def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         done = self(*args, **kwargs)  # type: ignore[arg-type]
@@ -143,9 +160,23 @@ def mongodb_server() -> Iterator[str]:
     directory = Path(tempfile.mkdtemp(prefix="kleio-secantus-"))
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-         "--storage-path", str(directory / "data"), "--log-level", "WARNING"],
-        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(directory / "data"),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"mongodb://127.0.0.1:{port}"
     deadline = time.monotonic() + MONGODB_START_TIMEOUT
     while True:

@@ -24,8 +24,12 @@ except ConfigError as exc:
 
 
 def test_sqlite_needs_no_pymongo_and_mongodb_names_the_extra(tmp_path: Path):
-    done = subprocess.run([sys.executable, "-c", WITHOUT_PYMONGO, str(tmp_path / "j.sqlite")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYMONGO, str(tmp_path / "j.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "pip install 'kleio[mongo]'" in done.stdout
     assert len(done.stdout.strip().splitlines()) == 1

@@ -46,8 +46,12 @@ def _imports(package: str) -> dict[str, set[str]]:
 
 
 def _offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{module}: {name}" for module, names in _imports(package).items()
-                  for name in names if name.split(".")[0] in forbidden)
+    return sorted(
+        f"{module}: {name}"
+        for module, names in _imports(package).items()
+        for name in names
+        if name.split(".")[0] in forbidden
+    )
 
 
 def test_the_packages_keep_their_seams():
@@ -56,11 +60,30 @@ def test_the_packages_keep_their_seams():
     assert _offenders("kleio_cli", ("kleiod",)) == []
     assert _offenders("kleio_supervisor", ("kleiod", "kleio_cli")) == []
     assert _offenders("kleio_runtime", ("kleiod", "kleio_cli", "kleio_supervisor")) == []
-    assert _offenders("kleio_client", ("kleiod", "kleio_cli", "kleio_runtime",
-                                       "kleio_supervisor", "pymongo", "typer",
-                                       "platformdirs", "psutil", "git")) == []
+    assert (
+        _offenders(
+            "kleio_client",
+            (
+                "kleiod",
+                "kleio_cli",
+                "kleio_runtime",
+                "kleio_supervisor",
+                "pymongo",
+                "typer",
+                "platformdirs",
+                "psutil",
+                "git",
+            ),
+        )
+        == []
+    )
     assert _offenders("kleiod", ("kleio_cli", "kleio_supervisor")) == []
-    shared = {name for names in _imports("kleiod").values() for name in names
-              if name.startswith("kleio_client.")}
+    shared = {
+        name
+        for names in _imports("kleiod").values()
+        for name in names
+        if name.startswith("kleio_client.")
+    }
     assert {"kleio_client.journal", "kleio_client.segments", "kleio_client.values"}.isdisjoint(
-        shared), shared
+        shared
+    ), shared

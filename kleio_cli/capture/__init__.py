@@ -36,12 +36,13 @@ def capture(argv: list[str], cwd: str, environ: dict[str, str] | None = None) ->
             "interpreter": command.interpreter,
             "script": command.script,
             "module": command.module,
-            **({"launcher": [command.launcher, *command.launcher_options]}
-               if command.launcher else {}),
+            **(
+                {"launcher": [command.launcher, *command.launcher_options]}
+                if command.launcher
+                else {}
+            ),
             **parse_arguments(command.args),
             "files": config_files(command.args, cwd),
         }
-        environment = {**python.result(), **machine.result(),
-                       "variables": safe_variables(env)}
-        return {"code": code.result(), "environment": environment,
-                "configuration": configuration}
+        environment = {**python.result(), **machine.result(), "variables": safe_variables(env)}
+        return {"code": code.result(), "environment": environment, "configuration": configuration}

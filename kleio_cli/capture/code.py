@@ -14,10 +14,34 @@ import re
 from pathlib import Path
 from typing import Any
 
-CODE_SUFFIXES = frozenset({
-    ".py", ".pyx", ".pxd", ".pyi", ".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".cu", ".cuh",
-    ".sh", ".bash", ".zsh", ".jl", ".r", ".lua", ".go", ".rs", ".java", ".scala", ".js", ".ts",
-})
+CODE_SUFFIXES = frozenset(
+    {
+        ".py",
+        ".pyx",
+        ".pxd",
+        ".pyi",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".cxx",
+        ".h",
+        ".hpp",
+        ".cu",
+        ".cuh",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".jl",
+        ".r",
+        ".lua",
+        ".go",
+        ".rs",
+        ".java",
+        ".scala",
+        ".js",
+        ".ts",
+    }
+)
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf"})
 SECRET_NAMES = re.compile(
     r"(^|/)(\.env(\..*)?|\.netrc|\.pgpass|id_(rsa|dsa|ecdsa|ed25519)(\.pub)?|credentials[^/]*"
@@ -77,8 +101,9 @@ def _untracked(root: Path, names: list[str]) -> list[dict[str, Any]]:
     found = []
     for name in names[:MAX_UNTRACKED_FILES]:
         suffix = Path(name).suffix.lower()
-        kind = "code" if suffix in CODE_SUFFIXES else "config" if suffix in CONFIG_SUFFIXES \
-            else None
+        kind = (
+            "code" if suffix in CODE_SUFFIXES else "config" if suffix in CONFIG_SUFFIXES else None
+        )
         if kind is None or SECRET_NAMES.search(name):
             continue
         path = root / name
@@ -90,9 +115,13 @@ def _untracked(root: Path, names: list[str]) -> list[dict[str, Any]]:
         except OSError:
             continue
         # mtime: a file modified while the trial ran was written by it, not by the user
-        entry: dict[str, Any] = {"path": name, "kind": kind, "size": len(data),
-                                 "sha256": hashlib.sha256(data).hexdigest(),
-                                 "mtime": info.st_mtime}
+        entry: dict[str, Any] = {
+            "path": name,
+            "kind": kind,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "mtime": info.st_mtime,
+        }
         if len(data) <= MAX_INLINE_BYTES:
             entry["content"] = data.decode("utf-8", errors="replace")
         found.append(entry)
@@ -107,6 +136,7 @@ def _outside_git(script: Path | None) -> dict[str, Any]:
         "git": False,
         "script": str(script),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "content": data.decode("utf-8", errors="replace") if len(data) <= MAX_UNTRACKED_BYTES
+        "content": data.decode("utf-8", errors="replace")
+        if len(data) <= MAX_UNTRACKED_BYTES
         else None,
     }

@@ -17,12 +17,22 @@ LAUNCHER_PROGRAMS = {"torchrun": "torch.distributed.run"}
 LAUNCHER_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch"})
 # Their options that take no value (every other option takes one), spelled with dashes
 # (`--no_python` is `--no-python`).
-_LAUNCHER_FLAGS = frozenset({"--standalone", "--no-python", "-m", "--module", "--run-path",
-                             "--use-env", "--virtual-local-rank"})
+_LAUNCHER_FLAGS = frozenset(
+    {
+        "--standalone",
+        "--no-python",
+        "-m",
+        "--module",
+        "--run-path",
+        "--use-env",
+        "--virtual-local-rank",
+    }
+)
 # The launcher's options that change what runs, and so name the trial; the others (where
 # to meet, on which port, which node, where to log) change from one job to the next.
-LAUNCHER_IDENTITY = frozenset({"--nproc-per-node", "--nnodes", "-m", "--module", "--no-python",
-                               "--run-path"})
+LAUNCHER_IDENTITY = frozenset(
+    {"--nproc-per-node", "--nnodes", "-m", "--module", "--no-python", "--run-path"}
+)
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".toml", ".ini", ".cfg"})
 CONFIG_MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"^[-+]?\d+$")
@@ -80,8 +90,16 @@ def _launched(launcher: str, interpreter_options: list[str], rest: list[str]) ->
         options.append(rest.pop(0))
     target = rest.pop(0) if rest else None
     as_module = "-m" in options or "--module" in options
-    return Command("python", interpreter_options, None if as_module else target,
-                   target if as_module else None, None, rest, launcher, options)
+    return Command(
+        "python",
+        interpreter_options,
+        None if as_module else target,
+        target if as_module else None,
+        None,
+        rest,
+        launcher,
+        options,
+    )
 
 
 def _take_launcher_option(rest: list[str]) -> tuple[list[str], str, str | None]:
@@ -163,14 +181,18 @@ def tokens(args: list[str]) -> list[tuple[str | None, list[str]]]:
         arg = args[index]
         index += 1
         if arg == "--":
-            groups += [(None, [a]) for a in args[index - 1:]]
+            groups += [(None, [a]) for a in args[index - 1 :]]
             break
         if not _is_option(arg):
             groups.append((None, [arg]))
             continue
         name = arg.partition("=")[0]
-        if "=" not in arg and index < len(args) and not _is_option(args[index]) \
-                and args[index] != "--":
+        if (
+            "=" not in arg
+            and index < len(args)
+            and not _is_option(args[index])
+            and args[index] != "--"
+        ):
             groups.append((name, [arg, args[index]]))
             index += 1
         else:
@@ -203,6 +225,9 @@ def config_files(args: list[str], cwd: str) -> dict[str, dict[str, Any]]:
             data = path.read_bytes()
         except OSError:
             continue
-        found[candidate] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                            "content": data.decode("utf-8", errors="replace")}
+        found[candidate] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "content": data.decode("utf-8", errors="replace"),
+        }
     return found

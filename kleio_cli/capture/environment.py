@@ -72,8 +72,13 @@ def capture_python(interpreter: str | None) -> dict[str, Any]:
     if os.path.abspath(interpreter) == os.path.abspath(sys.executable):
         return probe.probe()
     try:
-        done = subprocess.run([interpreter, probe.__file__], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT, check=True)
+        done = subprocess.run(
+            [interpreter, probe.__file__],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=True,
+        )
         return dict(json.loads(done.stdout))
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         return {"python": {"executable": interpreter, "error": str(exc)[:200]}, "packages": {}}
@@ -124,7 +129,9 @@ def _memory() -> int | None:
 def safe_variables(environ: dict[str, str]) -> dict[str, str]:
     """The environment without anything that may be a secret (by name, or a URL's password)."""
     return {
-        name: value for name, value in sorted(environ.items())
-        if not SECRET_VARIABLE.search(name) and not URL_WITH_CREDENTIALS.search(value)
+        name: value
+        for name, value in sorted(environ.items())
+        if not SECRET_VARIABLE.search(name)
+        and not URL_WITH_CREDENTIALS.search(value)
         and not name.startswith("KLEIO_")
     }

@@ -31,13 +31,15 @@ def _from_nvml() -> list[dict[str, Any]]:
         gpus = []
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpus.append({
-                "index": index,
-                "model": _text(pynvml.nvmlDeviceGetName(handle)),
-                "memory_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024),
-                "driver": driver,
-                "cuda": cuda_text,
-            })
+            gpus.append(
+                {
+                    "index": index,
+                    "model": _text(pynvml.nvmlDeviceGetName(handle)),
+                    "memory_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024),
+                    "driver": driver,
+                    "cuda": cuda_text,
+                }
+            )
         return gpus
     finally:
         pynvml.nvmlShutdown()
@@ -53,9 +55,16 @@ def _from_nvidia_smi() -> list[dict[str, Any]]:
         return []
     try:
         table = subprocess.run(
-            [smi, "--query-gpu=index,name,memory.total,driver_version",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+            [
+                smi,
+                "--query-gpu=index,name,memory.total,driver_version",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=True,
+        ).stdout
         header = subprocess.run([smi], capture_output=True, text=True, timeout=TIMEOUT).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -63,8 +72,13 @@ def _from_nvidia_smi() -> list[dict[str, Any]]:
     gpus = []
     for line in table.strip().splitlines():
         index, model, memory, driver = (part.strip() for part in line.split(","))
-        gpus.append({"index": int(index), "model": model,
-                     "memory_mib": int(float(memory)) if memory.replace(".", "").isdigit()
-                     else None,
-                     "driver": driver, "cuda": cuda.group(1) if cuda else None})
+        gpus.append(
+            {
+                "index": int(index),
+                "model": model,
+                "memory_mib": int(float(memory)) if memory.replace(".", "").isdigit() else None,
+                "driver": driver,
+                "cuda": cuda.group(1) if cuda else None,
+            }
+        )
     return gpus

@@ -104,15 +104,21 @@ def completed(trial_id: str) -> TrialCompleted:
 
 
 def already_running(trial_id: str, host: Any, pid: Any, since: float | None) -> AlreadyRunning:
-    when = "an unknown time" if since is None else datetime.datetime.fromtimestamp(
-        since).isoformat(sep=" ", timespec="seconds")
+    when = (
+        "an unknown time"
+        if since is None
+        else datetime.datetime.fromtimestamp(since).isoformat(sep=" ", timespec="seconds")
+    )
     return AlreadyRunning(
-        f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, since {when}")
+        f"trial {trial_id[:12]} is already running on host {host}, pid {pid}, since {when}"
+    )
 
 
 def missing_artifact(sha256: str, store: str) -> ArtifactMissing:
-    return ArtifactMissing(f"artifact {sha256[:12]} is not in the journal's store ({store}): "
-                           "the journal is damaged; restore its artifacts from a backup")
+    return ArtifactMissing(
+        f"artifact {sha256[:12]} is not in the journal's store ({store}): "
+        "the journal is damaged; restore its artifacts from a backup"
+    )
 
 
 def configuration_of(capture: Any) -> Any:
@@ -164,8 +170,17 @@ def uncovered_parts(chunk: Chunk, stored: Sequence[tuple[int, int]]) -> list[Chu
             run.append(pair)
         if run and (seq in covered or index == len(pairs) - 1):
             body = msgpack.packb(run, use_bin_type=True)
-            parts.append(Chunk(chunk.trial_id, chunk.execution, chunk.producer, start,
-                               len(run), chunk.kind, body))
+            parts.append(
+                Chunk(
+                    chunk.trial_id,
+                    chunk.execution,
+                    chunk.producer,
+                    start,
+                    len(run),
+                    chunk.kind,
+                    body,
+                )
+            )
             run = []
     return parts
 
@@ -188,9 +203,12 @@ def combined_end(end: ExecutionEnd, ends: Sequence[dict[str, Any]]) -> Execution
     """The end of an execution whose processes (one, or a launch's) ended so."""
     if len(ends) <= 1:
         return end
-    return replace(end, status=states.combined([e["status"] for e in ends]),
-                   exit_code=states.combined_exit([e["exit_code"] for e in ends]),
-                   signals=[s for e in ends for s in e["signals"]])
+    return replace(
+        end,
+        status=states.combined([e["status"] for e in ends]),
+        exit_code=states.combined_exit([e["exit_code"] for e in ends]),
+        signals=[s for e in ends for s in e["signals"]],
+    )
 
 
 class BlobWriter(Protocol):
@@ -209,8 +227,9 @@ class Storage(Protocol):
     url: str
 
     # trials and executions
-    def reserve(self, spec: TrialSpec, claim: Claim,
-                capture: dict[str, Any] | None = None) -> Reservation:
+    def reserve(
+        self, spec: TrialSpec, claim: Claim, capture: dict[str, Any] | None = None
+    ) -> Reservation:
         """Create the trial if new, then compare-and-set it to running as a new execution."""
         ...
 
@@ -245,8 +264,9 @@ class Storage(Protocol):
         statuses are measured on it, never on a daemon's (two machines' clocks differ)."""
         ...
 
-    def logged_counts(self, trial_id: str, kinds: Iterable[str],
-                      upto: int | None = None) -> dict[int, int]:
+    def logged_counts(
+        self, trial_id: str, kinds: Iterable[str], upto: int | None = None
+    ) -> dict[int, int]:
         """Per execution, how many records of those kinds it logged (at or before ``upto``,
         to the chunk)."""
         ...
@@ -255,9 +275,14 @@ class Storage(Protocol):
         """The greatest seq stored for a producer (0 when none)."""
         ...
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True, positions: Sequence[int] | None = None
-                    ) -> list[dict[str, Any]]:
+    def read_chunks(
+        self,
+        trial_id: str,
+        kinds: Iterable[str],
+        upto: int | None = None,
+        bodies: bool = True,
+        positions: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
         """The trial's chunks of those kinds as stored (``position`` of the first record,
         ``execution``, ``count``, packed ``body``, or None without ``bodies``), in position
         order; with ``upto``, those starting at or before it; with ``positions``, only
@@ -265,8 +290,9 @@ class Storage(Protocol):
         record."""
         ...
 
-    def read_records(self, trial_id: str, kinds: Iterable[str],
-                     after: int | None = None) -> list[dict[str, Any]]:
+    def read_records(
+        self, trial_id: str, kinds: Iterable[str], after: int | None = None
+    ) -> list[dict[str, Any]]:
         """The trial's own records of those kinds in position order (past ``after``)."""
         ...
 

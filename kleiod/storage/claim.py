@@ -68,8 +68,7 @@ class HostClaim:
             self._write()
         time.sleep(SETTLE_SECONDS)
         self._refuse_if_held()
-        self._thread = threading.Thread(target=self._refresh, name="kleio-host-claim",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._refresh, name="kleio-host-claim", daemon=True)
         self._thread.start()
 
     def check(self) -> None:
@@ -80,10 +79,13 @@ class HostClaim:
             raise StorageError(
                 f"{self.path.with_suffix('')} was taken over by "
                 f"{self._lost.describe(time.time())}; this daemon no longer writes it "
-                "(records are kept): stop one of the two daemons, or use MongoDB")
+                "(records are kept): stop one of the two daemons, or use MongoDB"
+            )
         if time.monotonic() - self._refreshed_at > STALE_SECONDS - 2 * REFRESH_SECONDS:
-            raise StorageError(f"cannot refresh {self.path}; not writing the journal until "
-                               "it can (records are kept)")
+            raise StorageError(
+                f"cannot refresh {self.path}; not writing the journal until "
+                "it can (records are kept)"
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -108,7 +110,8 @@ class HostClaim:
         raise ConfigError(
             f"{self.path.with_suffix('')} is in use by {holder.describe(now)}; two machines "
             "must not write one SQLite file over a network filesystem: stop that daemon, give "
-            "this one a local sqlite:/// path, or share a mongodb:// database")
+            "this one a local sqlite:/// path, or share a mongodb:// database"
+        )
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_SECONDS):

@@ -47,7 +47,8 @@ class MongoConnection:
         self._cache = cache_dir
         with _translated("connecting", url):
             self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-                url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=False)
+                url, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS, tz_aware=False
+            )
             self._db = self._client.get_default_database(default="kleio")
             hello = self._client.admin.command("hello")
             self._ensure_indexes()
@@ -62,7 +63,8 @@ class MongoConnection:
         self._db.executions.create_index([("trial_id", 1), ("number", 1)], unique=True)
         self._db.history.create_index([("trial_id", 1), ("at", 1)])
         self._db.chunks.create_index(
-            [("trial_id", 1), ("execution", 1), ("producer", 1), ("seq", 1)], unique=True)
+            [("trial_id", 1), ("execution", 1), ("producer", 1), ("seq", 1)], unique=True
+        )
         self._db.chunks.create_index([("trial_id", 1), ("kind", 1), ("chunk", 1)])
 
     def clock(self) -> float:

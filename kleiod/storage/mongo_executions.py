@@ -39,18 +39,21 @@ def capture_fields(capture: dict[str, Any] | None) -> dict[str, Any]:
     return {"capture": text, "configuration": configuration}
 
 
-def record_status(db: Database[dict[str, Any]], trial_id: str, execution: int, status: str,
-                  at: float) -> None:
+def record_status(
+    db: Database[dict[str, Any]], trial_id: str, execution: int, status: str, at: float
+) -> None:
     """One change of a trial's status, kept as history (also by an import)."""
-    db.history.insert_one({"trial_id": trial_id, "execution": execution,
-                           "status": status, "at": at})
+    db.history.insert_one(
+        {"trial_id": trial_id, "execution": execution, "status": status, "at": at}
+    )
 
 
 class MongoExecutions(MongoConnection):
     """Reserving trials and recording their executions."""
 
-    def reserve(self, spec: TrialSpec, claim: Claim,
-                capture: dict[str, Any] | None = None) -> Reservation:
+    def reserve(
+        self, spec: TrialSpec, claim: Claim, capture: dict[str, Any] | None = None
+    ) -> Reservation:
         with self._t(f"reserving trial {spec.id}"):
             now = self.clock()
             self._create(spec, now)
@@ -58,32 +61,56 @@ class MongoExecutions(MongoConnection):
             if joined is not None:
                 return joined
             before = self._db.trials.find_one_and_update(
-                {"_id": spec.id, "$or": [
-                    {"status": {"$in": RESUMABLE}},
-                    {"status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}},
-                ]},
-                {"$set": {"status": states.RUNNING, "owner_host": claim.host,
-                          "owner_pid": claim.pid, "owner_since": now,
-                          "lease_until": now + claim.lease_seconds, "updated": now,
-                          "owner_launch": claim.launch},
-                 "$inc": {"executions": 1}},
+                {
+                    "_id": spec.id,
+                    "$or": [
+                        {"status": {"$in": RESUMABLE}},
+                        {"status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}},
+                    ],
+                },
+                {
+                    "$set": {
+                        "status": states.RUNNING,
+                        "owner_host": claim.host,
+                        "owner_pid": claim.pid,
+                        "owner_since": now,
+                        "lease_until": now + claim.lease_seconds,
+                        "updated": now,
+                        "owner_launch": claim.launch,
+                    },
+                    "$inc": {"executions": 1},
+                },
                 return_document=ReturnDocument.BEFORE,
             )
             if before is None:  # another has it: of this launch, if it reserved it meanwhile
                 return self._join(spec.id, claim, now) or self._refuse(spec.id)
             execution = int(before["executions"]) + 1
-            previous = None if before["status"] == states.NEW and execution == 1 \
-                else str(before["status"])
+            previous = (
+                None if before["status"] == states.NEW and execution == 1 else str(before["status"])
+            )
             if before["status"] == states.RUNNING:  # its lease had expired
                 self._mark(spec.id, execution - 1, states.LOST, now - 1e-6)
                 previous = states.LOST
             # An upsert: a process of the same launch may have joined it already (_join).
-            self._db.executions.update_one({"trial_id": spec.id, "number": execution}, {
-                "$set": {"host": claim.host, "pid": claim.pid, "started": now,
-                         "ended": None, "exit_code": None, "status": states.RUNNING,
-                         "signals": [], "launch": claim.launch,
-                         **capture_fields(capture)},
-                "$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
+            self._db.executions.update_one(
+                {"trial_id": spec.id, "number": execution},
+                {
+                    "$set": {
+                        "host": claim.host,
+                        "pid": claim.pid,
+                        "started": now,
+                        "ended": None,
+                        "exit_code": None,
+                        "status": states.RUNNING,
+                        "signals": [],
+                        "launch": claim.launch,
+                        **capture_fields(capture),
+                    },
+                    "$inc": {"participants": 1},
+                    "$setOnInsert": {"ends": []},
+                },
+                upsert=True,
+            )
             record_status(self._db, spec.id, execution, states.RUNNING, now)
         return Reservation(spec.id, execution, previous)
 
@@ -92,26 +119,51 @@ class MongoExecutions(MongoConnection):
         if claim.launch is None:
             return None
         trial = self._db.trials.find_one(
-            {"_id": trial_id, "status": states.RUNNING, "owner_launch": claim.launch,
-             "lease_until": {"$gte": now}}, {"executions": 1})
+            {
+                "_id": trial_id,
+                "status": states.RUNNING,
+                "owner_launch": claim.launch,
+                "lease_until": {"$gte": now},
+            },
+            {"executions": 1},
+        )
         if trial is None:
             return None
         try:  # an upsert: the process that reserved it may not have written it yet
             self._db.executions.update_one(
                 {"trial_id": trial_id, "number": trial["executions"], "status": states.RUNNING},
-                {"$inc": {"participants": 1}, "$setOnInsert": {"ends": []}}, upsert=True)
+                {"$inc": {"participants": 1}, "$setOnInsert": {"ends": []}},
+                upsert=True,
+            )
         except DuplicateKeyError:  # it ended meanwhile: reserve as usual
             return None
         return Reservation(trial_id, int(trial["executions"]), states.RUNNING, joined=True)
 
     def _create(self, spec: TrialSpec, now: float) -> None:
-        result = self._db.trials.update_one({"_id": spec.id}, {"$setOnInsert": {
-            "parent": spec.parent, "status": states.NEW, "command": spec.command,
-            "identity": json.dumps(spec.identity, sort_keys=True), "cwd": spec.cwd,
-            "user": spec.user, "created": now, "updated": now, "executions": 0,
-            "owner_host": None, "owner_pid": None, "owner_since": None, "lease_until": None,
-            "root": spec.root or spec.id, "branch_kind": spec.branch_kind,
-            "branch_point": spec.branch_point}}, upsert=True)
+        result = self._db.trials.update_one(
+            {"_id": spec.id},
+            {
+                "$setOnInsert": {
+                    "parent": spec.parent,
+                    "status": states.NEW,
+                    "command": spec.command,
+                    "identity": json.dumps(spec.identity, sort_keys=True),
+                    "cwd": spec.cwd,
+                    "user": spec.user,
+                    "created": now,
+                    "updated": now,
+                    "executions": 0,
+                    "owner_host": None,
+                    "owner_pid": None,
+                    "owner_since": None,
+                    "lease_until": None,
+                    "root": spec.root or spec.id,
+                    "branch_kind": spec.branch_kind,
+                    "branch_point": spec.branch_point,
+                }
+            },
+            upsert=True,
+        )
         if result.upserted_id is not None:
             record_status(self._db, spec.id, 0, states.NEW, now - 2e-6)
 
@@ -119,35 +171,44 @@ class MongoExecutions(MongoConnection):
         trial = self._db.trials.find_one({"_id": trial_id}) or {}
         if trial.get("status") == states.COMPLETED:
             raise completed(trial_id)
-        raise already_running(trial_id, trial.get("owner_host"), trial.get("owner_pid"),
-                              trial.get("owner_since"))
+        raise already_running(
+            trial_id, trial.get("owner_host"), trial.get("owner_pid"), trial.get("owner_since")
+        )
 
     def _mark(self, trial_id: str, execution: int, status: str, at: float) -> None:
-        self._db.executions.update_one({"trial_id": trial_id, "number": execution},
-                                       {"$set": {"status": status, "ended": at}})
+        self._db.executions.update_one(
+            {"trial_id": trial_id, "number": execution}, {"$set": {"status": status, "ended": at}}
+        )
         record_status(self._db, trial_id, execution, status, at)
 
     def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
         with self._t("recording an execution's start"):
-            self._db.executions.update_one({"trial_id": trial_id, "number": execution},
-                                           {"$set": {"pid": pid}})
-            self._db.trials.update_one({"_id": trial_id, "executions": execution},
-                                       {"$set": {"owner_pid": pid}})
+            self._db.executions.update_one(
+                {"trial_id": trial_id, "number": execution}, {"$set": {"pid": pid}}
+            )
+            self._db.trials.update_one(
+                {"_id": trial_id, "executions": execution}, {"$set": {"owner_pid": pid}}
+            )
 
     def renew_lease(self, trial_id: str, execution: int, seconds: float) -> bool:
         with self._t("renewing a lease"):
             now = self.clock()
             before = self._db.trials.find_one_and_update(
-                {"_id": trial_id, "executions": execution,
-                 "status": {"$in": [states.RUNNING, states.LOST]}},
+                {
+                    "_id": trial_id,
+                    "executions": execution,
+                    "status": {"$in": [states.RUNNING, states.LOST]},
+                },
                 {"$set": {"lease_until": now + seconds, "status": states.RUNNING}},
-                return_document=ReturnDocument.BEFORE)
+                return_document=ReturnDocument.BEFORE,
+            )
             if before is None:
                 return False
             if before["status"] == states.LOST:
                 self._db.executions.update_one(
                     {"trial_id": trial_id, "number": execution},
-                    {"$set": {"status": states.RUNNING, "ended": None}})
+                    {"$set": {"status": states.RUNNING, "ended": None}},
+                )
                 record_status(self._db, trial_id, execution, states.RUNNING, now)
         return True
 
@@ -156,26 +217,38 @@ class MongoExecutions(MongoConnection):
             # One process of it ended; the last to end (older documents count none) ends it.
             # Once it ended (none left running, an end kept), a report sent again is none.
             after = self._db.executions.find_one_and_update(
-                {"trial_id": end.trial_id, "number": end.execution,
-                 "$or": [{"participants": {"$gt": 0}}, {"ends.0": {"$exists": False}}]},
+                {
+                    "trial_id": end.trial_id,
+                    "number": end.execution,
+                    "$or": [{"participants": {"$gt": 0}}, {"ends.0": {"$exists": False}}],
+                },
                 {"$inc": {"participants": -1}, "$push": {"ends": participant_end(end)}},
-                return_document=ReturnDocument.AFTER)
+                return_document=ReturnDocument.AFTER,
+            )
             if after is None or after["participants"] > 0:
                 return
             end = combined_end(end, after["ends"])
             now = self.clock()
             self._db.executions.update_one(
                 {"trial_id": end.trial_id, "number": end.execution},
-                {"$set": {"ended": now, "exit_code": end.exit_code,
-                          "signals": end.signals}})
+                {"$set": {"ended": now, "exit_code": end.exit_code, "signals": end.signals}},
+            )
             self._db.executions.update_one(
-                {"trial_id": end.trial_id, "number": end.execution,
-                 "status": {"$in": [states.RUNNING, states.LOST]}},
-                {"$set": {"status": end.status}})
+                {
+                    "trial_id": end.trial_id,
+                    "number": end.execution,
+                    "status": {"$in": [states.RUNNING, states.LOST]},
+                },
+                {"$set": {"status": end.status}},
+            )
             done = self._db.trials.update_one(
-                {"_id": end.trial_id, "executions": end.execution,
-                 "status": {"$in": [states.RUNNING, states.LOST]}},
-                {"$set": {"status": end.status, "updated": now, "lease_until": None}})
+                {
+                    "_id": end.trial_id,
+                    "executions": end.execution,
+                    "status": {"$in": [states.RUNNING, states.LOST]},
+                },
+                {"$set": {"status": end.status, "updated": now, "lease_until": None}},
+            )
             if done.modified_count:
                 record_status(self._db, end.trial_id, end.execution, end.status, now)
 
@@ -183,12 +256,18 @@ class MongoExecutions(MongoConnection):
         expired = []
         with self._t("expiring leases"):
             now = self.clock()
-            for trial in self._db.trials.find({"status": states.RUNNING,
-                                               "lease_until": {"$not": {"$gte": now}}}):
+            for trial in self._db.trials.find(
+                {"status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}}
+            ):
                 done = self._db.trials.update_one(
-                    {"_id": trial["_id"], "executions": trial["executions"],
-                     "status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}},
-                    {"$set": {"status": states.LOST, "updated": now, "lease_until": None}})
+                    {
+                        "_id": trial["_id"],
+                        "executions": trial["executions"],
+                        "status": states.RUNNING,
+                        "lease_until": {"$not": {"$gte": now}},
+                    },
+                    {"$set": {"status": states.LOST, "updated": now, "lease_until": None}},
+                )
                 if done.modified_count:
                     self._mark(trial["_id"], trial["executions"], states.LOST, now)
                     expired.append(str(trial["_id"]))

@@ -32,9 +32,16 @@ CONFLICTS_FOR = 10.0
 
 
 def _document(number: int, part: Chunk) -> dict[str, Any]:
-    return {"chunk": number, "trial_id": part.trial_id, "execution": part.execution,
-            "producer": part.producer, "seq": part.seq, "count": part.count,
-            "kind": part.kind, "body": part.body}
+    return {
+        "chunk": number,
+        "trial_id": part.trial_id,
+        "execution": part.execution,
+        "producer": part.producer,
+        "seq": part.seq,
+        "count": part.count,
+        "kind": part.kind,
+        "body": part.body,
+    }
 
 
 class MongoRecords(MongoConnection):
@@ -52,10 +59,11 @@ class MongoRecords(MongoConnection):
                     # Another daemon stored some meanwhile (see which), or a write conflict
                     # (a reservation, another daemon's records): again, after a while.
                     again = isinstance(exc, DuplicateKeyError) or exc.has_error_label(
-                        "TransientTransactionError")
+                        "TransientTransactionError"
+                    )
                     if not again or time.monotonic() >= deadline:
                         raise
-                time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** attempt)))
+                time.sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
             raise AssertionError("unreachable")
 
     def _append_in_transaction(self, chunks: Sequence[Chunk]) -> Appended:
@@ -88,8 +96,12 @@ class MongoRecords(MongoConnection):
         if not parts:
             return Appended(0, refused)
         counter = self._db.counters.find_one_and_update(
-            {"_id": "chunk"}, {"$inc": {"value": len(parts)}}, upsert=True,
-            return_document=ReturnDocument.AFTER, session=session)
+            {"_id": "chunk"},
+            {"$inc": {"value": len(parts)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
         first = int((counter or {})["value"]) - len(parts) + 1
         inserted = 0
         stored: list[tuple[int, Chunk]] = []
@@ -108,8 +120,12 @@ class MongoRecords(MongoConnection):
         trial = {"_id": key[0], "executions": key[1]}
         if session is None:
             return self._db.trials.count_documents(trial, limit=1) == 1
-        return self._db.trials.update_one(trial, {"$inc": {"appends": 1}},
-                                          session=session).matched_count == 1
+        return (
+            self._db.trials.update_one(
+                trial, {"$inc": {"appends": 1}}, session=session
+            ).matched_count
+            == 1
+        )
 
     def _append_checked(self, chunks: Sequence[Chunk]) -> Appended:
         """A standalone server runs no transaction: the check comes before the write and
@@ -123,27 +139,45 @@ class MongoRecords(MongoConnection):
             key = (part.trial_id, part.execution)
             if key in refused or not self._owns(key, None):
                 refused.add(key)
-                self._db.chunks.delete_one({"trial_id": part.trial_id,
-                                            "execution": part.execution,
-                                            "producer": part.producer, "seq": part.seq})
+                self._db.chunks.delete_one(
+                    {
+                        "trial_id": part.trial_id,
+                        "execution": part.execution,
+                        "producer": part.producer,
+                        "seq": part.seq,
+                    }
+                )
                 inserted -= part.count
                 continue
             stored.append((position, part))
         return Appended(inserted, refused, tuple(stored))
 
-    def _uncovered(self, chunk: Chunk, session: ClientSession | None = None,
-                   taken: Sequence[tuple[int, int]] = ()) -> list[Chunk]:
+    def _uncovered(
+        self,
+        chunk: Chunk,
+        session: ClientSession | None = None,
+        taken: Sequence[tuple[int, int]] = (),
+    ) -> list[Chunk]:
         last = chunk.seq + chunk.count - 1
         stored = [t for t in taken if t[0] + t[1] > chunk.seq and t[0] <= last] + [
-            (d["seq"], d["count"]) for d in self._db.chunks.find(
-            {"trial_id": chunk.trial_id, "execution": chunk.execution,
-             "producer": chunk.producer,
-             "seq": {"$gte": chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, "$lte": last}},
-            {"seq": 1, "count": 1}, session=session) if d["seq"] + d["count"] > chunk.seq]
+            (d["seq"], d["count"])
+            for d in self._db.chunks.find(
+                {
+                    "trial_id": chunk.trial_id,
+                    "execution": chunk.execution,
+                    "producer": chunk.producer,
+                    "seq": {"$gte": chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, "$lte": last},
+                },
+                {"seq": 1, "count": 1},
+                session=session,
+            )
+            if d["seq"] + d["count"] > chunk.seq
+        ]
         return uncovered_parts(chunk, stored)
 
-    def logged_counts(self, trial_id: str, kinds: Iterable[str],
-                      upto: int | None = None) -> dict[int, int]:
+    def logged_counts(
+        self, trial_id: str, kinds: Iterable[str], upto: int | None = None
+    ) -> dict[int, int]:
         query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
         if upto is not None:
             query["chunk"] = {"$lte": upto // POSITION_STRIDE}
@@ -157,12 +191,18 @@ class MongoRecords(MongoConnection):
         with self._t("reading a producer's last record"):
             doc = self._db.chunks.find_one(
                 {"trial_id": trial_id, "execution": execution, "producer": producer},
-                sort=[("seq", -1)])
+                sort=[("seq", -1)],
+            )
         return 0 if doc is None else int(doc["seq"] + doc["count"] - 1)
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True, positions: Sequence[int] | None = None
-                    ) -> list[dict[str, Any]]:
+    def read_chunks(
+        self,
+        trial_id: str,
+        kinds: Iterable[str],
+        upto: int | None = None,
+        bodies: bool = True,
+        positions: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
         chunk: dict[str, Any] = {}
         if upto is not None:
@@ -174,20 +214,33 @@ class MongoRecords(MongoConnection):
         fields = {"chunk": 1, "execution": 1, "count": 1, **({"body": 1} if bodies else {})}
         with self._t("reading records"):
             docs = list(self._db.chunks.find(query, fields).sort("chunk", 1))
-        return [{"position": d["chunk"] * POSITION_STRIDE, "execution": d["execution"],
-                 "count": d["count"], "body": d.get("body")} for d in docs]
+        return [
+            {
+                "position": d["chunk"] * POSITION_STRIDE,
+                "execution": d["execution"],
+                "count": d["count"],
+                "body": d.get("body"),
+            }
+            for d in docs
+        ]
 
-    def read_records(self, trial_id: str, kinds: Iterable[str],
-                     after: int | None = None) -> list[dict[str, Any]]:
+    def read_records(
+        self, trial_id: str, kinds: Iterable[str], after: int | None = None
+    ) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"trial_id": trial_id, "kind": {"$in": list(kinds)}}
         if after is not None:
             query["chunk"] = {"$gte": after // POSITION_STRIDE}
         with self._t("reading records"):
             docs = list(self._db.chunks.find(query).sort("chunk", 1))
         records = [
-            {"position": d["chunk"] * POSITION_STRIDE + i, "execution": d["execution"],
-             "producer": d["producer"], "seq": d["seq"] + i, "kind": d["kind"],
-             "body": pair[1]}
+            {
+                "position": d["chunk"] * POSITION_STRIDE + i,
+                "execution": d["execution"],
+                "producer": d["producer"],
+                "seq": d["seq"] + i,
+                "kind": d["kind"],
+                "body": pair[1],
+            }
             for d in docs
             for i, pair in enumerate(msgpack.unpackb(d["body"], raw=False))
         ]

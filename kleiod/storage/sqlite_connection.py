@@ -22,8 +22,21 @@ from kleiod.storage.claim import HostClaim
 from kleiod.storage.sqlite_schema import set_up
 
 NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
-     "fuse.sshfs", "ceph", "9p"}
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb3",
+        "smbfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "glusterfs",
+        "fuse.sshfs",
+        "ceph",
+        "9p",
+    }
 )
 BUSY_TIMEOUT_MS = 2000
 

@@ -39,8 +39,15 @@ class SQLiteRecords(SQLiteConnection):
                     cursor = db.execute(
                         "INSERT INTO chunks (trial_id, execution, producer, seq, count, kind, "
                         "body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (part.trial_id, part.execution, part.producer, part.seq, part.count,
-                         part.kind, part.body),
+                        (
+                            part.trial_id,
+                            part.execution,
+                            part.producer,
+                            part.seq,
+                            part.count,
+                            part.kind,
+                            part.body,
+                        ),
                     )
                     inserted += part.count
                     stored.append((int(cursor.lastrowid or 0) * POSITION_STRIDE, part))
@@ -59,13 +66,20 @@ class SQLiteRecords(SQLiteConnection):
         stored = db.execute(
             "SELECT seq, count FROM chunks WHERE trial_id = ? AND execution = ? AND producer = ? "
             "AND seq BETWEEN ? AND ? AND seq + count > ?",
-            (chunk.trial_id, chunk.execution, chunk.producer,
-             chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE, last, chunk.seq),
+            (
+                chunk.trial_id,
+                chunk.execution,
+                chunk.producer,
+                chunk.seq - protocol.MAX_RECORDS_PER_MESSAGE,
+                last,
+                chunk.seq,
+            ),
         ).fetchall()
         return uncovered_parts(chunk, stored)
 
-    def logged_counts(self, trial_id: str, kinds: Iterable[str],
-                      upto: int | None = None) -> dict[int, int]:
+    def logged_counts(
+        self, trial_id: str, kinds: Iterable[str], upto: int | None = None
+    ) -> dict[int, int]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         last_chunk = None if upto is None else upto // POSITION_STRIDE
@@ -73,19 +87,27 @@ class SQLiteRecords(SQLiteConnection):
             rows = self._db.execute(
                 f"SELECT execution, sum(count) FROM chunks WHERE trial_id = ? AND kind IN "
                 f"({marks}) AND (? IS NULL OR chunk <= ?) GROUP BY execution",
-                (trial_id, *kinds, last_chunk, last_chunk)).fetchall()
+                (trial_id, *kinds, last_chunk, last_chunk),
+            ).fetchall()
         return {int(e): int(n) for e, n in rows}
 
     def last_seq(self, trial_id: str, execution: int, producer: str) -> int:
         with translated("reading a producer's last record"):
             row = self._db.execute(
                 "SELECT max(seq + count - 1) FROM chunks WHERE trial_id = ? AND execution = ? "
-                "AND producer = ?", (trial_id, execution, producer)).fetchone()
+                "AND producer = ?",
+                (trial_id, execution, producer),
+            ).fetchone()
         return int(row[0] or 0)
 
-    def read_chunks(self, trial_id: str, kinds: Iterable[str], upto: int | None = None,
-                    bodies: bool = True, positions: Sequence[int] | None = None
-                    ) -> list[dict[str, Any]]:
+    def read_chunks(
+        self,
+        trial_id: str,
+        kinds: Iterable[str],
+        upto: int | None = None,
+        bodies: bool = True,
+        positions: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         last_chunk = None if upto is None else upto // POSITION_STRIDE
@@ -96,12 +118,16 @@ class SQLiteRecords(SQLiteConnection):
             rows = self._db.execute(
                 f"SELECT chunk, execution, count, {body} FROM chunks WHERE trial_id = ? AND "
                 f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?){among} ORDER BY chunk",
-                (trial_id, *kinds, last_chunk, last_chunk, *chosen)).fetchall()
-        return [{"position": c * POSITION_STRIDE, "execution": e, "count": n, "body": b}
-                for c, e, n, b in rows]
+                (trial_id, *kinds, last_chunk, last_chunk, *chosen),
+            ).fetchall()
+        return [
+            {"position": c * POSITION_STRIDE, "execution": e, "count": n, "body": b}
+            for c, e, n, b in rows
+        ]
 
-    def read_records(self, trial_id: str, kinds: Iterable[str],
-                     after: int | None = None) -> list[dict[str, Any]]:
+    def read_records(
+        self, trial_id: str, kinds: Iterable[str], after: int | None = None
+    ) -> list[dict[str, Any]]:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         first_chunk = -1 if after is None else after // POSITION_STRIDE
@@ -112,8 +138,14 @@ class SQLiteRecords(SQLiteConnection):
                 (trial_id, *kinds, first_chunk),
             ).fetchall()
         records = [
-            {"position": chunk * POSITION_STRIDE + i, "execution": e, "producer": pr,
-             "seq": seq + i, "kind": k, "body": pair[1]}
+            {
+                "position": chunk * POSITION_STRIDE + i,
+                "execution": e,
+                "producer": pr,
+                "seq": seq + i,
+                "kind": k,
+                "body": pair[1],
+            }
             for chunk, e, pr, seq, k, b in rows
             for i, pair in enumerate(msgpack.unpackb(b, raw=False))
         ]

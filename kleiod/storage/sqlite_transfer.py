@@ -24,9 +24,13 @@ class SQLiteTransfer(SQLiteTrials):
         trial = self.get_trial(trial_id)
         with translated("exporting a trial"):
             trial["captures"] = {
-                number: json.loads(text) for number, text in self._db.execute(
+                number: json.loads(text)
+                for number, text in self._db.execute(
                     "SELECT number, capture FROM executions WHERE trial_id = ? AND capture "
-                    "IS NOT NULL", (trial_id,))}
+                    "IS NOT NULL",
+                    (trial_id,),
+                )
+            }
         return trial
 
     def export_chunks(self, trial_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -34,7 +38,9 @@ class SQLiteTransfer(SQLiteTrials):
         with translated("exporting records"):
             cursor = self._db.execute(
                 "SELECT chunk, trial_id, execution, producer, seq, count, kind, body FROM "
-                f"chunks WHERE trial_id IN ({marks}) ORDER BY chunk", tuple(trial_ids))
+                f"chunks WHERE trial_id IN ({marks}) ORDER BY chunk",
+                tuple(trial_ids),
+            )
             keys = ("chunk", "trial_id", "execution", "producer", "seq", "count", "kind", "body")
             for row in cursor:
                 yield dict(zip(keys, row, strict=True))
@@ -43,7 +49,9 @@ class SQLiteTransfer(SQLiteTrials):
         with translated("finding a chunk"):
             row = self._db.execute(
                 "SELECT chunk FROM chunks WHERE trial_id = ? AND execution = ? AND producer = ? "
-                "AND seq = ?", (trial_id, execution, producer, seq)).fetchone()
+                "AND seq = ?",
+                (trial_id, execution, producer, seq),
+            ).fetchone()
         return None if row is None else int(row[0])
 
     def import_trial(self, trial: dict[str, Any]) -> bool:
@@ -56,11 +64,26 @@ class SQLiteTransfer(SQLiteTrials):
                 "updated, executions, owner_host, owner_pid, owner_since, lease_until, root, "
                 "branch_kind, branch_point, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                 "NULL, ?, ?, ?, ?)",
-                (trial["id"], trial["parent"], trial["status"], json.dumps(trial["command"]),
-                 json.dumps(trial["identity"], sort_keys=True), trial["cwd"], trial["user"],
-                 trial["created"], trial["updated"], len(trial["executions"]), trial["host"],
-                 trial["pid"], trial["since"], trial["root"], trial["branch_kind"],
-                 trial["branch_point"], json.dumps(trial.get("tags") or [])))
+                (
+                    trial["id"],
+                    trial["parent"],
+                    trial["status"],
+                    json.dumps(trial["command"]),
+                    json.dumps(trial["identity"], sort_keys=True),
+                    trial["cwd"],
+                    trial["user"],
+                    trial["created"],
+                    trial["updated"],
+                    len(trial["executions"]),
+                    trial["host"],
+                    trial["pid"],
+                    trial["since"],
+                    trial["root"],
+                    trial["branch_kind"],
+                    trial["branch_point"],
+                    json.dumps(trial.get("tags") or []),
+                ),
+            )
             captures = trial.get("captures") or {}
             for e in trial["executions"]:
                 capture = captures.get(e["number"])
@@ -68,9 +91,19 @@ class SQLiteTransfer(SQLiteTrials):
                     "INSERT INTO executions (trial_id, number, host, pid, started, ended, "
                     "exit_code, status, signals, capture, configuration) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (trial["id"], e["number"], e["host"], e["pid"], e["start"], e["end"],
-                     e["exit_code"], e["status"], json.dumps(e["signals"]),
-                     *stored_capture(capture)))
+                    (
+                        trial["id"],
+                        e["number"],
+                        e["host"],
+                        e["pid"],
+                        e["start"],
+                        e["end"],
+                        e["exit_code"],
+                        e["status"],
+                        json.dumps(e["signals"]),
+                        *stored_capture(capture),
+                    ),
+                )
             for h in trial["history"]:
                 record_status(db, trial["id"], h["execution"], h["status"], h["at"])
         return True
@@ -83,8 +116,16 @@ class SQLiteTransfer(SQLiteTrials):
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO chunks (trial_id, execution, producer, seq, count, "
                     "kind, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row["trial_id"], row["execution"], row["producer"], row["seq"],
-                     row["count"], row["kind"], row["body"]))
+                    (
+                        row["trial_id"],
+                        row["execution"],
+                        row["producer"],
+                        row["seq"],
+                        row["count"],
+                        row["kind"],
+                        row["body"],
+                    ),
+                )
                 if cursor.rowcount:
                     mapping[row["chunk"]] = int(cursor.lastrowid or 0)
         return mapping

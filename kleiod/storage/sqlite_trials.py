@@ -17,8 +17,9 @@ from kleiod.errors import TrialNotFound
 from kleiod.storage.base import POSITION_STRIDE, configuration_of, id_prefix, the_one
 from kleiod.storage.sqlite_connection import SQLiteConnection, translated
 
-_COLUMNS = ("id, status, command, created, updated, parent, owner_host, executions, "
-            "branch_kind, tags")
+_COLUMNS = (
+    "id, status, command, created, updated, parent, owner_host, executions, branch_kind, tags"
+)
 _LISTED = f"SELECT {_COLUMNS} FROM trials ORDER BY created"
 # Beside each trial, the configuration of its latest execution that has a capture: as
 # stored apart; for an execution stored without it (by an older Kleio), cut out of the
@@ -32,7 +33,8 @@ _LISTED_WITH_CONFIGURATIONS = (
     "WHEN NOT json_valid(e.capture) THEN e.capture END "
     "FROM trials AS t LEFT JOIN executions AS e ON e.trial_id = t.id AND e.number = ("
     "SELECT MAX(number) FROM executions WHERE trial_id = t.id AND capture IS NOT NULL) "
-    "ORDER BY t.created")
+    "ORDER BY t.created"
+)
 
 
 class SQLiteTrials(SQLiteConnection):
@@ -45,8 +47,17 @@ class SQLiteTrials(SQLiteConnection):
                 "root = ?) AND (branch_kind IS NULL OR branch_kind = 'change') ORDER BY updated",
                 (root, root),
             ).fetchall()
-        return [{"id": i, "status": s, "updated": u, "parent": p, "branch_kind": k,
-                 "capture": self.capture(i)} for i, s, u, p, k in rows]
+        return [
+            {
+                "id": i,
+                "status": s,
+                "updated": u,
+                "parent": p,
+                "branch_kind": k,
+                "capture": self.capture(i),
+            }
+            for i, s, u, p, k in rows
+        ]
 
     def capture(self, trial_id: str, execution: int | None = None) -> dict[str, Any] | None:
         """The capture of an execution (default: the latest that has one)."""
@@ -54,11 +65,14 @@ class SQLiteTrials(SQLiteConnection):
             if execution is None:
                 row = self._db.execute(
                     "SELECT capture FROM executions WHERE trial_id = ? AND capture IS NOT NULL "
-                    "ORDER BY number DESC LIMIT 1", (trial_id,)).fetchone()
+                    "ORDER BY number DESC LIMIT 1",
+                    (trial_id,),
+                ).fetchone()
             else:
                 row = self._db.execute(
                     "SELECT capture FROM executions WHERE trial_id = ? AND number = ?",
-                    (trial_id, execution)).fetchone()
+                    (trial_id, execution),
+                ).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def end_position(self, trial_id: str) -> int | None:
@@ -66,35 +80,51 @@ class SQLiteTrials(SQLiteConnection):
         with translated("reading the end of a history"):
             row = self._db.execute(
                 "SELECT chunk, count FROM chunks WHERE trial_id = ? ORDER BY chunk DESC LIMIT 1",
-                (trial_id,)).fetchone()
+                (trial_id,),
+            ).fetchone()
             if row is not None:
                 return int(row[0] * POSITION_STRIDE + row[1] - 1)
-            point = self._db.execute("SELECT branch_point FROM trials WHERE id = ?",
-                                     (trial_id,)).fetchone()
+            point = self._db.execute(
+                "SELECT branch_point FROM trials WHERE id = ?", (trial_id,)
+            ).fetchone()
         return None if point is None else point[0]
 
     def resolve_id(self, prefix: str) -> str:
         low = id_prefix(prefix)
         with translated("resolving an id"):
-            rows = self._db.execute("SELECT id FROM trials WHERE id >= ? AND id < ? LIMIT 2",
-                                    (low, low + "g")).fetchall()
+            rows = self._db.execute(
+                "SELECT id FROM trials WHERE id >= ? AND id < ? LIMIT 2", (low, low + "g")
+            ).fetchall()
         return the_one(prefix, [row[0] for row in rows])
 
     def list_trials(self, configurations: bool = False) -> list[dict[str, Any]]:
         with translated("listing trials"):
-            rows = self._db.execute(_LISTED_WITH_CONFIGURATIONS if configurations
-                                    else _LISTED).fetchall()
+            rows = self._db.execute(
+                _LISTED_WITH_CONFIGURATIONS if configurations else _LISTED
+            ).fetchall()
         trials = [
-            {"id": i, "status": s, "command": json.loads(c), "created": cr, "updated": u,
-             "parent": p, "host": h, "executions": n, "branch_kind": k,
-             "tags": json.loads(t) if t else []}
+            {
+                "id": i,
+                "status": s,
+                "command": json.loads(c),
+                "created": cr,
+                "updated": u,
+                "parent": p,
+                "host": h,
+                "executions": n,
+                "branch_kind": k,
+                "tags": json.loads(t) if t else [],
+            }
             for i, s, c, cr, u, p, h, n, k, t, *_ in rows
         ]
         if configurations:
             for trial, row in zip(trials, rows, strict=True):
                 stored, whole = row[-2:]
-                trial["configuration"] = (json.loads(stored) if stored is not None
-                                          else configuration_of(json.loads(whole or "null")))
+                trial["configuration"] = (
+                    json.loads(stored)
+                    if stored is not None
+                    else configuration_of(json.loads(whole or "null"))
+                )
         return trials
 
     def set_tags(self, trial_id: str, add: Sequence[str], remove: Sequence[str]) -> list[str]:
@@ -126,15 +156,39 @@ class SQLiteTrials(SQLiteConnection):
                 "ORDER BY rowid",
                 (trial_id,),
             ).fetchall()
-        keys = ("id", "status", "command", "identity", "cwd", "user", "created", "updated",
-                "parent", "host", "pid", "since", "root", "branch_kind", "branch_point", "tags")
+        keys = (
+            "id",
+            "status",
+            "command",
+            "identity",
+            "cwd",
+            "user",
+            "created",
+            "updated",
+            "parent",
+            "host",
+            "pid",
+            "since",
+            "root",
+            "branch_kind",
+            "branch_point",
+            "tags",
+        )
         trial = dict(zip(keys, row, strict=True))
         trial["tags"] = json.loads(trial["tags"]) if trial["tags"] else []
         trial["command"] = json.loads(trial["command"])
         trial["identity"] = json.loads(trial["identity"])
         trial["executions"] = [
-            {"number": n, "host": h, "pid": p, "start": s, "end": e, "exit_code": x,
-             "status": st, "signals": json.loads(sg)}
+            {
+                "number": n,
+                "host": h,
+                "pid": p,
+                "start": s,
+                "end": e,
+                "exit_code": x,
+                "status": st,
+                "signals": json.loads(sg),
+            }
             for n, h, p, s, e, x, st, sg in executions
         ]
         trial["history"] = [{"execution": e, "status": s, "at": a} for e, s, a in history]

@@ -24,16 +24,25 @@ class Figure:
         med = statistics.median(self.runs)
         base = statistics.median(self.baseline) if self.baseline else None
         ratio = f"{med / base:.2f}" if base else "-"
-        return [self.name, f"{med:.3g} {self.unit}", f"{min(self.runs):.3g}",
-                f"{max(self.runs):.3g}", self.target,
-                f"{base:.3g} {self.unit}" if base else "-", ratio]
+        return [
+            self.name,
+            f"{med:.3g} {self.unit}",
+            f"{min(self.runs):.3g}",
+            f"{max(self.runs):.3g}",
+            self.target,
+            f"{base:.3g} {self.unit}" if base else "-",
+            ratio,
+        ]
 
 
 def isolated_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KLEIO_")}
     (root / "run").mkdir(parents=True, exist_ok=True)
-    env.update(XDG_RUNTIME_DIR=str(root / "run"), XDG_DATA_HOME=str(root / "data"),
-               XDG_CONFIG_HOME=str(root / "config"))
+    env.update(
+        XDG_RUNTIME_DIR=str(root / "run"),
+        XDG_DATA_HOME=str(root / "data"),
+        XDG_CONFIG_HOME=str(root / "config"),
+    )
     return env
 
 

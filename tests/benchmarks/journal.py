@@ -117,9 +117,14 @@ print(json.dumps(figures))
 def _trial(root: Path, env: dict[str, str], count: int) -> str:
     script = root / "generate.py"
     script.write_text(textwrap.dedent(GENERATE))
-    done = subprocess.run(kleio_argv("python", str(script), str(count), "--read", "0",
-                                     "--run", uuid.uuid4().hex),
-                          env=env, cwd=root, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        kleio_argv("python", str(script), str(count), "--read", "0", "--run", uuid.uuid4().hex),
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stderr.split("trial reserved with id: ")[1].split()[0]
 
 
@@ -127,8 +132,13 @@ def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     trial = _trial(root, env, 1_000_000)
 
     def stats(*args: str) -> None:
-        subprocess.run(kleio_argv("stats", trial, *args), env=env, cwd=root, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            kleio_argv("stats", trial, *args),
+            env=env,
+            cwd=root,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     table = timed(lambda: stats("--sort", "loss"), runs)
     meanwhile = resources.latencies(root, env, 500, lambda: stats("--sort", "loss"))
@@ -136,16 +146,28 @@ def bench_stats(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     reader.write_text(textwrap.dedent(JOURNAL_READ))
     sorted_api = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, str(reader), trial], env=env, cwd=root,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, str(reader), trial],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         count, seconds = done.stdout.split()
         assert int(count) == 1_000_000, count
         sorted_api.append(float(seconds))
     as_json = timed(lambda: stats("--sort", "loss", "--json"), runs)
     api = []
     for run in range(runs):  # a new child trial reads its parent's 1,000,000 records
-        done = subprocess.run(kleio_argv("branch", trial, "--read", "1", "--tag", str(run)),
-                              env=env, cwd=root, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            kleio_argv("branch", trial, "--read", "1", "--tag", str(run)),
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         count, seconds = done.stdout.split()[1:3]
         assert int(count) == 1_000_000, count
         api.append(float(seconds))
@@ -166,14 +188,26 @@ def bench_branch(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     tags = iter(range(10**6))
 
     def branch(trial: str) -> None:
-        subprocess.run(kleio_argv("branch", trial, "--read", "2", "--tag", str(next(tags))),
-                       env=env, cwd=root, capture_output=True, check=True)
+        subprocess.run(
+            kleio_argv("branch", trial, "--read", "2", "--tag", str(next(tags))),
+            env=env,
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
 
     for _ in range(runs):  # interleaved: the machine's drift weighs on both alike
         for name, trial in (("1k", small), ("1M", large)):
             sizes[name] += timed(partial(branch, trial), 1)
-    figures.append(Figure("kleio branch, parent of 1M records", "s", sizes["1M"],
-                          "O(1): within noise of the 1k", sizes["1k"]))
+    figures.append(
+        Figure(
+            "kleio branch, parent of 1M records",
+            "s",
+            sizes["1M"],
+            "O(1): within noise of the 1k",
+            sizes["1k"],
+        )
+    )
     journal = Path(env["XDG_DATA_HOME"]) / "kleio" / "journal.sqlite"
     stored: dict[str, list[float]] = {}
     for name, trial in (("1k", small), ("1M", large)):
@@ -181,8 +215,15 @@ def bench_branch(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
         for _ in range(runs):
             branch(trial)
         stored[name] = [(_journal_bytes(journal) - before) / runs / 1024]
-    figures.append(Figure("journal growth a branch, 1M parent", "KiB", stored["1M"],
-                          "O(1): as the 1k", stored["1k"]))
+    figures.append(
+        Figure(
+            "journal growth a branch, 1M parent",
+            "KiB",
+            stored["1M"],
+            "O(1): as the 1k",
+            stored["1k"],
+        )
+    )
     return figures
 
 
@@ -190,13 +231,16 @@ def _journal_bytes(path: Path) -> int:
     """The bytes the journal's pages in use take, once the daemon's writes are in it."""
     with closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        pages, free, size = (db.execute(f"PRAGMA {name}").fetchone()[0] for name in (
-            "page_count", "freelist_count", "page_size"))
+        pages, free, size = (
+            db.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_count", "freelist_count", "page_size")
+        )
     return int((pages - free) * size)
 
 
-def _served_journal(root: Path, env: dict[str, str], name: str, maker: str,
-                    trials: int) -> dict[str, str]:
+def _served_journal(
+    root: Path, env: dict[str, str], name: str, maker: str, trials: int
+) -> dict[str, str]:
     """A journal of ``trials`` made by the ``maker`` script, and the environment of a
     daemon (started) serving it alone."""
     data, run = root / f"{name}-data", root / f"{name}-run"
@@ -205,8 +249,7 @@ def _served_journal(root: Path, env: dict[str, str], name: str, maker: str,
     run.mkdir()
     script = root / f"make_{name}.py"
     script.write_text(textwrap.dedent(maker))
-    subprocess.run([sys.executable, str(script), str(journal), str(trials)], check=True,
-                   cwd=root)
+    subprocess.run([sys.executable, str(script), str(journal), str(trials)], check=True, cwd=root)
     served = {**env, "XDG_DATA_HOME": str(data), "XDG_RUNTIME_DIR": str(run)}
     subprocess.run(kleio_argv("daemon", "start"), env=served, check=True, capture_output=True)
     return served
@@ -215,14 +258,24 @@ def _served_journal(root: Path, env: dict[str, str], name: str, maker: str,
 def bench_ls(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     ls_env = _served_journal(root, env, "ls", MAKE_TRIALS, 10_000)
     try:
-        table = timed(lambda: subprocess.run(kleio_argv("ls"), env=ls_env, check=True,
-                                             stdout=subprocess.DEVNULL), runs)
-        as_json = timed(lambda: subprocess.run(kleio_argv("ls", "--json"), env=ls_env,
-                                               check=True, stdout=subprocess.DEVNULL), runs)
+        table = timed(
+            lambda: subprocess.run(
+                kleio_argv("ls"), env=ls_env, check=True, stdout=subprocess.DEVNULL
+            ),
+            runs,
+        )
+        as_json = timed(
+            lambda: subprocess.run(
+                kleio_argv("ls", "--json"), env=ls_env, check=True, stdout=subprocess.DEVNULL
+            ),
+            runs,
+        )
     finally:
         subprocess.run(kleio_argv("daemon", "stop"), env=ls_env, capture_output=True)
-    return [Figure("kleio ls, 10,000 trials", "s", table, "<= 0.5 s"),
-            Figure("kleio ls --json, 10,000 trials", "s", as_json, "<= 0.5 s")]
+    return [
+        Figure("kleio ls, 10,000 trials", "s", table, "<= 0.5 s"),
+        Figure("kleio ls --json, 10,000 trials", "s", as_json, "<= 0.5 s"),
+    ]
 
 
 def bench_where(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
@@ -234,8 +287,9 @@ def bench_where(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     script.write_text(textwrap.dedent(JOURNAL_WHERE))
 
     def ls(*args: str) -> str:
-        return subprocess.run(kleio_argv("ls", *args), env=served, check=True,
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            kleio_argv("ls", *args), env=served, check=True, capture_output=True, text=True
+        ).stdout
 
     try:
         where, plain = [], []
@@ -243,18 +297,32 @@ def bench_where(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
             where += timed(partial(ls, "--where", "lr>0.5"), 1)
             plain += timed(ls, 1)
         listed = sorted(t["id"] for t in json.loads(ls("--where", "lr>0.5", "--json")))
-        done = subprocess.run([sys.executable, str(script), str(runs), "1"], env=served,
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(script), str(runs), "1"],
+            env=served,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         api = json.loads(done.stdout)
     finally:
         subprocess.run(kleio_argv("daemon", "stop"), env=served, capture_output=True)
     assert listed == api["found"] == api["found_before"], "not the trials found before"
     assert 4_000 < len(listed) < 6_000, len(listed)
     return [
-        Figure(f"kleio ls --where lr>0.5, 10,000 ({len(listed):,} match)", "s", where,
-               "<= 2x kleio ls", plain),
-        Figure("Journal.trials(lr__gt=0.5), 10,000", "s", api["trials"],
-               "<= 0.5 s", api["ls"]),
-        Figure("before: ls + info per trial, 10,000", "s", [api["before"]],
-               "(one run, for reference)", plain),
+        Figure(
+            f"kleio ls --where lr>0.5, 10,000 ({len(listed):,} match)",
+            "s",
+            where,
+            "<= 2x kleio ls",
+            plain,
+        ),
+        Figure("Journal.trials(lr__gt=0.5), 10,000", "s", api["trials"], "<= 0.5 s", api["ls"]),
+        Figure(
+            "before: ls + info per trial, 10,000",
+            "s",
+            [api["before"]],
+            "(one run, for reference)",
+            plain,
+        ),
     ]

@@ -15,7 +15,9 @@ CALLS = 20_000
 
 # Each snippet sets up the peer in the current directory, defines log(i), and is timed.
 PEERS: dict[str, tuple[str, str]] = {
-    "sacred (in memory, written every 10 s)": ("sacred", """
+    "sacred (in memory, written every 10 s)": (
+        "sacred",
+        """
         from sacred import Experiment
         ex = Experiment("bench", save_git_info=False)
         def log(i, run=None):
@@ -25,16 +27,22 @@ PEERS: dict[str, tuple[str, str]] = {
         def main(_run):
             timed(lambda i: log(i, _run))
         ex.run()
-    """),
-    "wandb (offline)": ("wandb", """
+    """,
+    ),
+    "wandb (offline)": (
+        "wandb",
+        """
         import os
         os.environ["WANDB_MODE"] = "offline"; os.environ["WANDB_SILENT"] = "true"
         import wandb
         run = wandb.init(project="bench", dir=".")
         timed(lambda i: run.log({"epoch": i, "loss": 0.5, "acc": 0.9}))
         run.finish()
-    """),
-    "tensorboardX": ("tensorboardX", """
+    """,
+    ),
+    "tensorboardX": (
+        "tensorboardX",
+        """
         from tensorboardX import SummaryWriter
         writer = SummaryWriter("tb")
         def log(i):
@@ -42,27 +50,37 @@ PEERS: dict[str, tuple[str, str]] = {
             writer.add_scalar("epoch", i, i)
         timed(log)
         writer.close()
-    """),
-    "aim": ("aim", """
+    """,
+    ),
+    "aim": (
+        "aim",
+        """
         from aim import Run
         run = Run(repo=".")
         def log(i):
             run.track(0.5, name="loss", step=i); run.track(0.9, name="acc", step=i)
             run.track(i, name="epoch", step=i)
         timed(log)
-    """),
-    "mlflow (file store)": ("mlflow", """
+    """,
+    ),
+    "mlflow (file store)": (
+        "mlflow",
+        """
         import mlflow
         mlflow.set_tracking_uri("file:./mlruns")
         with mlflow.start_run():
             timed(lambda i: mlflow.log_metrics({"epoch": i, "loss": 0.5, "acc": 0.9}, step=i))
-    """),
-    "mlflow (sqlite)": ("mlflow", """
+    """,
+    ),
+    "mlflow (sqlite)": (
+        "mlflow",
+        """
         import mlflow
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
         with mlflow.start_run():
             timed(lambda i: mlflow.log_metrics({"epoch": i, "loss": 0.5, "acc": 0.9}, step=i))
-    """),
+    """,
+    ),
 }
 
 HARNESS = f"""
@@ -87,14 +105,18 @@ def bench_peers(root: Path, runs: int, kleio_call: list[float]) -> list[Figure]:
         script.write_text(HARNESS + textwrap.dedent(snippet))
         times = []
         for _ in range(runs):
-            done = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True,
-                                  text=True, timeout=600)
+            done = subprocess.run(
+                [sys.executable, str(script)], cwd=work, capture_output=True, text=True, timeout=600
+            )
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("per-call")]
             if done.returncode != 0 or not line:
                 print(f"peers: {name} failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
                 break
             times.append(float(line[0].split()[1]))
         if times:
-            figures.append(Figure(f"peer: {name}, 3 scalars", "us", times,
-                                  "kleio's is the baseline", kleio_call))
+            figures.append(
+                Figure(
+                    f"peer: {name}, 3 scalars", "us", times, "kleio's is the baseline", kleio_call
+                )
+            )
     return figures

@@ -48,12 +48,17 @@ print(f"{count / total} {(peak - before) / 2**20} {loop}")
 
 
 def bench_latency(root: Path, env: dict[str, str]) -> list[Figure]:
-    return [Figure("record committed after logged (latency)", "ms", latencies(root, env),
-                   "<= 200 ms")]
+    return [
+        Figure("record committed after logged (latency)", "ms", latencies(root, env), "<= 200 ms")
+    ]
 
 
-def latencies(root: Path, env: dict[str, str], records: int = 200,
-              meanwhile: Callable[[], object] | None = None) -> list[float]:
+def latencies(
+    root: Path,
+    env: dict[str, str],
+    records: int = 200,
+    meanwhile: Callable[[], object] | None = None,
+) -> list[float]:
     """Per record, in ms: from its `time.time()` in the script to its arrival through the
     daemon's live feed, published right after the commit; with ``meanwhile`` called again
     and again in another thread while the script logs (a reader of the journal)."""
@@ -64,14 +69,20 @@ def latencies(root: Path, env: dict[str, str], records: int = 200,
 
     script = root / "latency.py"
     script.write_text(textwrap.dedent(LATENCY))
-    run = subprocess.Popen(kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
-                           env=env, cwd=root,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
+        env=env,
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert run.stdout is not None and run.stdin is not None
     run.stdout.readline()
-    listed = subprocess.run(kleio_argv("ls", "--json"), env=env, capture_output=True,
-                            text=True, check=True).stdout
+    listed = subprocess.run(
+        kleio_argv("ls", "--json"), env=env, capture_output=True, text=True, check=True
+    ).stdout
     trial = [t for t in json.loads(listed) if t["status"] == "running"][0]["id"]
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
@@ -112,16 +123,26 @@ def bench_flood(root: Path, env: dict[str, str], runs: int, records: int) -> lis
     script = root / "flood.py"
     script.write_text(textwrap.dedent(FLOOD))
     subprocess.run(kleio_argv("daemon", "start"), env=env, capture_output=True, check=True)
-    status = subprocess.run(kleio_argv("daemon", "status", "--json"), env=env,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        kleio_argv("daemon", "status", "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pid = int(json.loads(status)["pid"])
     daemon = psutil.Process(pid)
     idle = [daemon.memory_info().rss / 2**20]
     rates, client, daemon_peak = [], [], []
     for _ in range(runs):
-        run = subprocess.Popen(kleio_argv("python", str(script), str(records),
-                                          uuid.uuid4().hex), env=env, cwd=root,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        run = subprocess.Popen(
+            kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
+            env=env,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         peak = 0.0
         while run.poll() is None:
             peak = max(peak, daemon.memory_info().rss / 2**20)
@@ -131,9 +152,14 @@ def bench_flood(root: Path, env: dict[str, str], runs: int, records: int) -> lis
         client.append(memory)
         daemon_peak.append(peak)
     big = 10_000_000
-    run = subprocess.Popen(kleio_argv("python", str(script), str(big), uuid.uuid4().hex),
-                           env=env, cwd=root,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    run = subprocess.Popen(
+        kleio_argv("python", str(script), str(big), uuid.uuid4().hex),
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     flood_peak = 0.0
     while run.poll() is None:
         flood_peak = max(flood_peak, daemon.memory_info().rss / 2**20)

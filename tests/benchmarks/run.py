@@ -70,14 +70,24 @@ def bench_logging(root: Path, env: dict[str, str], runs: int, records: int) -> l
     raw.write_text(textwrap.dedent(RAW_PUSH_SCRIPT))
     per_call, flush, raw_call, raw_dropped = [], [], [], []
     for _ in range(runs):
-        done = subprocess.run(kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
-                              env=env, capture_output=True, text=True, check=True, cwd=root)
+        done = subprocess.run(
+            kleio_argv("python", str(script), str(records), uuid.uuid4().hex),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+        )
         call, wait = (float(x) for x in done.stdout.split())
         per_call.append(call)
         flush.append(wait)
         endpoint = f"ipc://{root / 'run' / 'raw.sock'}"
-        done = subprocess.run([sys.executable, str(raw), str(records), endpoint],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, str(raw), str(records), endpoint],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         call, dropped = (float(x) for x in done.stdout.split())
         raw_call.append(call)
         raw_dropped.append(100 * dropped / records)
@@ -93,17 +103,29 @@ def bench_start(root: Path, env: dict[str, str], runs: int) -> list[Figure]:
     repo, site = _big_repository(root, 1000, 300)
     big = {**env, "PYTHONPATH": str(site)}
     subprocess.run(kleio_argv("daemon", "start"), env=env, capture_output=True, check=True)
-    kleio_runs = timed(lambda: subprocess.run(
-        ["kleio", "python", "-c", "pass", uuid.uuid4().hex], env=big, capture_output=True,
-        check=True, cwd=repo), runs)
-    python_runs = timed(lambda: subprocess.run(
-        [sys.executable, "-c", "pass"], env=big, capture_output=True, check=True, cwd=repo),
-        runs)
-    help_runs = timed(lambda: subprocess.run(["kleio", "--help"], env=env,
-                                              capture_output=True, check=True), runs)
+    kleio_runs = timed(
+        lambda: subprocess.run(
+            ["kleio", "python", "-c", "pass", uuid.uuid4().hex],
+            env=big,
+            capture_output=True,
+            check=True,
+            cwd=repo,
+        ),
+        runs,
+    )
+    python_runs = timed(
+        lambda: subprocess.run(
+            [sys.executable, "-c", "pass"], env=big, capture_output=True, check=True, cwd=repo
+        ),
+        runs,
+    )
+    help_runs = timed(
+        lambda: subprocess.run(["kleio", "--help"], env=env, capture_output=True, check=True), runs
+    )
     return [
-        Figure("kleio python -c pass (new trial)", "s", kleio_runs,
-               "<= python + 0.35 s", python_runs),
+        Figure(
+            "kleio python -c pass (new trial)", "s", kleio_runs, "<= python + 0.35 s", python_runs
+        ),
         Figure("kleio --help", "s", help_runs, "<= 0.25 s"),
     ]
 
@@ -148,8 +170,14 @@ def bench_capture(root: Path, runs: int) -> list[Figure]:
     env = {**os.environ, "PYTHONPATH": str(site)}
     times = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, str(script)], cwd=repo, env=env,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         times.append(float(done.stdout))
     return [Figure("capture: 1,000 files, 300+ distributions", "s", times, "<= 0.3 s")]
 
@@ -159,8 +187,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--peers", action="store_true",
-                        help="also measure the peers that are installed (not part of CI)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure the peers that are installed (not part of CI)",
+    )
     parser.add_argument("--only", help="only the benchmarks whose function name has this")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))
@@ -177,8 +208,17 @@ def main() -> None:
             lambda: journal.bench_stats(root, env, args.runs),
             lambda: journal.bench_branch(root, env, args.runs),
         ]
-        names = ["logging", "latency", "flood", "start", "capture", "ls", "where", "stats",
-                 "branch"]
+        names = [
+            "logging",
+            "latency",
+            "flood",
+            "start",
+            "capture",
+            "ls",
+            "where",
+            "stats",
+            "branch",
+        ]
         figures = []
         for name, bench in zip(names, benches, strict=True):
             if args.only is None or args.only in name:
@@ -189,8 +229,10 @@ def main() -> None:
             logged = [f for f in figures if f.name.startswith("log_statistic")]
             figures += peers.bench_peers(root, args.runs, logged[0].runs if logged else [])
     except BaseException:
-        print(f"a benchmark failed: its daemon's log is kept in {root / 'run' / 'kleio'}",
-              file=sys.stderr)
+        print(
+            f"a benchmark failed: its daemon's log is kept in {root / 'run' / 'kleio'}",
+            file=sys.stderr,
+        )
         subprocess.run(kleio_argv("daemon", "stop"), env=env, capture_output=True)
         raise
     subprocess.run(kleio_argv("daemon", "stop"), env=env, capture_output=True)

@@ -24,8 +24,15 @@ def test_gpus_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     assert gpu._from_nvidia_smi() == [
-        {"index": i, "model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559,
-         "driver": "550.54.15", "cuda": "12.4"} for i in (0, 1)]
+        {
+            "index": i,
+            "model": "NVIDIA H100 80GB HBM3",
+            "memory_mib": 81559,
+            "driver": "550.54.15",
+            "cuda": "12.4",
+        }
+        for i in (0, 1)
+    ]
 
 
 def test_no_gpu_and_no_tool_is_an_empty_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -37,27 +37,55 @@ def test_torchrun_and_its_module_form_are_one_trial_apart_from_the_plain_script(
     (tmp_path / "train.py").write_text("")
     at = str(tmp_path)
     launched = identity.compute(["torchrun", "--nproc_per_node", "2", "train.py", "--lr", "1"], at)
-    module = identity.compute(["python", "-m", "torch.distributed.run", "--nproc_per_node=2",
-                               "train.py", "--lr=1"], at)
+    module = identity.compute(
+        ["python", "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py", "--lr=1"], at
+    )
     assert launched.id == module.id
     assert launched.canonical["script"] == "train.py"
     assert launched.canonical["args"] == ["--lr", "1"]
     assert identity.compute(["python", "train.py", "--lr", "1"], at).id != launched.id
     four = identity.compute(["torchrun", "--nproc_per_node", "4", "train.py", "--lr", "1"], at)
     assert four.id != launched.id
-    requeued = identity.compute(["torchrun", "--nproc-per-node=2", "--rdzv-endpoint", "n07:29500",
-                                 "--rdzv-id", "8812", "--max-restarts", "3", "train.py", "--lr",
-                                 "1"], at)  # where and how to meet change from job to job
+    requeued = identity.compute(
+        [
+            "torchrun",
+            "--nproc-per-node=2",
+            "--rdzv-endpoint",
+            "n07:29500",
+            "--rdzv-id",
+            "8812",
+            "--max-restarts",
+            "3",
+            "train.py",
+            "--lr",
+            "1",
+        ],
+        at,
+    )  # where and how to meet change from job to job
     assert requeued.id == launched.id
     cmd = identity.parse_command(["torchrun", "--standalone", "--nnodes=1", "-m", "pkg.t", "-x"])
     assert (cmd.script, cmd.module, cmd.args) == (None, "pkg.t", ["-x"])
     assert identity.parse_command(["torchrun", "-t3", "train.py"]).script == "train.py"
-    attached = identity.compute(["torchrun", "-t3", "--nproc_per_node", "2", "train.py", "--lr",
-                                 "1"], at)
+    attached = identity.compute(
+        ["torchrun", "-t3", "--nproc_per_node", "2", "train.py", "--lr", "1"], at
+    )
     assert attached.id == launched.id
-    real = identity.parse_command(["torchrun", "--nnodes=1:2", "--nproc-per-node", "4",
-                                   "--rdzv-endpoint", "h:29500", "--max-restarts", "3",
-                                   "--virtual-local-rank", "--no-python", "train.py", "--lr"])
+    real = identity.parse_command(
+        [
+            "torchrun",
+            "--nnodes=1:2",
+            "--nproc-per-node",
+            "4",
+            "--rdzv-endpoint",
+            "h:29500",
+            "--max-restarts",
+            "3",
+            "--virtual-local-rank",
+            "--no-python",
+            "train.py",
+            "--lr",
+        ]
+    )
     assert (real.script, real.args) == ("train.py", ["--lr"])
 
 

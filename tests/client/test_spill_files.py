@@ -18,4 +18,3 @@ def test_only_a_dead_producers_files_are_orphans_and_a_vanished_one_is_skipped(t
     assert list(spill.frames(found[0][0])) == [b"frame"]
     for _, handle in found:
         handle.close()
-

@@ -23,16 +23,28 @@ COLUMNS = {
 @pytest.mark.parametrize("then", [None, *sorted(COLUMNS)])
 @pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("missing", [0.0, 0.1])
-def test_the_order_is_sort_ranks_whichever_way(column: str, then: str | None,
-                                               descending: bool, missing: float):
+def test_the_order_is_sort_ranks_whichever_way(
+    column: str, then: str | None, descending: bool, missing: float
+):
     """By one key or two, each column of one kind or of several, some records without."""
     rng = random.Random(f"{column} {then} {missing}")
-    records = [{"i": i, **{key: COLUMNS[kind](rng) for key, kind in (("v", column), ("w", then))
-                           if kind is not None and rng.random() >= missing}}
-               for i in range(500)]
+    records = [
+        {
+            "i": i,
+            **{
+                key: COLUMNS[kind](rng)
+                for key, kind in (("v", column), ("w", then))
+                if kind is not None and rng.random() >= missing
+            },
+        }
+        for i in range(500)
+    ]
     order = ["v"] if then is None else ["v", "w"]
-    keyed = sorted((r for r in records if "v" in r), reverse=descending,
-                   key=lambda r: tuple(sort_rank(r.get(k, ABSENT)) for k in order))
+    keyed = sorted(
+        (r for r in records if "v" in r),
+        reverse=descending,
+        key=lambda r: tuple(sort_rank(r.get(k, ABSENT)) for k in order),
+    )
     expected = keyed + [r for r in records if "v" not in r]
     shaped = Trial._shaped(records, None, order, descending, {})
     assert [r["i"] for r in shaped] == [r["i"] for r in expected]

@@ -28,8 +28,15 @@ def test_unsupported_values_name_the_key_and_the_type():
 
 
 def test_numpy_scalars_and_plain_subclasses_are_converted():
-    record = normalize_record({"a": np.float32(0.5), "b": np.int64(3), "c": np.array(2.0),
-                               "d": np.bool_(True), "t": (1, 2)})
+    record = normalize_record(
+        {
+            "a": np.float32(0.5),
+            "b": np.int64(3),
+            "c": np.array(2.0),
+            "d": np.bool_(True),
+            "t": (1, 2),
+        }
+    )
     assert record == {"a": 0.5, "b": 3, "c": 2.0, "d": True, "t": [1, 2]}
     assert all(type(v) in (float, int, bool, list) for v in record.values())
 

@@ -20,20 +20,34 @@ def _statistics(count: int) -> list[protocol.PackedRecord]:
 def test_a_framed_batch_of_statistics_reads_as_what_msgpack_packs(count: int):
     items = _statistics(count)
     message = protocol.unpack(protocol.records_frame("t" * 32, 3, "p" * 16, 7, items))
-    packed = protocol.unpack(protocol.pack(protocol.records(
-        "t" * 32, 3, "p" * 16, 7, msgpack.packb([[protocol.STATISTIC, msgpack.unpackb(i)]
-                                                 for i in items]))))
+    packed = protocol.unpack(
+        protocol.pack(
+            protocol.records(
+                "t" * 32,
+                3,
+                "p" * 16,
+                7,
+                msgpack.packb([[protocol.STATISTIC, msgpack.unpackb(i)] for i in items]),
+            )
+        )
+    )
     assert {**message, "records": None} == {**packed, "records": None}
     assert msgpack.unpackb(message["records"]) == msgpack.unpackb(packed["records"])
 
 
 def test_a_batch_with_other_kinds_is_framed_alike():
-    output = (protocol.RECORD_PREFIXES[protocol.OUTPUT], PACK({"stream": "stdout",
-                                                               "data": b"hi\n"}))
+    output = (
+        protocol.RECORD_PREFIXES[protocol.OUTPUT],
+        PACK({"stream": "stdout", "data": b"hi\n"}),
+    )
     items = [*_statistics(2), output, *_statistics(1)]
     message = protocol.unpack(protocol.records_frame("t", 1, "p", 1, items))
     assert [kind for kind, _ in msgpack.unpackb(message["records"])] == [
-        "statistic", "statistic", "output", "statistic"]
+        "statistic",
+        "statistic",
+        "output",
+        "statistic",
+    ]
 
 
 @pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])

@@ -42,7 +42,13 @@ def test_a_resumed_execution_loads_its_checkpoint_and_continues(kleio, script):
     assert stats[-1]["weight"] == 0.5**6
     artifacts = kleio.json("info", tid)["artifacts"]
     assert [(a["metadata"]["epoch"], a["execution"]) for a in artifacts] == [
-        (0, 1), (1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]
+        (0, 1),
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 2),
+        (5, 2),
+    ]
 
 
 def test_artifacts_are_content_addressed_and_matched_by_metadata(kleio, script, isolated):

@@ -33,8 +33,9 @@ def _spills(isolated) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
-def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(kleio, script, isolated,
-                                                               monkeypatch):
+def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(
+    kleio, script, isolated, monkeypatch
+):
     monkeypatch.setenv("KLEIO_BUFFER_BYTES", str(256 * 1024))
     name = script(FLOOD.format(blocks=300, pause=0.01))
     run = kleio.popen("python", name, stdin=subprocess.PIPE)
@@ -59,7 +60,8 @@ def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(kleio, script, i
 
 
 def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
-        kleio, script, isolated, monkeypatch):
+    kleio, script, isolated, monkeypatch
+):
     monkeypatch.setenv("KLEIO_FLUSH_TIMEOUT", "1")
     name = script(FLOOD.format(blocks=50, pause=0))
     run = kleio.popen("python", name, stdin=subprocess.PIPE)
@@ -141,8 +143,7 @@ def test_a_stalled_io_thread_costs_the_loop_one_short_wait(kleio, script):
     assert steps == list(range(-1, 100_000))
 
 
-def test_a_spill_file_gone_while_the_daemon_looks_never_stops_it(kleio, isolated,
-                                                                 monkeypatch):
+def test_a_spill_file_gone_while_the_daemon_looks_never_stops_it(kleio, isolated, monkeypatch):
     """A producer removes its spill file once acknowledged, perhaps while the daemon's
     sweep lists the directory: a name listed but gone is skipped (here a dangling link,
     which a sweep lists and cannot open)."""

@@ -21,8 +21,9 @@ sys.exit(int(os.environ.get("EXIT", "0")))
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -57,14 +58,32 @@ def test_info_shows_code_environment_and_configuration(kleio, repo, monkeypatch)
     (repo / "model.py").write_text("LAYERS = 3\n")  # uncommitted
     (repo / "helpers.py").write_text("X = 1\n")  # untracked source
     (repo / "cfg.json").write_text('{"lr": 0.1}')
-    done = kleio("python", "train.py", "data.csv", "--lr=0.1", "--epochs", "5", "--fast",
-                 "--tag", "a", "--tag", "b", "--config", "cfg.json")
+    done = kleio(
+        "python",
+        "train.py",
+        "data.csv",
+        "--lr=0.1",
+        "--epochs",
+        "5",
+        "--fast",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--config",
+        "cfg.json",
+    )
     assert done.returncode == 0, done.stderr
     info = kleio.json("info", trial_id(done.stderr))
     configuration = info["configuration"]
     assert configuration["positional"] == ["data.csv"]
-    assert configuration["options"] == {"--lr": 0.1, "--epochs": 5, "--fast": True,
-                                        "--tag": ["a", "b"], "--config": "cfg.json"}
+    assert configuration["options"] == {
+        "--lr": 0.1,
+        "--epochs": 5,
+        "--fast": True,
+        "--tag": ["a", "b"],
+        "--config": "cfg.json",
+    }
     assert configuration["files"]["cfg.json"]["content"] == '{"lr": 0.1}'
     code = info["code"]
     assert code["commit"] == git(repo, "rev-parse", "HEAD").strip()
@@ -227,7 +246,8 @@ def test_a_planted_secret_is_nowhere_in_the_journal(kleio, repo, isolated, monke
 def test_fingerprint_fields_are_configurable(kleio, repo, isolated):
     (isolated.config / "kleio").mkdir(parents=True)
     (isolated.config / "kleio" / "config.toml").write_text(
-        '[fingerprint]\ncode = ["commit"]\nenvironment = ["python"]\n')
+        '[fingerprint]\ncode = ["commit"]\nenvironment = ["python"]\n'
+    )
     kleio("python", "train.py", env={**os.environ, "EXIT": "1"})
     (repo / "model.py").write_text("LAYERS = 3\n")  # the patch no longer counts
     resumed = kleio("python", "train.py")
@@ -238,9 +258,13 @@ def test_fingerprint_fields_are_configurable(kleio, repo, isolated):
 
 
 def test_files_the_trial_writes_are_not_code_changes_but_user_edits_are(kleio, repo):
-    (repo / "train.py").write_text(SCRIPT.replace(
-        "import os, sys", "import os, sys, pathlib\n"
-        "pathlib.Path('generated_cfg.py').write_text('X = %s' % os.environ['KLEIO_EXECUTION'])"))
+    (repo / "train.py").write_text(
+        SCRIPT.replace(
+            "import os, sys",
+            "import os, sys, pathlib\n"
+            "pathlib.Path('generated_cfg.py').write_text('X = %s' % os.environ['KLEIO_EXECUTION'])",
+        )
+    )
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "writes")
     kleio("python", "train.py", env={**os.environ, "EXIT": "1"})
     resumed = kleio("python", "train.py", env={**os.environ, "EXIT": "1"})

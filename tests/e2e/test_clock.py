@@ -59,14 +59,25 @@ def machine(request: pytest.FixtureRequest, isolated, tmp_path):
         site.mkdir()
         (site / "sitecustomize.py").write_text(SKEWED.format(offset=offset))
         runtime = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
-        made.append({**os.environ, "KLEIO_DATABASE": database, "XDG_RUNTIME_DIR": str(runtime),
-                     "PYTHONPATH": str(site), "KLEIO_LEASE_SECONDS": "2"})
+        made.append(
+            {
+                **os.environ,
+                "KLEIO_DATABASE": database,
+                "XDG_RUNTIME_DIR": str(runtime),
+                "PYTHONPATH": str(site),
+                "KLEIO_LEASE_SECONDS": "2",
+            }
+        )
         return made[-1]
 
     yield make
     for env in made:
-        subprocess.run([sys.executable, "-m", "kleio_cli", "daemon", "stop"], env=env,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "kleio_cli", "daemon", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(env["XDG_RUNTIME_DIR"], ignore_errors=True)
 
 
@@ -84,11 +95,15 @@ def _kill_machine(env: dict[str, str], trial: int) -> None:
         time.sleep(0.02)
 
 
-def test_a_dead_trial_of_a_machine_an_hour_ahead_is_lost_after_its_lease(
-        kleio, script, machine):
+def test_a_dead_trial_of_a_machine_an_hour_ahead_is_lost_after_its_lease(kleio, script, machine):
     ahead, right = machine("ahead", 3600.0), machine("right", 0.0)
-    proc = subprocess.Popen(kleio.argv("python", script(HOLDS)), cwd=kleio.cwd, env=ahead,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        kleio.argv("python", script(HOLDS)),
+        cwd=kleio.cwd,
+        env=ahead,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         trial = int(wait_for_line(proc.stdout, " up").split("pid ")[1].split()[0])
         _kill_machine(ahead, trial)
@@ -99,8 +114,14 @@ def test_a_dead_trial_of_a_machine_an_hour_ahead_is_lost_after_its_lease(
     # Its lease (2 s) was granted an hour ahead on the daemon's clock until this change.
     deadline = time.monotonic() + 60
     while True:
-        shown = subprocess.run(kleio.argv("info", tid, "--json"), cwd=kleio.cwd, env=right,
-                               capture_output=True, text=True, timeout=60)
+        shown = subprocess.run(
+            kleio.argv("info", tid, "--json"),
+            cwd=kleio.cwd,
+            env=right,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert shown.returncode == 0, shown.stderr
         if json.loads(shown.stdout)["status"] == "lost":
             break

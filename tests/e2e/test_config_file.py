@@ -20,17 +20,22 @@ PRINTS_SETTINGS = """
 
 
 def test_the_config_file_s_settings_reach_the_cli_and_the_trial(
-        kleio, script, isolated: Env, monkeypatch: pytest.MonkeyPatch):
+    kleio, script, isolated: Env, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.delenv("KLEIO_FLUSH_TIMEOUT")
     (isolated.config / "kleio").mkdir(parents=True)
     (isolated.config / "kleio" / "config.toml").write_text(
-        'namespace = "vision-lab"\nflush_timeout = 17.5\nbuffer_bytes = 1048576\n')
+        'namespace = "vision-lab"\nflush_timeout = 17.5\nbuffer_bytes = 1048576\n'
+    )
     name = script(PRINTS_SETTINGS)
     done = kleio("python", name)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen == {"KLEIO_FLUSH_TIMEOUT": "17.5", "KLEIO_BUFFER_BYTES": "1048576",
-                    "KLEIO_RUNTIME_DIR": str(isolated.kleio_runtime)}
+    assert seen == {
+        "KLEIO_FLUSH_TIMEOUT": "17.5",
+        "KLEIO_BUFFER_BYTES": "1048576",
+        "KLEIO_RUNTIME_DIR": str(isolated.kleio_runtime),
+    }
     info = kleio.json("info", trial_id(done.stderr))
     assert info["identity"]["user"] == "vision-lab"
     assert kleio.json("stats", trial_id(done.stderr)) == [{"step": 1}]

@@ -39,8 +39,9 @@ def test_cli_starts_the_daemon_and_status_reports_it(kleio, isolated):
 def test_one_daemon_per_user_enforced_by_a_lock(kleio, isolated):
     kleio.ok("daemon", "start")
     pid = kleio.json("daemon", "status")["pid"]
-    second = subprocess.run([sys.executable, "-m", "kleiod"], capture_output=True, text=True,
-                            timeout=30)
+    second = subprocess.run(
+        [sys.executable, "-m", "kleiod"], capture_output=True, text=True, timeout=30
+    )
     assert second.returncode == 1
     assert f"kleiod is already running (pid {pid})" in second.stderr
     again = kleio.ok("daemon", "start")
@@ -101,9 +102,12 @@ def test_malformed_messages_get_error_replies_and_the_daemon_keeps_serving(kleio
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(f"ipc://{isolated.kleio_runtime / 'control.sock'}")
     try:
-        for frame in (b"\x00garbage", protocol.pack({"v": 99, "t": "request", "id": 1}),
-                      protocol.pack(protocol.request(2, "no-such-command", {})),
-                      protocol.pack(protocol.request(3, "info", {}))):
+        for frame in (
+            b"\x00garbage",
+            protocol.pack({"v": 99, "t": "request", "id": 1}),
+            protocol.pack(protocol.request(2, "no-such-command", {})),
+            protocol.pack(protocol.request(3, "info", {})),
+        ):
             sock.send(frame)
             assert sock.poll(60_000), "no reply"
             reply = protocol.unpack(sock.recv())

@@ -31,8 +31,9 @@ def _wait_status(kleio, tid: str, timeout: float = 60) -> dict:
     return info
 
 
-def test_run_detached_returns_the_id_at_once_and_the_daemon_runs_it(kleio, script, workdir,
-                                                                   monkeypatch):
+def test_run_detached_returns_the_id_at_once_and_the_daemon_runs_it(
+    kleio, script, workdir, monkeypatch
+):
     name = script("""
         import os, time
         from kleio_client import kleio_logger

@@ -52,8 +52,11 @@ def test_a_burst_of_a_million_records_is_journaled_once(kleio, script, isolated)
     done = kleio.ok("python", name, timeout=120)
     tid = trial_id(done.stderr)
     with sqlite3.connect(isolated.journal) as db:
-        rows = db.execute("SELECT seq, count, body FROM chunks WHERE trial_id = ? AND "
-                          "kind = 'statistic' ORDER BY chunk", (tid,)).fetchall()
+        rows = db.execute(
+            "SELECT seq, count, body FROM chunks WHERE trial_id = ? AND "
+            "kind = 'statistic' ORDER BY chunk",
+            (tid,),
+        ).fetchall()
     seqs = [seq + k for seq, count, _ in rows for k in range(count)]
     assert sorted(seqs) == list(range(1, 1_000_001))
     values = [pair[1]["i"] for _, _, body in rows for pair in msgpack.unpackb(body)]

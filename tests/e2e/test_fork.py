@@ -75,11 +75,15 @@ def test_two_hundred_forks_while_the_parent_logs_lose_and_double_nothing(kleio, 
     parent = int(done.stdout.split("parent logged ")[1])
     rows = kleio.json("stats", trial_id(done.stderr))
     seen = Counter((r["who"], r.get("child"), r["n"]) for r in rows)
-    expected = Counter([("parent", None, n) for n in range(parent)]
-                       + [("main", None, i) for i in range(200)]
-                       + [("child", i, n) for i in range(200) for n in range(50)])
-    assert seen == expected, (sorted((seen - expected).items())[:5],
-                              sorted((expected - seen).items())[:5])
+    expected = Counter(
+        [("parent", None, n) for n in range(parent)]
+        + [("main", None, i) for i in range(200)]
+        + [("child", i, n) for i in range(200) for n in range(50)]
+    )
+    assert seen == expected, (
+        sorted((seen - expected).items())[:5],
+        sorted((expected - seen).items())[:5],
+    )
 
 
 POOLS = """
@@ -109,8 +113,9 @@ def test_pools_terminated_again_and_again_never_hang(kleio, script):
     assert done.returncode == 0, done.stderr
     rows = kleio.json("stats", trial_id(done.stderr))
     seen = Counter((r["pool"], r["task"], r["n"]) for r in rows)
-    assert seen == Counter([(-1, 0, 0)] + [(p, t, n) for p in range(pools)
-                                            for t in range(6) for n in range(200)])
+    assert seen == Counter(
+        [(-1, 0, 0)] + [(p, t, n) for p in range(pools) for t in range(6) for n in range(200)]
+    )
 
 
 TERMINATED_AT_ONCE = """
@@ -206,4 +211,7 @@ def test_a_forked_child_logs_under_its_own_producer(kleio, script):
     assert done.returncode == 0, done.stderr
     records = kleio.json("stats", trial_id(done.stderr))
     assert sorted((r["who"], r["n"]) for r in records) == [
-        ("child", 0), ("parent", 0), ("parent", 1)]
+        ("child", 0),
+        ("parent", 0),
+        ("parent", 1),
+    ]

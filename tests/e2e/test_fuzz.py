@@ -26,36 +26,89 @@ from kleio_client import protocol
 from tests.conftest import Env, Kleio, trial_id
 
 REPLY_TIMEOUT_MS = 60_000  # a busy machine's daemon may answer late; it must answer
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "80")), deadline=None,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "80")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 COUNTED = {protocol.E_BAD_REQUEST, protocol.E_VERSION}
-INGEST_TYPES = (protocol.RECORDS, protocol.SYNC, protocol.SPILLED, protocol.BLOB,
-                protocol.QUERY)
+INGEST_TYPES = (protocol.RECORDS, protocol.SYNC, protocol.SPILLED, protocol.BLOB, protocol.QUERY)
 # Verbs that are safe to call with arbitrary arguments: never `stop`, `spawn`, `export` or
 # `import`, which would stop the daemon, start processes or write files where told.
-SAFE_COMMANDS = ("ping", "status", "heartbeat", "reserve", "start_execution",
-                 "end_execution", "resolve", "ls", "trial", "info", "stats", "cat", "diff",
-                 "artifacts", "branch_point", "resources", "tail", "columns", "chunks")
-ARGUMENT_NAMES = ("id", "execution", "pid", "spec", "capture", "fields", "allow", "exact",
-                  "host", "signals", "exit_code", "kind", "where", "filename", "metadata",
-                  "other", "after", "follow", "timestamp", "limit", "segments", "status",
-                  "tags", "configuration")
+SAFE_COMMANDS = (
+    "ping",
+    "status",
+    "heartbeat",
+    "reserve",
+    "start_execution",
+    "end_execution",
+    "resolve",
+    "ls",
+    "trial",
+    "info",
+    "stats",
+    "cat",
+    "diff",
+    "artifacts",
+    "branch_point",
+    "resources",
+    "tail",
+    "columns",
+    "chunks",
+)
+ARGUMENT_NAMES = (
+    "id",
+    "execution",
+    "pid",
+    "spec",
+    "capture",
+    "fields",
+    "allow",
+    "exact",
+    "host",
+    "signals",
+    "exit_code",
+    "kind",
+    "where",
+    "filename",
+    "metadata",
+    "other",
+    "after",
+    "follow",
+    "timestamp",
+    "limit",
+    "segments",
+    "status",
+    "tags",
+    "configuration",
+)
 
 
 # -- strategies ---------------------------------------------------------------------------
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-           | st.text(max_size=20) | st.binary(max_size=20))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
 frames = st.binary(max_size=2048)
 multipart = st.lists(frames, min_size=2, max_size=5)
 record_bodies = st.dictionaries(st.text(max_size=10), scalars, max_size=4)
-record_kinds = st.sampled_from([protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT,
-                                protocol.RESOURCE])
-record_lists = st.lists(st.tuples(record_kinds, record_bodies).map(list), min_size=1,
-                        max_size=20)
+record_kinds = st.sampled_from(
+    [protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE]
+)
+record_lists = st.lists(st.tuples(record_kinds, record_bodies).map(list), min_size=1, max_size=20)
 
 
 def _not_an_int(value: Any) -> bool:
@@ -67,9 +120,13 @@ def _not_an_int(value: Any) -> bool:
 
 
 # Values that ``int()`` refuses, and the ``nan`` and infinities it cannot convert.
-not_integers = (st.none() | st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=5),
-                scalars, max_size=3) | st.text(max_size=10) | st.sampled_from(
-                [math.nan, math.inf, -math.inf])).filter(_not_an_int)
+not_integers = (
+    st.none()
+    | st.lists(scalars, max_size=3)
+    | st.dictionaries(st.text(max_size=5), scalars, max_size=3)
+    | st.text(max_size=10)
+    | st.sampled_from([math.nan, math.inf, -math.inf])
+).filter(_not_an_int)
 # What each ingest message type reads before doing anything, and its integer fields.
 REQUIRED = {
     protocol.RECORDS: ("trial", "execution", "producer", "seq", "records"),
@@ -88,9 +145,15 @@ INTEGERS = {
 # Arguments of any shape, each name present half the time, numbers often at the edges.
 argument_values = st.integers(-(2**63), 2**64 - 1) | st.floats() | values
 trial_specs = st.fixed_dictionaries(
-    {"id": st.text("0123456789abcdef", min_size=32, max_size=32),
-     "command": values, "identity": values, "cwd": values, "user": values},
-    optional={"parent": values, "root": values, "branch_kind": values, "branch_point": values})
+    {
+        "id": st.text("0123456789abcdef", min_size=32, max_size=32),
+        "command": values,
+        "identity": values,
+        "cwd": values,
+        "user": values,
+    },
+    optional={"parent": values, "root": values, "branch_kind": values, "branch_point": values},
+)
 safe_uploads = st.text("0123456789abcdef", min_size=1, max_size=32)  # never a path
 
 
@@ -100,11 +163,13 @@ def valid_ingest_message(kind: str, upload: str) -> dict[str, Any]:
         protocol.RECORDS: protocol.records("fuzz-trial", 1, "fuzz-producer", 1, packed),
         protocol.SYNC: protocol.sync("fuzz-trial", 1, "fuzz-producer", 1),
         protocol.BLOB: protocol.blob(upload, 0, b"bytes", True),
-        protocol.QUERY: protocol.query("fuzz-trial", 1, "fuzz-producer", 1, "statistics",
-                                       {"where": {}}),
+        protocol.QUERY: protocol.query(
+            "fuzz-trial", 1, "fuzz-producer", 1, "statistics", {"where": {}}
+        ),
         # Refused as it is: only files of the daemon's spill directory are read.
-        protocol.SPILLED: protocol.spilled("fuzz-trial", 1, "fuzz-producer",
-                                           f"/nonexistent/{upload}.spill"),
+        protocol.SPILLED: protocol.spilled(
+            "fuzz-trial", 1, "fuzz-producer", f"/nonexistent/{upload}.spill"
+        ),
     }[kind]
 
 
@@ -128,10 +193,13 @@ def malformed_ingest_messages(draw: st.DrawFn) -> dict[str, Any]:
     elif defect == protocol.SPILLED:
         message["path"] = draw(values)
     else:
-        message["records"] = draw(st.one_of(
-            values.filter(lambda v: not isinstance(v, bytes)),
-            st.binary(max_size=64).filter(_not_records),
-            st.lists(values, max_size=3).map(lambda items: msgpack.packb(items))))
+        message["records"] = draw(
+            st.one_of(
+                values.filter(lambda v: not isinstance(v, bytes)),
+                st.binary(max_size=64).filter(_not_records),
+                st.lists(values, max_size=3).map(lambda items: msgpack.packb(items)),
+            )
+        )
     return message
 
 
@@ -140,10 +208,17 @@ def _not_records(packed: bytes) -> bool:
         items = msgpack.unpackb(packed, raw=False, strict_map_key=False)
     except Exception:  # msgpack raises several unrelated types
         return True
-    return not (isinstance(items, list) and items and all(
-        isinstance(pair, list) and len(pair) == 2 and pair[0] in
-        (protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE)
-        for pair in items))
+    return not (
+        isinstance(items, list)
+        and items
+        and all(
+            isinstance(pair, list)
+            and len(pair) == 2
+            and pair[0]
+            in (protocol.STATISTIC, protocol.ARTIFACT, protocol.OUTPUT, protocol.RESOURCE)
+            for pair in items
+        )
+    )
 
 
 @st.composite
@@ -156,8 +231,11 @@ def malformed_requests(draw: st.DrawFn) -> dict[str, Any]:
     elif defect == "type":
         message["t"] = draw(st.text(max_size=12).filter(lambda t: t != protocol.REQUEST))
     elif defect == "command":
-        message["cmd"] = draw(values.filter(lambda c: str(c) not in SAFE_COMMANDS + (
-            "stop", "spawn", "export", "import")))
+        message["cmd"] = draw(
+            values.filter(
+                lambda c: str(c) not in SAFE_COMMANDS + ("stop", "spawn", "export", "import")
+            )
+        )
     elif defect == "arguments":
         message["args"] = draw(values.filter(lambda a: bool(a) and not isinstance(a, dict)))
     else:
@@ -190,8 +268,9 @@ class Daemon:
     def close(self) -> None:
         self.context.destroy(linger=0)
 
-    def call(self, cmd: str, args: dict[str, Any] | None = None,
-             sock: zmq.Socket | None = None) -> dict[str, Any]:
+    def call(
+        self, cmd: str, args: dict[str, Any] | None = None, sock: zmq.Socket | None = None
+    ) -> dict[str, Any]:
         self._ids += 1
         sock = sock or self.control
         sock.send(protocol.pack(protocol.request(self._ids, cmd, args or {})))
@@ -204,8 +283,7 @@ class Daemon:
         status = self.call("status")["result"]
         return int(status["refused_messages"]), int(status["refused_records"])
 
-    def assert_counted(self, before: tuple[int, int], messages: int = 0,
-                       records: int = 0) -> None:
+    def assert_counted(self, before: tuple[int, int], messages: int = 0, records: int = 0) -> None:
         """Since ``before``, the daemon counted exactly these refusals."""
         self.refused = (self.refused[0] + messages, self.refused[1] + records)
         assert self.counters() == (before[0] + messages, before[1] + records)
@@ -285,9 +363,11 @@ def refused_by_unpack(frame: bytes) -> bool:
     return False
 
 
-LOGS_A_CHECKPOINT = ("from kleio_client import kleio_logger as k; "
-                     "k.log_statistic(epoch=1, loss=0.5); "
-                     "k.log_artifact('weights.bin', b'weights', epoch=1)")
+LOGS_A_CHECKPOINT = (
+    "from kleio_client import kleio_logger as k; "
+    "k.log_statistic(epoch=1, loss=0.5); "
+    "k.log_artifact('weights.bin', b'weights', epoch=1)"
+)
 
 
 def reserved_trial(kleio: Kleio, code: str = "pass") -> tuple[str, int]:
@@ -333,14 +413,19 @@ def test_truncated_and_padded_requests_are_refused_and_counted(kleio, isolated):
         fuzzer = daemon.dealer(daemon.endpoints.control)
 
         @FUZZ
-        @given(req=st.integers(-(2**63), 2**64 - 1), cmd=st.sampled_from(["ping", "status"]),
-               args=st.dictionaries(st.text(max_size=8), values, max_size=3),
-               cut=st.floats(0, 1, exclude_max=True), padding=st.binary(min_size=1, max_size=8),
-               padded=st.booleans())
-        def damaged(req: int, cmd: str, args: dict[str, Any], cut: float, padding: bytes,
-                    padded: bool) -> None:
+        @given(
+            req=st.integers(-(2**63), 2**64 - 1),
+            cmd=st.sampled_from(["ping", "status"]),
+            args=st.dictionaries(st.text(max_size=8), values, max_size=3),
+            cut=st.floats(0, 1, exclude_max=True),
+            padding=st.binary(min_size=1, max_size=8),
+            padded=st.booleans(),
+        )
+        def damaged(
+            req: int, cmd: str, args: dict[str, Any], cut: float, padding: bytes, padded: bool
+        ) -> None:
             frame = protocol.pack(protocol.request(req, cmd, args))
-            frame = frame + padding if padded else frame[:int(len(frame) * cut)]
+            frame = frame + padding if padded else frame[: int(len(frame) * cut)]
             reply = daemon.refused_request(fuzzer, frame)
             assert reply["error"]["code"] == protocol.E_VERSION
 
@@ -367,25 +452,37 @@ def test_real_commands_with_arguments_of_any_shape_get_answers(kleio, isolated):
         tid, _ = reserved_trial(kleio)
         fuzzer = daemon.dealer(daemon.endpoints.control)
         ids = st.sampled_from([tid, tid[:8]]) | argument_values
-        arguments = st.fixed_dictionaries({}, optional={
-            **{name: argument_values for name in ARGUMENT_NAMES}, "id": ids})
+        arguments = st.fixed_dictionaries(
+            {}, optional={**{name: argument_values for name in ARGUMENT_NAMES}, "id": ids}
+        )
 
         def answered(cmd: str, args: dict[str, Any]) -> None:
             before = daemon.counters()
             reply = daemon.call(cmd, args, sock=fuzzer)
             daemon.assert_serving()
             assert reply["ok"] or reply["error"]["code"] != protocol.E_INTERNAL, reply
-            daemon.assert_counted(before, messages=not reply["ok"]
-                                  and reply["error"]["code"] in COUNTED)
+            daemon.assert_counted(
+                before, messages=not reply["ok"] and reply["error"]["code"] in COUNTED
+            )
 
         @FUZZ
         @given(cmd=st.sampled_from(SAFE_COMMANDS), args=arguments)
         @example(cmd="heartbeat", args={"id": tid, "execution": 2**63})  # past SQLite's range
         @example(cmd="heartbeat", args={"id": tid, "execution": math.inf})
-        @example(cmd="columns", args={"segments": [
-            {"trial": tid, "position": 2**64 - 1, "start": 0, "end": 1}], "where": []})
-        @example(cmd="columns", args={"segments": [
-            {"trial": tid, "position": 0, "start": 0, "end": 1}], "where": [["a", "zz", 1]]})
+        @example(
+            cmd="columns",
+            args={
+                "segments": [{"trial": tid, "position": 2**64 - 1, "start": 0, "end": 1}],
+                "where": [],
+            },
+        )
+        @example(
+            cmd="columns",
+            args={
+                "segments": [{"trial": tid, "position": 0, "start": 0, "end": 1}],
+                "where": [["a", "zz", 1]],
+            },
+        )
         def any_command(cmd: str, args: dict[str, Any]) -> None:
             answered(cmd, args)
 
@@ -394,8 +491,9 @@ def test_real_commands_with_arguments_of_any_shape_get_answers(kleio, isolated):
 
         @FUZZ
         @given(spec=trial_specs, args=arguments, allow=choices, fields=choices)
-        def reservation(spec: dict[str, Any], args: dict[str, Any], allow: Any,
-                        fields: Any) -> None:
+        def reservation(
+            spec: dict[str, Any], args: dict[str, Any], allow: Any, fields: Any
+        ) -> None:
             answered("reserve", {**args, "spec": spec, "allow": allow, "fields": fields})
 
         any_command()
@@ -437,11 +535,14 @@ def test_truncated_ingest_messages_are_refused_and_counted(kleio, isolated):
         fuzzer = daemon.dealer(daemon.endpoints.ingest)
 
         @FUZZ
-        @given(kind=st.sampled_from(sorted(REQUIRED)), upload=safe_uploads,
-               cut=st.floats(0, 1, exclude_max=True))
+        @given(
+            kind=st.sampled_from(sorted(REQUIRED)),
+            upload=safe_uploads,
+            cut=st.floats(0, 1, exclude_max=True),
+        )
         def truncated(kind: str, upload: str, cut: float) -> None:
             frame = protocol.pack(valid_ingest_message(kind, upload))
-            daemon.refused_ingest(fuzzer, frame[:int(len(frame) * cut)])
+            daemon.refused_ingest(fuzzer, frame[: int(len(frame) * cut)])
 
         truncated()
         daemon.assert_cli_status()
@@ -468,39 +569,54 @@ def test_malformed_ingest_messages_are_refused_and_counted(kleio, isolated):
         assert_a_trial_still_logs(kleio)
 
 
-def test_records_for_unknown_trials_or_another_execution_are_refused_and_counted(
-        kleio, isolated):
+def test_records_for_unknown_trials_or_another_execution_are_refused_and_counted(kleio, isolated):
     with running_daemon(kleio, isolated) as daemon:
         tid, execution = reserved_trial(kleio)
         fuzzer = daemon.dealer(daemon.endpoints.ingest)
         # Valid-looking: counters in range (out of range is a malformed message, below).
         other_executions = st.sampled_from([execution + 1, execution + 2]) | st.integers(
-            1, 2**62 - 1).filter(lambda e: e != execution)
+            1, 2**62 - 1
+        ).filter(lambda e: e != execution)
         unknown_trials = st.text(max_size=70).filter(lambda t: t != tid) | st.sampled_from(
-            [tid[:12], tid + "0", tid.upper()])
+            [tid[:12], tid + "0", tid.upper()]
+        )
 
-        def refused_records(trial: str, number: int, producer: str, seq: int,
-                            items: list[Any]) -> None:
+        def refused_records(
+            trial: str, number: int, producer: str, seq: int, items: list[Any]
+        ) -> None:
             packed = msgpack.packb(items, use_bin_type=True)
             before = daemon.counters()
-            fuzzer.send(protocol.pack(protocol.records(trial, number, producer, seq, packed)),
-                        zmq.NOBLOCK)
+            fuzzer.send(
+                protocol.pack(protocol.records(trial, number, producer, seq, packed)), zmq.NOBLOCK
+            )
             replies = daemon.barrier(fuzzer)
-            assert any(r["t"] == protocol.REFUSED and r["error"]["code"] == protocol.E_NOT_FOUND
-                       for r in replies), replies
+            assert any(
+                r["t"] == protocol.REFUSED and r["error"]["code"] == protocol.E_NOT_FOUND
+                for r in replies
+            ), replies
             daemon.assert_serving()
             daemon.assert_counted(before, records=len(items))
 
         @FUZZ
-        @given(trial=unknown_trials, number=st.integers(1, 2**62 - 1),
-               producer=st.text(max_size=20), seq=st.just(1), items=record_lists)
-        def unknown_trial(trial: str, number: int, producer: str, seq: int,
-                          items: list[Any]) -> None:
+        @given(
+            trial=unknown_trials,
+            number=st.integers(1, 2**62 - 1),
+            producer=st.text(max_size=20),
+            seq=st.just(1),
+            items=record_lists,
+        )
+        def unknown_trial(
+            trial: str, number: int, producer: str, seq: int, items: list[Any]
+        ) -> None:
             refused_records(trial, number, producer, seq, items)
 
         @FUZZ
-        @given(number=other_executions, producer=st.text(max_size=20),
-               seq=st.just(1), items=record_lists)
+        @given(
+            number=other_executions,
+            producer=st.text(max_size=20),
+            seq=st.just(1),
+            items=record_lists,
+        )
         def another_execution(number: int, producer: str, seq: int, items: list[Any]) -> None:
             refused_records(tid, number, producer, seq, items)
 
@@ -517,18 +633,23 @@ def test_queries_of_any_shape_are_answered_or_refused_and_counted(kleio, isolate
         names = st.sampled_from(["statistics", "artifacts", "load_artifact"]) | values
         filenames = st.sampled_from(["weights.bin", None]) | values
         metadata = st.sampled_from([{}, {"epoch": 1}]) | values
-        queries = st.fixed_dictionaries({}, optional={"where": metadata,
-                                                      "filename": filenames,
-                                                      "metadata": metadata})
+        queries = st.fixed_dictionaries(
+            {}, optional={"where": metadata, "filename": filenames, "metadata": metadata}
+        )
 
         @FUZZ
-        @given(trial=st.sampled_from([tid, tid[:8]]) | st.text(max_size=40),
-               number=st.sampled_from([execution, execution + 1]) | argument_values,
-               req=st.integers(0, 2**31) | argument_values, name=names, args=queries)
+        @given(
+            trial=st.sampled_from([tid, tid[:8]]) | st.text(max_size=40),
+            number=st.sampled_from([execution, execution + 1]) | argument_values,
+            req=st.integers(0, 2**31) | argument_values,
+            name=names,
+            args=queries,
+        )
         def query(trial: str, number: Any, req: Any, name: Any, args: dict[str, Any]) -> None:
             before = daemon.counters()
-            fuzzer.send(protocol.pack(protocol.query(trial, number, "fuzz", req, name, args)),
-                        zmq.NOBLOCK)
+            fuzzer.send(
+                protocol.pack(protocol.query(trial, number, "fuzz", req, name, args)), zmq.NOBLOCK
+            )
             replies = daemon.barrier(fuzzer)
             daemon.assert_serving()
             answered = [r for r in replies if r["t"] == protocol.REPLY]
@@ -561,8 +682,12 @@ def test_an_oversized_frame_drops_its_sender_only(kleio, isolated, socket_name):
             monitor.close(0)
             sender.close(0)
         at_the_limit = daemon.dealer(daemon.endpoints.control)
-        assert daemon.call("ping", {"pad": b"x" * (protocol.MAX_MESSAGE_BYTES - 100)},
-                           sock=at_the_limit)["ok"] is True  # the limit is no lower
+        assert (
+            daemon.call(
+                "ping", {"pad": b"x" * (protocol.MAX_MESSAGE_BYTES - 100)}, sock=at_the_limit
+            )["ok"]
+            is True
+        )  # the limit is no lower
         daemon.assert_cli_status()
 
 
@@ -605,8 +730,7 @@ def test_refused_upload_chunks_leave_no_file_open(kleio, isolated):
 
 
 @pytest.mark.parametrize("name", ["allow", "fields"])
-def test_a_reservation_whose_choices_are_not_maps_is_refused_and_counted(kleio, isolated,
-                                                                          name):
+def test_a_reservation_whose_choices_are_not_maps_is_refused_and_counted(kleio, isolated, name):
     with running_daemon(kleio, isolated) as daemon:
         spec = {"id": "0" * 32, "command": [], "identity": {}, "cwd": "", "user": ""}
         before = daemon.counters()
@@ -618,8 +742,10 @@ def test_a_reservation_whose_choices_are_not_maps_is_refused_and_counted(kleio, 
 
 def assert_a_trial_still_logs(kleio: Kleio) -> None:
     """A real producer, after the fuzzing, still has its records stored."""
-    done = kleio("python", "-c", "from kleio_client import kleio_logger; "
-                 "kleio_logger.log_statistic(after_fuzzing=True)")
+    done = kleio(
+        "python",
+        "-c",
+        "from kleio_client import kleio_logger; kleio_logger.log_statistic(after_fuzzing=True)",
+    )
     assert done.returncode == 0, done.stderr
     assert kleio.json("stats", trial_id(done.stderr)) == [{"after_fuzzing": True}]
-

@@ -60,7 +60,9 @@ def test_interrupted_trial_resumes_on_rerun(kleio, script):
     assert kleio.json("stats", tid) == [{"execution": 2}]  # restarted: loaded nothing
     everything = json.loads(kleio.ok("stats", tid, "--all-executions", "--json").stdout)
     assert [(r["execution"], r["superseded"], r["record"]) for r in everything] == [
-        (1, True, {"execution": 1}), (2, False, {"execution": 2})]
+        (1, True, {"execution": 1}),
+        (2, False, {"execution": 2}),
+    ]
 
 
 def test_a_script_that_catches_sigterm_and_exits_0_is_interrupted(kleio, script):
@@ -161,8 +163,9 @@ def test_ctrl_z_suspends_the_trial_and_sigcont_resumes_it(kleio, script):
     os.write(master, b"\x1a")  # Ctrl-Z
     _, status = os.waitpid(pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status)
-    trial = next(p for p in psutil.Process(pid).children(recursive=True)
-                 if p.cmdline()[1:] == [name])
+    trial = next(
+        p for p in psutil.Process(pid).children(recursive=True) if p.cmdline()[1:] == [name]
+    )
     deadline = time.monotonic() + 10
     while trial.status() != psutil.STATUS_STOPPED:
         assert time.monotonic() < deadline, trial.status()
@@ -184,8 +187,7 @@ def test_ctrl_z_suspends_the_trial_and_sigcont_resumes_it(kleio, script):
     assert kleio.json("info", tid)["status"] == "completed"
 
 
-def test_a_trial_that_interrupts_itself_is_interrupted_and_resumes_each_step_once(
-        kleio, script):
+def test_a_trial_that_interrupts_itself_is_interrupted_and_resumes_each_step_once(kleio, script):
     """Its own process dies of SIGINT, no supervisor involved: interrupted, resumable."""
     name = script("""
         import io, os, signal
@@ -233,15 +235,19 @@ def test_a_sigterm_sent_to_the_script_itself_is_interrupted(kleio, script):
 
 
 def test_a_shell_exiting_130_after_its_python_child_was_interrupted_is_interrupted(
-        kleio, script, workdir):
+    kleio, script, workdir
+):
     """The launcher case: the shell is the trial's process and exits 130; the child that
     received SIGINT journaled it."""
-    script("""
+    script(
+        """
         import os, signal
         from kleio_client import kleio_logger
         kleio_logger.log_statistic(step=0)
         os.kill(os.getpid(), signal.SIGINT)
-    """, name="child.py")
+    """,
+        name="child.py",
+    )
     (workdir / "launch.sh").write_text(f"{sys.executable} child.py\n")
     done = kleio("sh", "launch.sh")
     assert done.returncode == 130, done.stderr

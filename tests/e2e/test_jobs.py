@@ -37,8 +37,14 @@ class Job:
         self.daemon: int | None = None
         if self.cgroup is not None:
             argv = ["sh", "-c", JOIN, str(self.cgroup), *argv]
-        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def members(self) -> set[int]:
         if self.cgroup is not None:
@@ -158,7 +164,8 @@ def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio,
 
 
 def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(
-        kleio, script, jobs):
+    kleio, script, jobs
+):
     # run from a shell inside some systemd service (a CI runner, a web terminal)
     first = jobs("python", script(WAITS, name="first.py"), env={"INVOCATION_ID": "f00d"})
     wait_for_line(first.process.stdout, " up")
@@ -206,15 +213,23 @@ print("done", flush=True)
 
 @pytest.mark.parametrize("warning", ["SIGTERM", "SIGUSR1"])
 def test_the_requeue_recipe_resumes_from_the_checkpoint_on_another_node(
-        kleio, script, jobs, mongodb_server, tmp_path, warning):
+    kleio, script, jobs, mongodb_server, tmp_path, warning
+):
     """The job is signalled (scancel, or `--signal=USR1@90` before its time limit); the
     script checkpoints and exits 0; the trial is interrupted; the requeued job runs the
     same command on another node, whose own daemon shares the MongoDB, and resumes."""
     name = script(REQUEUED)
     database = f"{mongodb_server}/kleio_requeue_{uuid.uuid4().hex[:10]}"
-    nodes = [{"XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="k", dir="/tmp"),
-              "XDG_DATA_HOME": str(tmp_path / node), "KLEIO_DATABASE": database,
-              "SLURM_JOB_ID": "4242", "SLURMD_NODENAME": node} for node in ("n01", "n02")]
+    nodes = [
+        {
+            "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="k", dir="/tmp"),
+            "XDG_DATA_HOME": str(tmp_path / node),
+            "KLEIO_DATABASE": database,
+            "SLURM_JOB_ID": "4242",
+            "SLURMD_NODENAME": node,
+        }
+        for node in ("n01", "n02")
+    ]
 
     first = jobs("python", name, warning, env=nodes[0])
     wait_for_line(first.process.stdout, "from 0 up")

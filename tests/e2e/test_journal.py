@@ -45,8 +45,10 @@ def train(script):
 
 def _rows(db_path):
     with sqlite3.connect(db_path) as db:
-        return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("trials", "chunks")}
+        return {
+            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("trials", "chunks")
+        }
 
 
 def _expected(lr_by_epoch: dict[int, float], epochs: int, steps: int = 4) -> list[dict]:
@@ -73,13 +75,15 @@ def test_resumed_mid_epoch_from_the_last_checkpoint_each_step_once(kleio, train,
     expected = _expected({-1: 0.1}, 8)
     assert resumed == uninterrupted == [{**r, "lr": 0.1} for r in expected]
     everything = json.loads(kleio.ok("stats", tid, "--all-executions", "--json").stdout)
-    superseded = [(r["record"]["epoch"], r["record"]["step"]) for r in everything
-                  if r["superseded"]]
+    superseded = [
+        (r["record"]["epoch"], r["record"]["step"]) for r in everything if r["superseded"]
+    ]
     assert superseded == [(5, 0), (5, 1)]  # kept, but out of the effective history
     lines = kleio.ok("stats", tid).stdout.splitlines()  # the table says which execution
     assert lines[0].split()[0] == "EXEC"
     assert [line.split()[0] for line in lines[1:]] == [
-        "1" if (r["epoch"], r["step"]) < (5, 0) else "2" for r in resumed]
+        "1" if (r["epoch"], r["step"]) < (5, 0) else "2" for r in resumed
+    ]
     none = kleio.ok("stats", tid, "--where", "epoch>99", "--format", "csv").stdout
     assert none.splitlines()[0].split(",")[0] == "EXEC"  # even with no row
     info = kleio.json("info", tid)
@@ -95,10 +99,13 @@ def test_branch_at_a_timestamp_continues_from_the_parents_checkpoint(kleio, trai
     child = trial_id(done.stderr)
     info = kleio.json("info", child)
     assert info["parent"] == parent and info["command"] == f"python {train} --lr 0.5"
-    assert kleio.json("stats", child) == _expected({0: .1, 1: .1, 2: .1, 3: .1, -1: .5}, 8)
+    assert kleio.json("stats", child) == _expected({0: 0.1, 1: 0.1, 2: 0.1, 3: 0.1, -1: 0.5}, 8)
     after = _rows(isolated.journal)
-    own = sqlite3.connect(isolated.journal).execute(
-        "SELECT count(*) FROM chunks WHERE trial_id = ?", (child,)).fetchone()[0]
+    own = (
+        sqlite3.connect(isolated.journal)
+        .execute("SELECT count(*) FROM chunks WHERE trial_id = ?", (child,))
+        .fetchone()[0]
+    )
     assert after["trials"] == before["trials"] + 1
     assert after["chunks"] == before["chunks"] + own  # nothing of the parent copied
     assert kleio.json("stats", parent) == _expected({-1: 0.1}, 8)  # parent untouched
@@ -117,7 +124,7 @@ def test_branch_points_greatest_below_end_and_of_a_branch(kleio, train):
     assert grandchild.returncode == 0, grandchild.stderr
     assert "resumed from epoch 4" in grandchild.stdout
     stats = kleio.json("stats", trial_id(grandchild.stderr))
-    assert stats == _expected({0: .1, 1: .1, 2: .1, 3: .2, 4: .2, -1: .3}, 6)
+    assert stats == _expected({0: 0.1, 1: 0.1, 2: 0.1, 3: 0.2, 4: 0.2, -1: 0.3}, 6)
 
 
 def test_branch_refuses_unknown_keys_and_positional_changes(kleio, train):
@@ -133,7 +140,8 @@ def test_branch_refuses_unknown_keys_and_positional_changes(kleio, train):
 
 
 def test_the_script_reads_its_effective_history(kleio, script):
-    name = script("""
+    name = script(
+        """
         import io, os, sys
         from kleio_client import kleio_logger
         if os.environ["KLEIO_EXECUTION"] == "1":
@@ -148,7 +156,9 @@ def test_the_script_reads_its_effective_history(kleio, script):
         print("epoch3", kleio_logger.statistics(epoch=3))
         print("ckpts", [a.metadata["epoch"] for a in kleio_logger.artifacts("ckpt")])
         print("one", [a.open().read() for a in kleio_logger.artifacts(epoch=1)])
-    """, name="reader.py")
+    """,
+        name="reader.py",
+    )
     assert kleio("python", name).returncode == 1
     done = kleio("python", name)
     assert done.returncode == 0, done.stderr
@@ -162,7 +172,10 @@ def test_artifacts_listing_and_get(kleio, train, workdir):
     tid = trial_id(kleio("python", train, "--epochs", "3").stderr)
     listed = kleio.json("artifacts", tid)
     assert [(a["filename"], a["metadata"]["epoch"]) for a in listed] == [
-        ("ckpt.json", 0), ("ckpt.json", 1), ("ckpt.json", 2)]
+        ("ckpt.json", 0),
+        ("ckpt.json", 1),
+        ("ckpt.json", 2),
+    ]
     assert all(a["size"] > 0 and a["position"] for a in listed)
     table = kleio.ok("artifacts", tid).stdout.splitlines()
     assert table[0].split() == ["FILENAME", "BYTES", "METADATA", "POSITION", "FROM", "SHA256"]
@@ -178,14 +191,17 @@ def test_a_changed_resource_is_an_environment_change(kleio, script, workdir, tmp
     data = tmp_path / "dataset"
     data.mkdir()
     (data / "train.csv").write_text("1,2\n")
-    name = script(f"""
+    name = script(
+        f"""
         import os, pathlib, sys
         from kleio_client import kleio_logger
         kleio_logger.log_resource({str(data)!r}, role="training data")
         first = not pathlib.Path("ran-once").exists()
         pathlib.Path("ran-once").touch()
         sys.exit(1 if first else 0)
-    """, name="uses_data.py")
+    """,
+        name="uses_data.py",
+    )
     assert kleio("python", name).returncode == 1
     (data / "train.csv").write_text("1,2\n3,4\n")
     refused = kleio("python", name)
@@ -206,7 +222,8 @@ def _cache_home(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
-    name = script("""
+    name = script(
+        """
         import hashlib, os, resource
         from kleio_client import kleio_logger
 
@@ -232,7 +249,9 @@ def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
         assert got.hexdigest() == expected.hexdigest() == found.sha256
         print("client extra MiB", (peak() - base) >> 20, flush=True)
         os.remove("big.bin")
-    """, name="big.py")
+    """,
+        name="big.py",
+    )
     kleio.ok("daemon", "start")
     from kleio_runtime import lock
 
@@ -240,8 +259,10 @@ def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
 
     def daemon_peak() -> int:
         status = open(f"/proc/{daemon}/status").read()
-        return int(next(line.split()[1] for line in status.splitlines()
-                        if line.startswith("VmHWM"))) * 1024
+        return (
+            int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+            * 1024
+        )
 
     before = daemon_peak()
     done = kleio("python", name, timeout=300)
@@ -285,14 +306,17 @@ def test_statistics_of_a_restarted_execution_are_its_own(kleio, script):
 def test_reverting_a_resource_selects_the_original_not_the_branch(kleio, script, tmp_path):
     data = tmp_path / "data.csv"
     data.write_text("v1")
-    name = script(f"""
+    name = script(
+        f"""
         import os, pathlib, sys
         from kleio_client import kleio_logger
         if pathlib.Path({str(data)!r}).read_text() == "v2":
             sys.exit(2)  # the v2 branch fails before logging its resource
         kleio_logger.log_resource({str(data)!r})
         sys.exit(1)
-    """, name="res.py")
+    """,
+        name="res.py",
+    )
     original = trial_id(kleio("python", name).stderr)
     data.write_text("v2")
     branch = trial_id(kleio("--allow-env-change", "python", name).stderr)

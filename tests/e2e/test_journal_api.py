@@ -37,10 +37,13 @@ def journal(request, kleio, script, isolated, monkeypatch):
         base = request.getfixturevalue("mongodb_server")
         monkeypatch.setenv("KLEIO_DATABASE", f"{base}/kleio_api_{uuid.uuid4().hex[:10]}")
     name = script(TRAIN)
-    ids = {lr: trial_id(kleio.ok("python", name, "--lr", lr, "--batch-size", "16").stderr)
-           for lr in ("0.1", "0.01", "0.001")}
-    child = trial_id(kleio.ok("branch", ids["0.1"], "--timestamp", "epoch=1",
-                              "--lr", "0.05").stderr)
+    ids = {
+        lr: trial_id(kleio.ok("python", name, "--lr", lr, "--batch-size", "16").stderr)
+        for lr in ("0.1", "0.01", "0.001")
+    }
+    child = trial_id(
+        kleio.ok("branch", ids["0.1"], "--timestamp", "epoch=1", "--lr", "0.05").stderr
+    )
     kleio.ok("tag", ids["0.01"], "keep")
     with Journal(str(isolated.kleio_runtime)) as opened:
         yield opened, ids, child
@@ -62,10 +65,16 @@ def _before(opened, where: dict) -> list[str]:
     """The trials ``where`` selected before the daemon judged it: each trial's ``info``
     asked of the daemon, its configuration judged here."""
     wanted = conditions(where)
-    infos = [opened.call("info", id=t["id"]) for t in opened.call("ls")
-             if t.get("branch_kind") != "scratch"]
-    return [info["id"] for info in infos
-            if all(c.holds(Trial(opened, info).configuration) for c in wanted)]
+    infos = [
+        opened.call("info", id=t["id"])
+        for t in opened.call("ls")
+        if t.get("branch_kind") != "scratch"
+    ]
+    return [
+        info["id"]
+        for info in infos
+        if all(c.holds(Trial(opened, info).configuration) for c in wanted)
+    ]
 
 
 def _options_before(opened, expression: str) -> list[str]:
@@ -73,24 +82,41 @@ def _options_before(opened, expression: str) -> list[str]:
     by the CLI."""
     wanted = cli_conditions([expression])
     infos = [opened.call("info", id=t["id"]) for t in opened.call("ls")]
-    return [info["id"] for info in infos
-            if all(c.holds(options(info.get("configuration") or {})) for c in wanted)]
+    return [
+        info["id"]
+        for info in infos
+        if all(c.holds(options(info.get("configuration") or {})) for c in wanted)
+    ]
 
 
 def _trials_found_in_one_listing_as_before(journal, kleio, monkeypatch):
     opened, ids, child = journal
-    for where in ({"lr__gt": 0.005}, {"lr__lt": 0.05, "batch_size": 16}, {"lr__ne": 0.1},
-                  {"batch_size__ge": 17}, {"lr__in": (0.05, 0.001)}, {"lr": 0.05},
-                  {"arguments": []}, {"arguments__contains": "x"}, {"epochs__ne": 3}):
+    for where in (
+        {"lr__gt": 0.005},
+        {"lr__lt": 0.05, "batch_size": 16},
+        {"lr__ne": 0.1},
+        {"batch_size__ge": 17},
+        {"lr__in": (0.05, 0.001)},
+        {"lr": 0.05},
+        {"arguments": []},
+        {"arguments__contains": "x"},
+        {"epochs__ne": 3},
+    ):
         assert [t.id for t in opened.trials(**where)] == _before(opened, where), where
-    for expression in ("lr>0.005", "lr<0.05", "lr!=0.1", "batch_size=16", "lr>=0.05",
-                       "batch_size>16", "epochs!=3"):
+    for expression in (
+        "lr>0.005",
+        "lr<0.05",
+        "lr!=0.1",
+        "batch_size=16",
+        "lr>=0.05",
+        "batch_size>16",
+        "epochs!=3",
+    ):
         listed = [t["id"] for t in kleio.json("ls", "--where", expression)]
         assert listed == _options_before(opened, expression), expression
     asked: list[str] = []
     call = opened.call
-    monkeypatch.setattr(opened, "call", lambda cmd, **args: asked.append(cmd) or call(
-        cmd, **args))
+    monkeypatch.setattr(opened, "call", lambda cmd, **args: asked.append(cmd) or call(cmd, **args))
     [branch] = opened.trials(lr=0.05)
     assert (branch.id, branch.status, branch.configuration["lr"]) == (child, "completed", 0.05)
     assert branch.parent is not None and asked == ["ls", "info"]  # the parent's info
@@ -106,8 +132,12 @@ def _statistics_filtered_sorted_selected_and_inherited(journal):
     val = trial.statistics(split="val", sort="loss", keys=["epoch", "loss"])
     assert [r["epoch"] for r in val] == [3, 2, 1, 0]
     late = trial.statistics(epoch__ge=2, sort=["split", "epoch"], descending=True)
-    assert [(r["split"], r["epoch"]) for r in late] == [("val", 3), ("val", 2),
-                                                        ("train", 3), ("train", 2)]
+    assert [(r["split"], r["epoch"]) for r in late] == [
+        ("val", 3),
+        ("val", 2),
+        ("train", 3),
+        ("train", 2),
+    ]
     branch = opened.trial(child)
     assert branch.parent is not None and branch.parent.id == ids["0.1"]
     assert [t.id for t in branch.ancestors()] == [ids["0.1"]]
@@ -143,7 +173,11 @@ def _every_execution_on_request(journal):
     opened, ids, _ = journal
     rows = opened.trial(ids["0.001"]).every_execution(split="val")
     assert [(r["execution"], r["superseded"], r["record"]["epoch"]) for r in rows] == [
-        (1, False, 0), (1, False, 1), (1, False, 2), (1, False, 3)]
+        (1, False, 0),
+        (1, False, 1),
+        (1, False, 2),
+        (1, False, 3),
+    ]
 
 
 def test_the_read_api(journal, tmp_path, kleio, monkeypatch):

@@ -60,8 +60,7 @@ def test_a_killed_supervisor_leaves_a_lost_trial_that_resumes(kleio, script, mon
     assert [e["status"] for e in info["executions"]] == ["lost", "completed"]
 
 
-def test_two_daemons_sharing_one_sqlite_file_let_exactly_one_run(kleio, script, tmp_path,
-                                                                 workdir):
+def test_two_daemons_sharing_one_sqlite_file_let_exactly_one_run(kleio, script, tmp_path, workdir):
     journal = tmp_path / "shared.sqlite"
     name = script("""
         import os, sys, time
@@ -73,18 +72,34 @@ def test_two_daemons_sharing_one_sqlite_file_let_exactly_one_run(kleio, script, 
     envs = []
     for _ in range(2):
         runtime = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
-        envs.append({**os.environ, "XDG_RUNTIME_DIR": str(runtime),
-                     "KLEIO_DATABASE": f"sqlite:///{journal}"})
+        envs.append(
+            {
+                **os.environ,
+                "XDG_RUNTIME_DIR": str(runtime),
+                "KLEIO_DATABASE": f"sqlite:///{journal}",
+            }
+        )
     try:
         for seed in range(4):
-            procs = [subprocess.Popen(kleio.argv("python", name, str(seed)), cwd=kleio.cwd,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                     for env in envs]
+            procs = [
+                subprocess.Popen(
+                    kleio.argv("python", name, str(seed)),
+                    cwd=kleio.cwd,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                for env in envs
+            ]
             first_to_exit(procs)
             (workdir / f"go-{seed}").touch()
             codes = sorted(p.wait(timeout=60) for p in procs)
             assert codes == [0, 4]
     finally:
         for env in envs:
-            subprocess.run([sys.executable, "-m", "kleio_cli", "daemon", "stop"], env=env,
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                [sys.executable, "-m", "kleio_cli", "daemon", "stop"],
+                env=env,
+                capture_output=True,
+                timeout=30,
+            )

@@ -36,18 +36,27 @@ def machines(mongodb_server, tmp_path):
     envs = {}
     for name in ("a", "b"):
         runtime = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
-        envs[name] = {**os.environ, "XDG_RUNTIME_DIR": str(runtime),
-                      "XDG_DATA_HOME": str(tmp_path / f"data-{name}"),
-                      "KLEIO_DATABASE": database, "MACHINE": name}
+        envs[name] = {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(runtime),
+            "XDG_DATA_HOME": str(tmp_path / f"data-{name}"),
+            "KLEIO_DATABASE": database,
+            "MACHINE": name,
+        }
     yield envs
     for env in envs.values():
-        subprocess.run([sys.executable, "-m", "kleio_cli", "daemon", "stop"], env=env,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "kleio_cli", "daemon", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def _kleio(kleio, env, *args):
-    return subprocess.run(kleio.argv(*args), cwd=kleio.cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        kleio.argv(*args), cwd=kleio.cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_trial_broken_on_one_machine_resumes_on_another(kleio, script, machines):
@@ -74,17 +83,25 @@ def test_the_same_command_on_two_machines_at_once_runs_once(kleio, script, machi
             assert time.monotonic() < deadline, "the test never released the trial"
             time.sleep(0.01)
     """)
-    procs = [subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for env in machines.values()]
+    procs = [
+        subprocess.Popen(
+            kleio.argv("python", name),
+            cwd=kleio.cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for env in machines.values()
+    ]
     first_to_exit(procs, timeout=120)
     (kleio.cwd / "go").touch()
     codes = sorted(p.wait(timeout=120) for p in procs)
     assert codes == [0, 4]
 
 
-def test_an_unreachable_mongodb_is_one_clear_line_without_credentials(kleio, script, isolated,
-                                                                     monkeypatch):
+def test_an_unreachable_mongodb_is_one_clear_line_without_credentials(
+    kleio, script, isolated, monkeypatch
+):
     monkeypatch.setenv("KLEIO_DATABASE", "mongodb://alice:s3cret@127.0.0.1:1/lab")
     done = kleio("python", script("print('never runs')\n"))
     assert done.returncode == 5
@@ -97,6 +114,7 @@ def test_an_unreachable_mongodb_is_one_clear_line_without_credentials(kleio, scr
 
 def _journal(kleio, env: dict[str, str]) -> dict[str, object]:
     """Everything a user reads of every trial, keyed by id."""
+
     def read(*args: str) -> object:
         import json
 
@@ -109,22 +127,37 @@ def _journal(kleio, env: dict[str, str]) -> dict[str, object]:
         tid = trial["id"]
         info = read("info", tid)
         out[tid] = {
-            "trial": {k: info[k] for k in ("status", "command", "parent", "branch_kind",
-                                           "statistics", "inherited_records", "code")},
-            "executions": [(e["status"], e["exit_code"], e["restarted"],
-                            e["resume_point"] is not None) for e in info["executions"]],
+            "trial": {
+                k: info[k]
+                for k in (
+                    "status",
+                    "command",
+                    "parent",
+                    "branch_kind",
+                    "statistics",
+                    "inherited_records",
+                    "code",
+                )
+            },
+            "executions": [
+                (e["status"], e["exit_code"], e["restarted"], e["resume_point"] is not None)
+                for e in info["executions"]
+            ],
             "history": [(h["execution"], h["status"]) for h in info["history"]],
             "stats": read("stats", tid),
-            "all": [(r["execution"], r["superseded"], r["record"])
-                    for r in read("stats", tid, "--all-executions")],
-            "artifacts": [(a["filename"], a["sha256"], a["metadata"], a["execution"])
-                          for a in read("artifacts", tid)],
+            "all": [
+                (r["execution"], r["superseded"], r["record"])
+                for r in read("stats", tid, "--all-executions")
+            ],
+            "artifacts": [
+                (a["filename"], a["sha256"], a["metadata"], a["execution"])
+                for a in read("artifacts", tid)
+            ],
         }
     return out
 
 
-def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, machines,
-                                                               tmp_path):
+def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, machines, tmp_path):
     local = {**machines["a"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'one.sqlite'}"}
     back = {**machines["b"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'two.sqlite'}"}
     lab = machines["a"]
@@ -137,8 +170,9 @@ def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, ma
     export = tmp_path / "lab.kleio"
     assert _kleio(kleio, local, "export", "-o", str(export)).returncode == 0
     _kleio(kleio, local, "daemon", "stop")
-    other = script("from kleio_client import kleio_logger\nkleio_logger.log_statistic(x=1)\n",
-                   name="other.py")
+    other = script(
+        "from kleio_client import kleio_logger\nkleio_logger.log_statistic(x=1)\n", name="other.py"
+    )
     assert _kleio(kleio, lab, "python", other).returncode == 0  # positions differ there
     imported = _kleio(kleio, lab, "import", str(export))
     assert imported.returncode == 0, imported.stderr
@@ -151,14 +185,25 @@ def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, ma
     assert _journal(kleio, back) == before
     twice = _kleio(kleio, back, "import", str(again))
     assert "imported 0 trials" in twice.stderr and "2 already here" in twice.stderr
-    got = _kleio(kleio, back, "artifact", "get", parent, "ckpt", "--where", "epoch=3", "-o",
-                 str(tmp_path / "c3"))
+    got = _kleio(
+        kleio,
+        back,
+        "artifact",
+        "get",
+        parent,
+        "ckpt",
+        "--where",
+        "epoch=3",
+        "-o",
+        str(tmp_path / "c3"),
+    )
     assert got.returncode == 0 and (tmp_path / "c3").read_bytes() == b"3"
 
 
 @pytest.mark.parametrize("hold_bytes", [None, "1"], ids=["in-memory", "spilled-to-disk"])
-def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, tmp_path,
-                                                                 monkeypatch, hold_bytes):
+def test_the_server_restarting_mid_run_loses_and_doubles_nothing(
+    kleio, script, tmp_path, monkeypatch, hold_bytes
+):
     """The daemon keeps what the database cannot take, in memory up to KLEIO_HOLD_BYTES,
     then in a spill file on disk, and writes all of it, once, when the server is back."""
     import signal
@@ -177,14 +222,29 @@ def test_the_server_restarting_mid_run_loses_and_doubles_nothing(kleio, script, 
 
     def start() -> subprocess.Popen:
         server = subprocess.Popen(
-            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", str(data / "data"), "--log-level", "WARNING"], cwd=data,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "secantus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data / "data"),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=data,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
-                pymongo.MongoClient(f"mongodb://127.0.0.1:{port}",
-                                    serverSelectionTimeoutMS=200).admin.command("ping")
+                pymongo.MongoClient(
+                    f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=200
+                ).admin.command("ping")
                 return server
             except pymongo.errors.PyMongoError:
                 assert time.monotonic() < deadline, "SecantusDB did not start"
@@ -256,10 +316,20 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
                 print("ready", flush=True)
                 time.sleep(300)  # it dies while computing, once what it logged is committed
     """)
-    subprocess.run(kleio.argv("daemon", "start"), env=machines["a"], check=True,
-                   capture_output=True, timeout=60)
-    proc = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=machines["a"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    subprocess.run(
+        kleio.argv("daemon", "start"),
+        env=machines["a"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    proc = subprocess.Popen(
+        kleio.argv("python", name),
+        cwd=kleio.cwd,
+        env=machines["a"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for_line(proc.stdout, "ready", timeout=60)
     deadline = time.monotonic() + 60
     while True:  # epoch 2 and its checkpoint are in the database, as machine b reads it
@@ -269,9 +339,12 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
             tid = trials[0]["id"]
             stats = _kleio(kleio, machines["b"], "stats", tid, "--json")
             saved = _kleio(kleio, machines["b"], "artifacts", tid, "--json")
-            if (stats.returncode == 0 and saved.returncode == 0
-                    and [r["epoch"] for r in json.loads(stats.stdout)] == [0, 1, 2]
-                    and 2 in {a["metadata"]["epoch"] for a in json.loads(saved.stdout)}):
+            if (
+                stats.returncode == 0
+                and saved.returncode == 0
+                and [r["epoch"] for r in json.loads(stats.stdout)] == [0, 1, 2]
+                and 2 in {a["metadata"]["epoch"] for a in json.loads(saved.stdout)}
+            ):
                 break
         assert time.monotonic() < deadline, "epoch 2 never reached the database"
         time.sleep(0.1)
@@ -296,23 +369,32 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
     everything = _kleio(kleio, machines["b"], "stats", tid, "--all-executions").stdout
     stats = json.loads(_kleio(kleio, machines["b"], "stats", tid, "--json").stdout)
     assert [(r["epoch"], r["machine"]) for r in stats] == [
-        (0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "b")], everything
+        (0, "a"),
+        (1, "a"),
+        (2, "a"),
+        (3, "b"),
+        (4, "b"),
+        (5, "b"),
+    ], everything
 
 
-def test_a_later_branch_of_an_imported_trial_imports_onto_it(kleio, script, machines,
-                                                             tmp_path):
+def test_a_later_branch_of_an_imported_trial_imports_onto_it(kleio, script, machines, tmp_path):
     local = {**machines["a"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'one.sqlite'}"}
     lab = machines["b"]
     name = script(TRAIN)
-    other = script("from kleio_client import kleio_logger\nkleio_logger.log_statistic(x=1)\n",
-                   name="other.py")
+    other = script(
+        "from kleio_client import kleio_logger\nkleio_logger.log_statistic(x=1)\n", name="other.py"
+    )
     assert _kleio(kleio, lab, "python", other).returncode == 0  # positions differ there
     parent = trial_id(_kleio(kleio, {**local, "MACHINE": "b"}, "python", name).stderr)
     first = tmp_path / "first.kleio"
     assert _kleio(kleio, local, "export", "-o", str(first)).returncode == 0
     assert _kleio(kleio, lab, "import", str(first)).returncode == 0
-    child = trial_id(_kleio(kleio, {**local, "MACHINE": "b"}, "branch", parent,
-                            "--timestamp", "epoch=2", "--y", "1").stderr)
+    child = trial_id(
+        _kleio(
+            kleio, {**local, "MACHINE": "b"}, "branch", parent, "--timestamp", "epoch=2", "--y", "1"
+        ).stderr
+    )
     second = tmp_path / "second.kleio"
     assert _kleio(kleio, local, "export", child, "-o", str(second)).returncode == 0
     imported = _kleio(kleio, lab, "import", str(second))
@@ -331,8 +413,13 @@ for i in range(300):
         print(f"warn {i}", file=sys.stderr, flush=True)
     time.sleep(0.005)
 """)
-    run = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, env=machines["a"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        kleio.argv("python", name),
+        cwd=kleio.cwd,
+        env=machines["a"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while not (listed := _kleio(kleio, machines["b"], "ls", "--json")).stdout.strip(" \n[]"):
         assert time.monotonic() < deadline, listed.stderr
@@ -366,11 +453,22 @@ def test_one_srun_step_on_two_nodes_is_one_execution_of_one_trial(kleio, script,
     name = script(NODE)
     procs = []
     for rank, env in enumerate(machines.values()):
-        step = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
-                "SLURM_PROCID": str(rank)}
-        procs.append(subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd,
-                                      env={**env, **step}, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        step = {
+            "SLURM_JOB_ID": "77",
+            "SLURM_STEP_ID": "0",
+            "SLURM_STEP_NUM_TASKS": "2",
+            "SLURM_PROCID": str(rank),
+        }
+        procs.append(
+            subprocess.Popen(
+                kleio.argv("python", name),
+                cwd=kleio.cwd,
+                env={**env, **step},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum("joining execution 1" in err for _, err in outputs) == 1
@@ -381,4 +479,5 @@ def test_one_srun_step_on_two_nodes_is_one_execution_of_one_trial(kleio, script,
     assert [(e["number"], e["status"]) for e in info["executions"]] == [(1, "completed")]
     rows = json.loads(_kleio(kleio, machines["b"], "stats", tid, "--json").stdout)
     assert sorted((r["rank"], r["step"]) for r in rows) == [
-        (rank, step) for rank in (0, 1) for step in range(100)]
+        (rank, step) for rank in (0, 1) for step in range(100)
+    ]

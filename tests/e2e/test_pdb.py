@@ -31,8 +31,9 @@ class Terminal:
 
     def __init__(self, argv: list[str], cwd) -> None:
         self.leader, follower = os.openpty()
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=follower, stdout=follower,
-                                     stderr=follower, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, stdin=follower, stdout=follower, stderr=follower, start_new_session=True
+        )
         os.close(follower)
         self.screen = b""
 
@@ -45,8 +46,9 @@ class Terminal:
                 try:
                     self.screen += os.read(self.leader, 65536)
                 except OSError:
-                    raise AssertionError(f"the terminal closed before {text!r}:\n"
-                                         f"{self.screen.decode()}") from None
+                    raise AssertionError(
+                        f"the terminal closed before {text!r}:\n{self.screen.decode()}"
+                    ) from None
 
     def type(self, line: str) -> None:
         self.screen = b""

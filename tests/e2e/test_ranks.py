@@ -14,13 +14,16 @@ from tests.conftest import trial_id
 def test_processes_with_a_rank_log_into_one_trial_each_record_tagged(kleio, script):
     """Two plain processes with RANK set (as torchrun starts them), and one with
     SLURM_PROCID, log into the trial that started them."""
-    script("""
+    script(
+        """
         import sys
         from kleio_client import kleio_logger
         for step in range(50):
             kleio_logger.log_statistic(step=step)
         kleio_logger.log_statistic(step=99, rank=7)  # the script's own rank key stays
-    """, name="worker.py")
+    """,
+        name="worker.py",
+    )
     name = script("""
         import os, subprocess, sys
         workers = [subprocess.Popen([sys.executable, "worker.py"], env={**os.environ, **extra})
@@ -69,8 +72,9 @@ def _torchrun_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_kleio_torchrun_is_one_trial_whose_records_say_their_rank(kleio, script, tmp_path,
-                                                                   monkeypatch):
+def test_kleio_torchrun_is_one_trial_whose_records_say_their_rank(
+    kleio, script, tmp_path, monkeypatch
+):
     _torchrun_on_path(tmp_path, monkeypatch)
     name = script(RANK_TRAIN)
     done = kleio.ok("torchrun", "--nproc_per_node", "2", name, "--lr", "0.1")
@@ -81,8 +85,7 @@ def test_kleio_torchrun_is_one_trial_whose_records_say_their_rank(kleio, script,
         assert [r["step"] for r in rows] == list(range(30))
     info = kleio.json("info", tid)
     assert info["configuration"]["options"] == {"--lr": 0.1}
-    assert info["configuration"]["launcher"] == ["torch.distributed.run", "--nproc_per_node",
-                                                 "2"]
+    assert info["configuration"]["launcher"] == ["torch.distributed.run", "--nproc_per_node", "2"]
 
     branched = kleio.ok("branch", tid, "--lr", "0.01")
     child = trial_id(branched.stderr)
@@ -106,13 +109,13 @@ dist.destroy_process_group()
 def test_a_real_two_rank_torchrun_on_cpu(kleio, script):
     """Where torch is installed: the real launcher and the gloo backend."""
     pytest.importorskip("torch")
-    done = kleio.ok("torchrun", "--standalone", "--nproc_per_node", "2", script(GLOO_TRAIN),
-                    timeout=180)
+    done = kleio.ok(
+        "torchrun", "--standalone", "--nproc_per_node", "2", script(GLOO_TRAIN), timeout=180
+    )
     tid = trial_id(done.stderr)
     for rank in (0, 1):
         rows = json.loads(kleio.ok("stats", tid, "--where", f"rank={rank}", "--json").stdout)
         assert [(r["step"], r["total"]) for r in rows] == [(s, 1.0 + 2 * s) for s in range(5)]
-
 
 
 DATALOADER = """

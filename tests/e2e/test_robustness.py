@@ -29,8 +29,7 @@ def test_subprocesses_forked_after_logging_never_trip_over_the_client(kleio, scr
     assert kleio.json("stats", trial_id(done.stderr)) == [{"started": True}, {"failures": 0}]
 
 
-def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(kleio,
-                                                                               script):
+def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(kleio, script):
     name = script("""
         from kleio_client import kleio_logger
         blob = "x" * 20_000
@@ -86,8 +85,7 @@ def _wait_for_trial_status(kleio, wanted: str, why: str) -> dict:
     return trial
 
 
-def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir,
-                                                         monkeypatch):
+def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir, monkeypatch):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")
     name = script("""
         import os, time
@@ -117,8 +115,9 @@ def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir,
     assert [e["status"] for e in info["executions"]] == ["completed"]
 
 
-def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, isolated,
-                                                                 workdir, monkeypatch):
+def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(
+    kleio, script, isolated, workdir, monkeypatch
+):
     from kleio_runtime.lock import PidLock
 
     # The script's flush waits 4 s, then the supervisor's (4 s) and its report of the end
@@ -163,7 +162,8 @@ def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(kleio, script, 
 
 
 def test_a_sigterm_after_the_trial_ended_still_lets_its_end_be_recorded(
-        kleio, script, isolated, workdir, monkeypatch):
+    kleio, script, isolated, workdir, monkeypatch
+):
     """The end of a batch job signals every process: a supervisor may take its SIGTERM
     after its trial died, and it once stopped waiting for the daemon then (as for a
     Ctrl-C), so that the trial showed as lost."""
@@ -214,8 +214,14 @@ def test_a_record_logged_after_the_exit_flush_is_kept(kleio, script):
 
 def test_closed_standard_streams_and_odd_input_get_clear_answers(kleio, script, workdir):
     name = script("print('fine')\n")
-    closed = subprocess.run(f"{sys.executable} -m kleio_cli python {name} >&-", shell=True,
-                            cwd=workdir, stderr=subprocess.PIPE, text=True, timeout=60)
+    closed = subprocess.run(
+        f"{sys.executable} -m kleio_cli python {name} >&-",
+        shell=True,
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     assert closed.returncode == 0, closed.stderr
     assert "Traceback" not in closed.stderr
     again = kleio("python", name)
@@ -225,7 +231,11 @@ def test_closed_standard_streams_and_odd_input_get_clear_answers(kleio, script, 
     assert not_executable.returncode == 126 and "not executable" in not_executable.stderr
     bad_stream = kleio("cat", "abcd", "--stream", "foo")
     assert bad_stream.returncode == 2
-    raw = subprocess.run([*kleio.argv("python", "-c", "pass"), b"\xff".decode(
-        "utf-8", "surrogateescape")], cwd=workdir, capture_output=True, timeout=60)
+    raw = subprocess.run(
+        [*kleio.argv("python", "-c", "pass"), b"\xff".decode("utf-8", "surrogateescape")],
+        cwd=workdir,
+        capture_output=True,
+        timeout=60,
+    )
     assert raw.returncode == 2 and b"not valid UTF-8" in raw.stderr
     assert b"Traceback" not in raw.stderr

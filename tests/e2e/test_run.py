@@ -135,8 +135,12 @@ def test_output_with_non_ascii_and_partial_lines_is_journaled_byte_for_byte(klei
     import subprocess
     import sys as _sys
 
-    raw = subprocess.run([_sys.executable, "-m", "kleio_cli", "cat", trial_id(done.stderr)],
-                         cwd=kleio.cwd, capture_output=True, timeout=60)
+    raw = subprocess.run(
+        [_sys.executable, "-m", "kleio_cli", "cat", trial_id(done.stderr)],
+        cwd=kleio.cwd,
+        capture_output=True,
+        timeout=60,
+    )
     assert raw.stdout == expected
 
 
@@ -166,8 +170,15 @@ def test_values_round_trip_including_nan_and_numpy(kleio, script):
     raw = kleio.ok("stats", trial_id(done.stderr), "--json").stdout
     [record] = json.loads(raw)
     assert math.isnan(record.pop("nan"))
-    assert record == {"inf": math.inf, "none": None, "flag": True, "nested": {"a": [1, 2.5, "x"]},
-                      "i64": 5, "f32": 0.5, "zero_d": 3.0}
+    assert record == {
+        "inf": math.inf,
+        "none": None,
+        "flag": True,
+        "nested": {"a": [1, 2.5, "x"]},
+        "i64": 5,
+        "f32": 0.5,
+        "zero_d": 3.0,
+    }
 
 
 def test_stats_sort_by_any_key(kleio, script):
@@ -231,22 +242,31 @@ def test_info_reads_as_sections(kleio, script):
 
 
 def test_kleio_inside_a_trial_starts_its_own_trial(kleio, script):
-    script("""
+    script(
+        """
         from kleio_client import kleio_logger
         kleio_logger.log_statistic(where="inner")
-    """, name="inner.py")
-    outer = script(f"""
+    """,
+        name="inner.py",
+    )
+    outer = script(
+        f"""
         import subprocess, sys
         from kleio_client import kleio_logger
         kleio_logger.log_statistic(where="outer")
         done = subprocess.run({kleio.argv("python", "inner.py")!r}, capture_output=True, text=True)
         sys.stderr.write(done.stderr)
         sys.exit(done.returncode)
-    """, name="outer.py")
+    """,
+        name="outer.py",
+    )
     done = kleio("python", outer)
     assert done.returncode == 0, done.stderr
-    ids = [line.split(": ")[1] for line in done.stderr.splitlines()
-           if line.startswith("trial reserved with id: ")]
+    ids = [
+        line.split(": ")[1]
+        for line in done.stderr.splitlines()
+        if line.startswith("trial reserved with id: ")
+    ]
     assert len(set(ids)) == 2
     assert kleio.json("stats", ids[0]) == [{"where": "outer"}]
     assert kleio.json("stats", ids[1]) == [{"where": "inner"}]
@@ -279,8 +299,12 @@ def test_output_larger_than_a_wire_message_is_kept_whole(kleio, script):
     import subprocess
     import sys
 
-    cat = subprocess.run([sys.executable, "-m", "kleio_cli", "cat", trial_id(done.stderr)],
-                         cwd=kleio.cwd, capture_output=True, timeout=180)
+    cat = subprocess.run(
+        [sys.executable, "-m", "kleio_cli", "cat", trial_id(done.stderr)],
+        cwd=kleio.cwd,
+        capture_output=True,
+        timeout=180,
+    )
     assert cat.returncode == 0, cat.stderr[-2000:]
     assert len(cat.stdout) == 70 * 1024 * 1024
 

@@ -23,8 +23,9 @@ def test_runtime_directory_and_sockets_are_private(kleio, isolated):
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
     assert stat.S_IMODE(isolated.journal.stat().st_mode) & 0o077 == 0
     daemon = psutil.Process(kleio.json("daemon", "status")["pid"])
-    assert [c for c in daemon.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN] == []  # no TCP listener
+    assert [
+        c for c in daemon.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+    ] == []  # no TCP listener
 
 
 @pytest.fixture
@@ -32,8 +33,11 @@ def other_user():
     if os.geteuid() != 0:
         pytest.skip("creating a second user needs root; run as root to check isolation")
     name = f"kt{uuid.uuid4().hex[:8]}"
-    made = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", name],
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/bin/false", name],
+        capture_output=True,
+        text=True,
+    )
     if made.returncode != 0:
         pytest.skip(f"cannot create a user here: {made.stderr.strip()}")
     try:
@@ -76,15 +80,30 @@ def test_another_user_cannot_connect(kleio, isolated, other_user):
     account = pwd.getpwnam(other_user)
     probe = [python, "-c", PROBE, str(isolated.kleio_runtime)]
     mine = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-    assert json.loads(mine.stdout) == {"listdir": "allowed", "control.sock": "connected",
-                                       "ingest.sock": "connected",
-                                       "publish.sock": "connected"}
-    theirs = subprocess.run(probe, capture_output=True, text=True, timeout=30, cwd="/",
-                            user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                            env={"PATH": "/usr/bin:/bin"})
+    assert json.loads(mine.stdout) == {
+        "listdir": "allowed",
+        "control.sock": "connected",
+        "ingest.sock": "connected",
+        "publish.sock": "connected",
+    }
+    theirs = subprocess.run(
+        probe,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert theirs.returncode == 0, theirs.stderr
-    assert json.loads(theirs.stdout) == {"listdir": "denied", "control.sock": "denied",
-                                         "ingest.sock": "denied", "publish.sock": "denied"}
+    assert json.loads(theirs.stdout) == {
+        "listdir": "denied",
+        "control.sock": "denied",
+        "ingest.sock": "denied",
+        "publish.sock": "denied",
+    }
 
 
 def test_secret_options_of_the_command_line_are_never_stored(kleio, script, monkeypatch):
@@ -93,21 +112,60 @@ def test_secret_options_of_the_command_line_are_never_stored(kleio, script, monk
         import sys
         print("got", sys.argv[1:])
     """)
-    argv = ["python", name, "--password", "hunter2", "--db-pass=pw-456", "--lr", "0.1",
-            "--db", "mongodb://alice:s3cret@host/db", "--passes", "3"]
+    argv = [
+        "python",
+        name,
+        "--password",
+        "hunter2",
+        "--db-pass=pw-456",
+        "--lr",
+        "0.1",
+        "--db",
+        "mongodb://alice:s3cret@host/db",
+        "--passes",
+        "3",
+    ]
     done = kleio.ok(*argv)
     assert "hunter2" in done.stdout  # the script itself gets the real values
     tid = trial_id(done.stderr)
-    shown = "\n".join([kleio.ok("ls", "--json").stdout, kleio.ok("info", tid, "--json").stdout,
-                       kleio.ok("ls").stdout, kleio.ok("info", tid).stdout])
+    shown = "\n".join(
+        [
+            kleio.ok("ls", "--json").stdout,
+            kleio.ok("info", tid, "--json").stdout,
+            kleio.ok("ls").stdout,
+            kleio.ok("info", tid).stdout,
+        ]
+    )
     for secret in ("hunter2", "pw-456", "s3cret", "tok-123"):
         assert secret not in shown
     command = kleio.json("info", tid)["argv"]
-    assert command == ["python", name, "--password", "***", "--db-pass=***", "--lr", "0.1",
-                       "--db", "mongodb://alice:***@host/db", "--passes", "3"]
+    assert command == [
+        "python",
+        name,
+        "--password",
+        "***",
+        "--db-pass=***",
+        "--lr",
+        "0.1",
+        "--db",
+        "mongodb://alice:***@host/db",
+        "--passes",
+        "3",
+    ]
     # The same command with another password is the same trial.
-    again = kleio("python", name, "--password", "other", "--db-pass=x", "--lr", "0.1",
-                  "--db", "mongodb://alice:zz@host/db", "--passes", "3")
+    again = kleio(
+        "python",
+        name,
+        "--password",
+        "other",
+        "--db-pass=x",
+        "--lr",
+        "0.1",
+        "--db",
+        "mongodb://alice:zz@host/db",
+        "--passes",
+        "3",
+    )
     assert "is completed" in again.stderr
     refused = kleio("exec", tid)
     assert refused.returncode == 2 and "run the command again" in refused.stderr

@@ -38,8 +38,11 @@ def _notify_socket(address: str) -> Iterator[socket.socket]:
 
 def _kleiod(notify_socket: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "kleiod"], stderr=stderr,
-                                env=dict(os.environ, NOTIFY_SOCKET=notify_socket))
+        return subprocess.Popen(
+            [sys.executable, "-m", "kleiod"],
+            stderr=stderr,
+            env=dict(os.environ, NOTIFY_SOCKET=notify_socket),
+        )
 
 
 def _receive(sock: socket.socket, proc: subprocess.Popen[bytes], log: Path) -> dict[str, str]:
@@ -121,8 +124,7 @@ def test_install_service_writes_the_unit_with_an_absolute_exec_start(kleio, isol
     assert f"wrote {unit}" in done.stdout
     assert ENABLE in done.stdout
     text = unit.read_text()
-    for setting in ("Type=notify", "NotifyAccess=main", "Restart=on-failure",
-                    "KillMode=process"):
+    for setting in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "KillMode=process"):
         assert setting in text.splitlines()
     beside = Path(sys.executable).parent / "kleiod"
     expected = str(beside) if os.access(beside, os.X_OK) else f"{sys.executable} -m kleiod"
@@ -153,15 +155,22 @@ def test_the_installed_unit_passes_systemd_analyze_verify(kleio, isolated):
         pytest.skip("systemd-analyze is not installed on this machine")
     kleio.ok("daemon", "install-service")
     unit = _unit(isolated)
-    done = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["systemd-analyze", "--user", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert unit.name not in done.stdout + done.stderr  # no warning about the unit
 
 
 def _settings(text: str) -> list[str]:
-    return [line for line in text.splitlines()
-            if line and not line.startswith("#") and not line.startswith("ExecStart=")]
+    return [
+        line
+        for line in text.splitlines()
+        if line and not line.startswith("#") and not line.startswith("ExecStart=")
+    ]
 
 
 def test_the_unit_in_the_source_tree_is_the_one_installed_but_for_exec_start():
@@ -169,8 +178,9 @@ def test_the_unit_in_the_source_tree_is_the_one_installed_but_for_exec_start():
     assert _settings(shipped) == _settings(service.unit_text(["/usr/bin/env", "kleiod"]))
 
 
-def test_an_installed_unit_systemctl_cannot_start_falls_back_in_one_line(kleio, isolated,
-                                                                         monkeypatch):
+def test_an_installed_unit_systemctl_cannot_start_falls_back_in_one_line(
+    kleio, isolated, monkeypatch
+):
     if shutil.which("systemctl") is None:
         pytest.skip("systemctl is not installed on this machine")
     kleio.ok("daemon", "install-service")

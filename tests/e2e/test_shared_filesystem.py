@@ -45,21 +45,44 @@ class Node:
         scratch = Path(tempfile.mkdtemp(prefix="node-"))
         (scratch / "upper").mkdir()
         (scratch / "work").mkdir()
-        argv = ["unshare", "--user", "--map-root-user", "--mount", "--uts", "--",
-                "sh", "-c", ON_NODE, "sh", self.host, str(self.shared), str(scratch),
-                sys.executable, "-m", "kleio_cli", *args]
-        environ = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime),
-                   "XDG_DATA_HOME": str(self.shared), **env}
-        return subprocess.run(argv, cwd=self.cwd, env=environ, capture_output=True, text=True,
-                              timeout=90)
+        argv = [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            ON_NODE,
+            "sh",
+            self.host,
+            str(self.shared),
+            str(scratch),
+            sys.executable,
+            "-m",
+            "kleio_cli",
+            *args,
+        ]
+        environ = {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "XDG_DATA_HOME": str(self.shared),
+            **env,
+        }
+        return subprocess.run(
+            argv, cwd=self.cwd, env=environ, capture_output=True, text=True, timeout=90
+        )
 
 
 @pytest.fixture
 def nodes(tmp_path, workdir):
     shared = tmp_path / "home"
     shared.mkdir()
-    made = [Node(host, shared, Path(tempfile.mkdtemp(prefix="k", dir="/tmp")), workdir)
-            for host in ("node-a", "node-b")]
+    made = [
+        Node(host, shared, Path(tempfile.mkdtemp(prefix="k", dir="/tmp")), workdir)
+        for host in ("node-a", "node-b")
+    ]
     yield made
     for node in made:
         _stop_daemon(node.runtime / "kleio")
@@ -120,7 +143,8 @@ def test_a_daemon_whose_claim_was_taken_stops_writing_and_keeps_the_records(tmp_
         mine.renew()
         mine.check()
         Path(f"{journal}.host").write_text(
-            json.dumps({"host": "node-b", "pid": 7, "heartbeat": time.time()}))
+            json.dumps({"host": "node-b", "pid": 7, "heartbeat": time.time()})
+        )
         mine.renew()  # what its thread does every REFRESH_SECONDS
         with pytest.raises(StorageError, match="taken over by kleiod on node-b"):
             mine.check()

@@ -19,17 +19,32 @@ for epoch in range(6):
 
 def test_where_keys_and_formats(kleio, script):
     tid = trial_id(kleio.ok("python", script(SCRIPT)).stderr)
-    rows = json.loads(kleio.ok("stats", tid, "--where", "split=val", "--where", "epoch>=3",
-                               "--keys", "epoch,acc", "--format", "json").stdout)
-    assert rows == [{"epoch": 3, "acc": 0.3}, {"epoch": 4, "acc": 0.4},
-                    {"epoch": 5, "acc": 0.5}]
-    best = json.loads(kleio.ok("stats", tid, "--where", "split=val", "--sort", "loss",
-                               "--json").stdout)
+    rows = json.loads(
+        kleio.ok(
+            "stats",
+            tid,
+            "--where",
+            "split=val",
+            "--where",
+            "epoch>=3",
+            "--keys",
+            "epoch,acc",
+            "--format",
+            "json",
+        ).stdout
+    )
+    assert rows == [{"epoch": 3, "acc": 0.3}, {"epoch": 4, "acc": 0.4}, {"epoch": 5, "acc": 0.5}]
+    best = json.loads(
+        kleio.ok("stats", tid, "--where", "split=val", "--sort", "loss", "--json").stdout
+    )
     assert best[0]["epoch"] == 5
     table = kleio.ok("stats", tid, "--where", "loss<0.3", "--keys", "split,epoch").stdout
     assert table.splitlines() == ["split  epoch", "train  3", "train  4", "train  5", "val    5"]
-    parsed = list(csv.reader(io.StringIO(kleio.ok("stats", tid, "--where", "acc!=0.1",
-                                                  "--format", "csv").stdout)))
+    parsed = list(
+        csv.reader(
+            io.StringIO(kleio.ok("stats", tid, "--where", "acc!=0.1", "--format", "csv").stdout)
+        )
+    )
     assert parsed[0] == ["epoch", "split", "loss", "acc"]
     assert len(parsed) == 1 + 12 - 1
     assert parsed[1] == ["0", "train", "1.0", ""]  # a missing value is an empty field
@@ -67,8 +82,7 @@ def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
     assert kleio("ls", "--status", "sleeping").returncode == 2
 
 
-def test_compare_shows_the_options_that_differ_and_the_last_or_best_statistics(kleio,
-                                                                               script):
+def test_compare_shows_the_options_that_differ_and_the_last_or_best_statistics(kleio, script):
     name = script("""
         import sys
         from kleio_client import kleio_logger
@@ -89,8 +103,9 @@ def test_compare_shows_the_options_that_differ_and_the_last_or_best_statistics(k
 
 def test_tags_at_run_time_and_later_select_trials(kleio, script):
     name = script("print('ok')\n")
-    a = trial_id(kleio.ok("run", "--tag", "baseline", "--tag", "v1", "python", name,
-                          "--x", "1").stderr)
+    a = trial_id(
+        kleio.ok("run", "--tag", "baseline", "--tag", "v1", "python", name, "--x", "1").stderr
+    )
     b = trial_id(kleio.ok("python", name, "--x", "2").stderr)
     assert kleio.ok("tag", b[:8], "v1").stdout.strip() == f"{b[:8]}: v1"
     assert [t["id"] for t in kleio.json("ls", "--tag", "v1")] == [a, b]
@@ -116,8 +131,9 @@ def test_plot_in_the_terminal_and_as_a_png(kleio, script, tmp_path):
     """)
     parent = trial_id(kleio.ok("python", name, "--lr", "1").stderr)
     child = trial_id(kleio.ok("branch", parent, "--timestamp", "epoch=9", "--lr", "3").stderr)
-    chart = kleio.ok("plot", parent, child, "--y", "loss", "--x", "epoch", "--height", "10",
-                     "--width", "40").stdout.splitlines()
+    chart = kleio.ok(
+        "plot", parent, child, "--y", "loss", "--x", "epoch", "--height", "10", "--width", "40"
+    ).stdout.splitlines()
     assert chart[0].startswith("100 |")  # the top of the y range
     assert chart[9].startswith(" 43 |")  # the child's last point: 100 - 9 - 3 * 10 - 18
     assert chart[11].split() == ["0", "19"]
@@ -138,8 +154,9 @@ def test_ls_where_selects_by_the_options_of_the_command_line(kleio, script):
     small = trial_id(kleio.ok("python", name, "--lr", "0.001", "--batch-size", "8").stderr)
     large = trial_id(kleio.ok("python", name, "--lr", "0.1", "--batch-size", "8").stderr)
     assert [t["id"] for t in kleio.json("ls", "--where", "lr>0.01")] == [large]
-    assert [t["id"] for t in kleio.json("ls", "--where", "batch_size=8",
-                                        "--where", "lr<0.01")] == [small]
+    assert [t["id"] for t in kleio.json("ls", "--where", "batch_size=8", "--where", "lr<0.01")] == [
+        small
+    ]
     bare = trial_id(kleio.ok("python", name, "data.csv").stderr)
     assert [t["id"] for t in kleio.json("ls", "--where", "lr!=0.1")] == [small, bare]
     kleio.ok("tag", large, "best")
@@ -171,9 +188,15 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     done = kleio.ok("python", script(PAGES))
     assert done.stdout.split() == ["read", "70000", "69999.5", "67000"]
     tid = trial_id(done.stderr)
-    logged = [{"step": i + 0.5 if i == 69_999 else i, "loss": (i * 7919 % 1000) / 1000,
-               **({"note": "late"} if i >= 67_000 else {}),
-               **({"shape": [1, 2]} if i == 5 else {})} for i in range(70_000)]
+    logged = [
+        {
+            "step": i + 0.5 if i == 69_999 else i,
+            "loss": (i * 7919 % 1000) / 1000,
+            **({"note": "late"} if i >= 67_000 else {}),
+            **({"shape": [1, 2]} if i == 5 else {}),
+        }
+        for i in range(70_000)
+    ]
     ordered = sorted(logged, key=lambda r: r["loss"])
     assert json.loads(kleio.ok("stats", tid, "--sort", "loss", "--json").stdout) == ordered
     with Journal(str(isolated.kleio_runtime)) as journal:
@@ -184,7 +207,8 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     assert lines[0].split() == ["step", "loss", "shape", "note"] and len(lines) == 70_001
     assert lines[1].split() == ["0", "0", "-", "-"]  # the first of loss 0.0, stable
     assert {line.index(line.split()[1], len(line.split()[0])) for line in lines[1:]} == {
-        lines[0].index("loss")}  # one column, aligned on every page
+        lines[0].index("loss")
+    }  # one column, aligned on every page
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["69999.5"] == ["69999.5", "0.081", "-", "late"]
     assert rows["66999"][3] == "-" and rows["67000"][3] == "late"
@@ -192,13 +216,18 @@ def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
 
 
 def test_json_and_the_table_sort_a_null_as_a_missing_key(kleio, script):
-    tid = trial_id(kleio.ok("python", script("""
+    tid = trial_id(
+        kleio.ok(
+            "python",
+            script("""
         from kleio_client import kleio_logger
         kleio_logger.log_statistic(i=0)
         kleio_logger.log_statistic(i=1, x=None)
         kleio_logger.log_statistic(i=2, x="s")
         kleio_logger.log_statistic(i=3, x=1.5)
-    """)).stderr)
+    """),
+        ).stderr
+    )
     lines = kleio.ok("stats", tid, "--sort", "x").stdout.splitlines()[1:]
     table = [line.split()[0] for line in lines]
     as_json = [r["i"] for r in json.loads(kleio.ok("stats", tid, "--sort", "x", "--json").stdout)]

@@ -55,8 +55,9 @@ def _assert_told_in_output(kleio, tid: str) -> None:
     assert WRITABLE_AGAIN in output
 
 
-def test_a_journal_locked_by_another_program_loses_nothing(kleio, script, isolated,
-                                                          workdir, monkeypatch):
+def test_a_journal_locked_by_another_program_loses_nothing(
+    kleio, script, isolated, workdir, monkeypatch
+):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "2")  # heartbeats (and the news) every 0.5 s
     name = script(SLOW.format(steps=3000, note="x", pause=0.001) + HOLD)
     run = kleio.popen("python", name)
@@ -88,24 +89,27 @@ def small_disk(isolated):
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     isolated.data.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs",
-                              str(isolated.data)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(isolated.data)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield isolated.data
     subprocess.run(["umount", "-l", str(isolated.data)], capture_output=True)
 
 
-def test_a_full_disk_keeps_the_records_until_there_is_room(kleio, script, small_disk,
-                                                           monkeypatch):
+def test_a_full_disk_keeps_the_records_until_there_is_room(kleio, script, small_disk, monkeypatch):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "2")
     kleio.ok("daemon", "start")  # the journal exists on the small disk
     filler = Path(small_disk) / "filler"
     free = shutil.disk_usage(small_disk).free
     with open(filler, "wb") as handle:
         handle.write(b"\0" * (free - 64 * 1024))
-    name = script(SLOW.format(steps=20_000, note="n" * 100, pause=0)
-                  + "import sys\nsys.stdin.readline()\n")
+    name = script(
+        SLOW.format(steps=20_000, note="n" * 100, pause=0) + "import sys\nsys.stdin.readline()\n"
+    )
     run = kleio.popen("python", name, stdin=subprocess.PIPE)
     status = _wait_for_status(kleio, lambda s: s["database_error"])
     assert "full" in status["database_error"]

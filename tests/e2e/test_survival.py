@@ -52,8 +52,7 @@ def _assert_complete_journal(kleio, tid: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["kleio daemon stop", "SIGINT", "SIGKILL"])
-def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, monkeypatch,
-                                           how):
+def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, monkeypatch, how):
     """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
     the trial runs on, the new daemon takes its output, statistics and exit code, and
     every record is in the journal once."""
@@ -79,8 +78,9 @@ def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, mon
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
-def test_the_trial_outlives_the_kleio_process_in_front_of_it(kleio, script, workdir,
-                                                            monkeypatch, signum):
+def test_the_trial_outlives_the_kleio_process_in_front_of_it(
+    kleio, script, workdir, monkeypatch, signum
+):
     """The foreground `kleio` killed (or its terminal hung up): the trial keeps running, is
     followed again with `kleio tail -f`, and ends completed with all its output."""
     monkeypatch.setenv("HOLD_AT", "1000")  # still running when asked, however slow the test
@@ -121,15 +121,17 @@ def test_ctrl_c_still_interrupts_and_a_second_one_kills(kleio, script):
     assert info["executions"][-1]["signals"] == ["SIGINT", "SIGINT"]
 
 
-def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, tmp_path,
-                                                                workdir, monkeypatch):
+def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(
+    kleio, script, tmp_path, workdir, monkeypatch
+):
     """Once the `kleio` in front is gone, the supervisor writes nothing more where it was."""
     monkeypatch.setenv("HOLD_AT", "101")  # silent from step 100 on until the test says go
     name = script(STEADY)
     out = tmp_path / "terminal"
     with open(out, "wb") as terminal:
-        run = subprocess.Popen(kleio.argv("python", name), cwd=kleio.cwd, stdout=terminal,
-                               stderr=subprocess.DEVNULL)
+        run = subprocess.Popen(
+            kleio.argv("python", name), cwd=kleio.cwd, stdout=terminal, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while b"step 100\n" not in out.read_bytes():  # all it printed before it holds
             assert time.monotonic() < deadline, "'step 100' never reached the terminal"
@@ -144,12 +146,10 @@ def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(kleio, script, t
     assert b"done" not in out.read_bytes()
 
 
-def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, script,
-                                                                     isolated):
+def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, script, isolated):
     """Uploads run back to back while the daemon is killed: the upload in flight starts
     again with the next daemon, and every artifact is stored whole."""
     import hashlib
-
 
     name = script("""
         import io
@@ -167,12 +167,14 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
     assert run.returncode == 0, err
     tid = trial_id(err.decode())
     stored = {a["metadata"]["index"]: a["sha256"] for a in kleio.json("artifacts", tid)}
-    assert stored == {i: hashlib.sha256(bytes([i]) * (6 * 1024 * 1024 + i)).hexdigest()
-                      for i in range(12)}
+    assert stored == {
+        i: hashlib.sha256(bytes([i]) * (6 * 1024 * 1024 + i)).hexdigest() for i in range(12)
+    }
 
 
-def test_the_supervisor_starts_a_daemon_when_none_comes_back(kleio, script, isolated,
-                                                             workdir, monkeypatch):
+def test_the_supervisor_starts_a_daemon_when_none_comes_back(
+    kleio, script, isolated, workdir, monkeypatch
+):
     """The daemon is killed and nobody starts another: the trial's supervisor does, and
     the trial's records and end reach the journal."""
     from kleio_runtime import lock
@@ -223,12 +225,10 @@ for block in range(300):
 """
 
 
-def test_the_daemon_killed_twice_in_a_flood_loses_and_doubles_nothing(kleio, script,
-                                                                      isolated):
+def test_the_daemon_killed_twice_in_a_flood_loses_and_doubles_nothing(kleio, script, isolated):
     """kill -9 of the daemon at two points of a flood of 300,000 records: every record
     and every line is journaled exactly once, and the journal passes integrity_check."""
     import sqlite3
-
 
     name = script(FLOOD)
     run = kleio.popen("python", name)

@@ -127,8 +127,7 @@ def test_tail_follow_statistics_prints_rows(kleio, script):
     assert len({len(line) for line in lines[1:21]}) == 1
 
 
-def test_output_is_published_live_with_positions_that_continue_the_journal(kleio, script,
-                                                                          isolated):
+def test_output_is_published_live_with_positions_that_continue_the_journal(kleio, script, isolated):
     """The daemon publishes each committed chunk once, numbered, at its journal position."""
     import zmq
 

@@ -29,8 +29,14 @@ def _run_in_terminal(kleio, *args: str, columns: int = 123) -> tuple[int, bytes]
     """Run `kleio ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen(kleio.argv(*args), cwd=kleio.cwd, stdin=follower, stdout=follower,
-                            stderr=follower, start_new_session=True)
+    proc = subprocess.Popen(
+        kleio.argv(*args),
+        cwd=kleio.cwd,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+    )
     os.close(follower)
     seen = b""
     deadline = time.monotonic() + 60
@@ -69,8 +75,7 @@ def test_a_tqdm_bar_renders_in_the_terminal_and_collapses_in_the_journal(kleio, 
 
 def _cat(kleio, *args: str) -> bytes:
     """`kleio cat` as bytes: a text-mode read would turn carriage returns into newlines."""
-    done = subprocess.run(kleio.argv("cat", *args), cwd=kleio.cwd, capture_output=True,
-                          timeout=60)
+    done = subprocess.run(kleio.argv("cat", *args), cwd=kleio.cwd, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

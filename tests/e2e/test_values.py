@@ -67,8 +67,14 @@ def test_keys_and_values_round_trip_or_are_refused_at_the_call(kleio, script, ba
     stored = kleio.json("stats", tid)
     assert len(stored) == 5
     assert stored[0] == {"épocha": 1, "损失": 0.5, "emoji 🎉": "✓"}
-    assert stored[1] == {"a.b": 1, "$set": 2, "": 3, ".": 4, "$": 5,
-                         "x.y.$z": {"k.1": {"$in": [1, 2]}}}
+    assert stored[1] == {
+        "a.b": 1,
+        "$set": 2,
+        "": 3,
+        ".": 4,
+        "$": 5,
+        "x.y.$z": {"k.1": {"$in": [1, 2]}},
+    }
     assert stored[2] == {"long": "λ" * (1 << 20)}
     numbers = stored[3]
     assert math.isnan(numbers["nan"]) and numbers["inf"] == math.inf

@@ -18,8 +18,9 @@ def test_plain_python_prints_statistics_and_runs_normally(script, workdir):
             kleio_logger.log_statistic(epoch=epoch, loss=0.5)
         print("finished")
     """)
-    done = subprocess.run([sys.executable, name], cwd=workdir, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, name], cwd=workdir, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "finished\n"
     lines = done.stderr.splitlines()

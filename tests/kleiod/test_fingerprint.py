@@ -18,12 +18,18 @@ def _capture(**changes: Any) -> dict[str, Any]:
     """A capture as the CLI takes it in a git checkout; ``changes`` replace code or
     environment fields (``code_commit="b" * 40``, ``env_hostname="h2"``)."""
     capture: dict[str, Any] = {
-        "code": {"git": True, "root": "/repo", "commit": "a" * 40, "patch": "",
-                 "untracked": []},
-        "environment": {"python": {"version": "3.11.4"}, "os": "Linux",
-                        "architecture": "x86_64", "hostname": "h1", "user": "u",
-                        "gpus": [{"model": "A100"}], "variables": {"HOME": "/home/u"},
-                        "kleio": "1.0", "packages": {"numpy": {"version": "1.26"}}},
+        "code": {"git": True, "root": "/repo", "commit": "a" * 40, "patch": "", "untracked": []},
+        "environment": {
+            "python": {"version": "3.11.4"},
+            "os": "Linux",
+            "architecture": "x86_64",
+            "hostname": "h1",
+            "user": "u",
+            "gpus": [{"model": "A100"}],
+            "variables": {"HOME": "/home/u"},
+            "kleio": "1.0",
+            "packages": {"numpy": {"version": "1.26"}},
+        },
         "resources": {},
     }
     for name, value in changes.items():
@@ -43,31 +49,42 @@ def _patch(*files: tuple[str, str]) -> str:
 def test_equal_captures_have_equal_fingerprints_whatever_their_key_order():
     capture = _capture(env_packages={"numpy": {"version": "1.26"}, "torch": {"version": "2.1"}})
     reordered = copy.deepcopy(capture)
-    reordered["environment"]["packages"] = dict(reversed(
-        reordered["environment"]["packages"].items()))
+    reordered["environment"]["packages"] = dict(
+        reversed(reordered["environment"]["packages"].items())
+    )
     assert fingerprint.fingerprints(capture, DEFAULT) == fingerprint.fingerprints(
-        reordered, DEFAULT)
+        reordered, DEFAULT
+    )
     code, environment = fingerprint.fingerprints(capture, DEFAULT)
     assert len(code) == len(environment) == 64 and code != environment
 
 
-@pytest.mark.parametrize("field, value", [
-    ("env_hostname", "h2"), ("env_user", "v"), ("env_gpus", [{"model": "H100"}]),
-    ("env_variables", {"HOME": "/home/v"}), ("env_kleio", "2.0"),
-    ("env_cpu", {"model": "other", "count": 64}),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("env_hostname", "h2"),
+        ("env_user", "v"),
+        ("env_gpus", [{"model": "H100"}]),
+        ("env_variables", {"HOME": "/home/v"}),
+        ("env_kleio", "2.0"),
+        ("env_cpu", {"model": "other", "count": 64}),
+    ],
+)
 def test_what_is_recorded_but_not_fingerprinted_by_default(field: str, value: Any):
     old, new = _capture(), _capture(**{field: value})
     assert fingerprint.fingerprints(old, DEFAULT) == fingerprint.fingerprints(new, DEFAULT)
     assert fingerprint.describe_environment(old, new, DEFAULT) == []
 
 
-@pytest.mark.parametrize("field, value, says", [
-    ("hostname", "h2", "hostname h1 -> h2"),
-    ("user", "v", "user u -> v"),
-    ("gpu", [{"model": "H100"}], "gpu ['A100'] -> ['H100']"),
-    ("variables", {"HOME": "/home/v", "LANG": "C"}, "variables added: LANG C"),
-])
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("hostname", "h2", "hostname h1 -> h2"),
+        ("user", "v", "user u -> v"),
+        ("gpu", [{"model": "H100"}], "gpu ['A100'] -> ['H100']"),
+        ("variables", {"HOME": "/home/v", "LANG": "C"}, "variables added: LANG C"),
+    ],
+)
 def test_optional_environment_fields_count_once_chosen(field: str, value: Any, says: str):
     chosen = Fields(environment=ENVIRONMENT_FIELDS + (field,))
     old, new = _capture(), _capture(**{"env_" + ("gpus" if field == "gpu" else field): value})
@@ -76,26 +93,38 @@ def test_optional_environment_fields_count_once_chosen(field: str, value: Any, s
 
 
 def test_kleio_and_the_project_s_own_editable_install_are_not_packages():
-    capture = _capture(env_packages={
-        "kleio": {"version": "1.0"}, "numpy": {"version": "1.26"},
-        "myproject": {"version": "0.1", "editable": "file:///repo/src"},
-        "lib": {"version": "0.2", "editable": "file:///elsewhere/lib"}})
+    capture = _capture(
+        env_packages={
+            "kleio": {"version": "1.0"},
+            "numpy": {"version": "1.26"},
+            "myproject": {"version": "0.1", "editable": "file:///repo/src"},
+            "lib": {"version": "0.2", "editable": "file:///elsewhere/lib"},
+        }
+    )
     assert fingerprint.packages(capture) == {"numpy": "1.26", "lib": "0.2"}
 
 
 def test_an_editable_install_beside_the_project_is_a_package():
-    capture = _capture(env_packages={
-        "tools": {"version": "0.3", "editable": "file:///repo-tools/src"}})
+    capture = _capture(
+        env_packages={"tools": {"version": "0.3", "editable": "file:///repo-tools/src"}}
+    )
     assert fingerprint.packages(capture) == {"tools": "0.3"}
 
 
 def test_environment_changes_are_described():
     old = _capture(env_packages={"numpy": {"version": "1.26"}, "scipy": {"version": "1.11"}})
-    new = _capture(env_python={"version": "3.12.1"}, env_architecture="aarch64",
-                   env_packages={"numpy": {"version": "2.0"}, "torch": {"version": "2.1"}})
+    new = _capture(
+        env_python={"version": "3.12.1"},
+        env_architecture="aarch64",
+        env_packages={"numpy": {"version": "2.0"}, "torch": {"version": "2.1"}},
+    )
     assert fingerprint.describe_environment(old, new, DEFAULT) == [
-        "python 3.11.4 -> 3.12.1", "os Linux x86_64 -> Linux aarch64",
-        "packages added: torch 2.1", "packages removed: scipy 1.11", "numpy 1.26 -> 2.0"]
+        "python 3.11.4 -> 3.12.1",
+        "os Linux x86_64 -> Linux aarch64",
+        "packages added: torch 2.1",
+        "packages removed: scipy 1.11",
+        "numpy 1.26 -> 2.0",
+    ]
 
 
 def test_resources_are_environment_and_are_named_without_hashes():
@@ -104,19 +133,30 @@ def test_resources_are_environment_and_are_named_without_hashes():
     new["resources"] = {"data.csv": "3" * 64, "new.bin": "4" * 64}
     assert fingerprint.fingerprints(old, DEFAULT)[0] == fingerprint.fingerprints(new, DEFAULT)[0]
     assert fingerprint.describe_environment(old, new, DEFAULT) == [
-        "resources added: new.bin", "resources removed: old.bin", "resource data.csv changed"]
+        "resources added: new.bin",
+        "resources removed: old.bin",
+        "resource data.csv changed",
+    ]
 
 
 def test_code_changes_are_described():
-    old = _capture(code_patch=_patch(("a.py", "x"), ("b.py", "y")),
-                   code_untracked=[_untracked("gone.py", "1"), _untracked("kept.py", "2")])
-    new = _capture(code_commit="b" * 40, code_patch=_patch(("a.py", "x"), ("b.py", "z")),
-                   code_untracked=[_untracked("kept.py", "3"), _untracked("new.py", "4")])
+    old = _capture(
+        code_patch=_patch(("a.py", "x"), ("b.py", "y")),
+        code_untracked=[_untracked("gone.py", "1"), _untracked("kept.py", "2")],
+    )
+    new = _capture(
+        code_commit="b" * 40,
+        code_patch=_patch(("a.py", "x"), ("b.py", "z")),
+        code_untracked=[_untracked("kept.py", "3"), _untracked("new.py", "4")],
+    )
     assert fingerprint.fingerprints(old, DEFAULT)[1] == fingerprint.fingerprints(new, DEFAULT)[1]
     assert fingerprint.describe_code(old, new, DEFAULT) == [
-        "commit aaaaaaa -> bbbbbbb", "uncommitted changes in b.py",
-        "untracked files added: new.py", "untracked files removed: gone.py",
-        "untracked file kept.py changed"]
+        "commit aaaaaaa -> bbbbbbb",
+        "uncommitted changes in b.py",
+        "untracked files added: new.py",
+        "untracked files removed: gone.py",
+        "untracked file kept.py changed",
+    ]
 
 
 def test_a_patch_that_names_no_file_is_still_a_change():
@@ -153,4 +193,5 @@ def test_fields_come_from_the_wire_with_defaults_for_what_is_missing():
     assert Fields.from_wire(None) == Fields()
     assert Fields.from_wire({"code": ["commit"]}) == Fields(("commit",), ENVIRONMENT_FIELDS)
     assert Fields.from_wire({"environment": ["python", "gpu"]}) == Fields(
-        CODE_FIELDS, ("python", "gpu"))
+        CODE_FIELDS, ("python", "gpu")
+    )

@@ -31,21 +31,27 @@ def _begin(storage, spec: TrialSpec = SPEC) -> int:
     return storage.reserve(spec, Claim("h", 1, -1)).execution
 
 
-def _log(storage, execution: int, kind: str, *bodies: dict[str, Any],
-         trial: str = SPEC.id) -> list[int]:
+def _log(
+    storage, execution: int, kind: str, *bodies: dict[str, Any], trial: str = SPEC.id
+) -> list[int]:
     """One chunk of records; their positions."""
     producer = f"p/{kind}"
     seq = storage.last_seq(trial, execution, producer) + 1
     packed = msgpack.packb([[kind, body] for body in bodies])
-    appended = storage.append_chunks([Chunk(trial, execution, producer, seq, len(bodies), kind,
-                                            packed)])
+    appended = storage.append_chunks(
+        [Chunk(trial, execution, producer, seq, len(bodies), kind, packed)]
+    )
     ((position, _),) = appended.stored
     return [position + index for index in range(len(bodies))]
 
 
 def _ckpt(epoch: int) -> dict[str, Any]:
-    return {"filename": "ckpt.pt", "sha256": f"{epoch:064d}", "size": 1,
-            "metadata": {"epoch": epoch}}
+    return {
+        "filename": "ckpt.pt",
+        "sha256": f"{epoch:064d}",
+        "size": 1,
+        "metadata": {"epoch": epoch},
+    }
 
 
 def _load(position: int) -> dict[str, Any]:
@@ -73,8 +79,13 @@ def test_a_resume_from_a_checkpoint_supersedes_what_came_after_it(storage):
     _log(storage, 2, LOAD, _load(ckpt))
     _log(storage, 2, STAT, {"epoch": 2}, {"epoch": 3})
     records, views = history.walk(storage, SPEC.id)
-    assert _seen(records) == [(1, STAT, 0), (1, STAT, 1), (1, ARTIFACT, 1), (2, STAT, 2),
-                              (2, STAT, 3)]
+    assert _seen(records) == [
+        (1, STAT, 0),
+        (1, STAT, 1),
+        (1, ARTIFACT, 1),
+        (2, STAT, 2),
+        (2, STAT, 3),
+    ]
     assert views == [ExecutionView(1, None, 4, True), ExecutionView(2, ckpt, 2, False)]
     assert all(r["trial"] == SPEC.id for r in records)
 
@@ -115,30 +126,46 @@ def test_an_execution_looking_for_its_checkpoint_sees_what_came_before(storage):
 def test_the_history_as_it_stood_at_a_position(storage):
     ckpt = _first_run(storage)
     assert _seen(history.effective(storage, SPEC.id, upto=ckpt)) == [
-        (1, STAT, 0), (1, STAT, 1), (1, ARTIFACT, 1)]
-    assert _seen(history.effective(storage, SPEC.id, upto=ckpt - 1)) == [
-        (1, STAT, 0), (1, STAT, 1)]
+        (1, STAT, 0),
+        (1, STAT, 1),
+        (1, ARTIFACT, 1),
+    ]
+    assert _seen(history.effective(storage, SPEC.id, upto=ckpt - 1)) == [(1, STAT, 0), (1, STAT, 1)]
 
 
 def _child(branch_point: int) -> TrialSpec:
-    return TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                     parent=SPEC.id, root="cd" * 16, branch_kind="branch",
-                     branch_point=branch_point)
+    return TrialSpec(
+        id="cd" * 16,
+        command=SPEC.command,
+        identity={},
+        cwd="/",
+        user="u",
+        parent=SPEC.id,
+        root="cd" * 16,
+        branch_kind="branch",
+        branch_point=branch_point,
+    )
 
 
 def test_a_branch_reads_its_parent_up_to_the_branch_point(storage):
     ckpt = _first_run(storage)
     child = _child(ckpt)
     assert _begin(storage, child) == 1
-    assert _seen(history.effective(storage, child.id)) == [(1, STAT, 0), (1, STAT, 1),
-                                                           (1, ARTIFACT, 1)]
+    assert _seen(history.effective(storage, child.id)) == [
+        (1, STAT, 0),
+        (1, STAT, 1),
+        (1, ARTIFACT, 1),
+    ]
     _log(storage, 1, LOAD, _load(ckpt), trial=child.id)
     _log(storage, 1, STAT, {"epoch": 20}, trial=child.id)
     _log(storage, 1, STAT, {"epoch": 3})  # the parent goes on: the child's view does not
     assert _seen(history.effective(storage, child.id)) == [
-        (1, STAT, 0), (1, STAT, 1), (1, ARTIFACT, 1), (1, STAT, 20)]
-    assert [r["trial"] for r in history.effective(storage, child.id)] == [SPEC.id] * 3 + [
-        child.id]
+        (1, STAT, 0),
+        (1, STAT, 1),
+        (1, ARTIFACT, 1),
+        (1, STAT, 20),
+    ]
+    assert [r["trial"] for r in history.effective(storage, child.id)] == [SPEC.id] * 3 + [child.id]
 
 
 def test_a_branch_that_loads_nothing_inherits_nothing(storage):
@@ -152,10 +179,14 @@ def test_artifacts_are_found_by_filename_and_metadata(storage):
     _begin(storage)
     _log(storage, 1, ARTIFACT, _ckpt(1), _ckpt(2), {**_ckpt(2), "filename": "other"})
     found = history.effective(storage, SPEC.id)
-    assert [r["body"]["metadata"]["epoch"] for r in history.artifacts(found, "ckpt.pt", {})] \
-        == [1, 2]
+    assert [r["body"]["metadata"]["epoch"] for r in history.artifacts(found, "ckpt.pt", {})] == [
+        1,
+        2,
+    ]
     assert [r["body"]["filename"] for r in history.artifacts(found, None, {"epoch": 2})] == [
-        "ckpt.pt", "other"]
+        "ckpt.pt",
+        "other",
+    ]
     assert history.artifacts(found, "ckpt.pt", {"epoch": 3}) == []
 
 
@@ -178,18 +209,21 @@ def test_a_branch_point_is_the_last_record_with_the_value_else_the_greatest_belo
     assert history.branch_point([], None, None) is None
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("step", 1, "no record has the key 'step'; keys: epoch, loss, note"),
-    ("epoch", 7, "no record has epoch <= 7"),
-    ("epoch", "10", "no record has epoch <= '10'"),  # a string is not compared with numbers
-])
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("step", 1, "no record has the key 'step'; keys: epoch, loss, note"),
+        ("epoch", 7, "no record has epoch <= 7"),
+        ("epoch", "10", "no record has epoch <= '10'"),  # a string is not compared with numbers
+    ],
+)
 def test_a_branch_point_no_record_gives_is_refused(storage, key, value, says):
     with pytest.raises(BadRequest, match=says):
         history.branch_point(_stepped(storage), key, value)
 
 
 def _expanded(segments: list[dict[str, Any]]) -> list[Any]:
-    return [pair[1] for s in segments for pair in msgpack.unpackb(s["body"])[s["start"]:s["end"]]]
+    return [pair[1] for s in segments for pair in msgpack.unpackb(s["body"])[s["start"] : s["end"]]]
 
 
 def test_statistic_segments_are_the_effective_statistics_cut_to_the_record(storage):

@@ -106,8 +106,9 @@ def test_committed_statistics_are_published_live_with_their_position(wire: Wire)
     live = protocol.unpack(frame)
     assert topic == protocol.live_topic(SPEC.id, protocol.STATISTIC)
     assert (live["n"], live["execution"], live["boot"]) == (1, 1, wire.ingest.live.boot)
-    assert live["position"] == wire.storage.read_records(SPEC.id, [protocol.STATISTIC])[0][
-        "position"]
+    assert (
+        live["position"] == wire.storage.read_records(SPEC.id, [protocol.STATISTIC])[0]["position"]
+    )
     assert [r["step"] for _, r in msgpack.unpackb(live["records"])] == [0, 1]
 
 
@@ -150,9 +151,12 @@ def test_records_of_several_kinds_are_stored_as_runs_of_one_kind(wire: Wire):
         return protocol.RECORD_PREFIXES[kind], msgpack.packb(body)
 
     items: list[protocol.PackedRecord] = [
-        msgpack.packb({"step": 0}), msgpack.packb({"step": 1}),
-        other(protocol.OUTPUT, {"text": "hello"}), msgpack.packb({"step": 2}),
-        other(protocol.RESOURCE, {"path": "data.csv", "sha256": "0" * 64})]
+        msgpack.packb({"step": 0}),
+        msgpack.packb({"step": 1}),
+        other(protocol.OUTPUT, {"text": "hello"}),
+        msgpack.packb({"step": 2}),
+        other(protocol.RESOURCE, {"path": "data.csv", "sha256": "0" * 64}),
+    ]
     wire.send(protocol.records_frame(SPEC.id, 1, PRODUCER, 1, items))
     wire.ingest.commit()
     assert wire.answers(1) == [protocol.ack(PRODUCER, 5)]
@@ -160,29 +164,40 @@ def test_records_of_several_kinds_are_stored_as_runs_of_one_kind(wire: Wire):
     assert [(c["count"]) for c in wire.storage.read_chunks(SPEC.id, kinds)] == [2, 1, 1, 1]
     records = wire.storage.read_records(SPEC.id, kinds)
     assert [(r["seq"], r["kind"]) for r in records] == [
-        (1, protocol.STATISTIC), (2, protocol.STATISTIC), (3, protocol.OUTPUT),
-        (4, protocol.STATISTIC), (5, protocol.RESOURCE)]
+        (1, protocol.STATISTIC),
+        (2, protocol.STATISTIC),
+        (3, protocol.OUTPUT),
+        (4, protocol.STATISTIC),
+        (5, protocol.RESOURCE),
+    ]
     assert [topic.split(b".")[-1] for topic, _ in wire.published] == [
-        b"statistic", b"output", b"statistic"]  # resources are not followed
+        b"statistic",
+        b"output",
+        b"statistic",
+    ]  # resources are not followed
 
 
 def _records(**changes: Any) -> dict[str, Any]:
-    message = protocol.records(SPEC.id, 1, PRODUCER, 1,
-                               msgpack.packb([[protocol.STATISTIC, {"step": 0}]]))
+    message = protocol.records(
+        SPEC.id, 1, PRODUCER, 1, msgpack.packb([[protocol.STATISTIC, {"step": 0}]])
+    )
     return {k: v for k, v in {**message, **changes}.items() if v is not None}
 
 
-@pytest.mark.parametrize("message, says", [
-    ({"v": protocol.PROTOCOL_VERSION, "t": "nonsense"}, "unknown message type 'nonsense'"),
-    ({"v": 99, "t": protocol.RECORDS}, "protocol version 99 is not"),
-    (b"\xc1", "undecodable message"),
-    (_records(execution=0), "execution must be an integer"),
-    (_records(seq="1"), "seq must be an integer"),
-    (_records(producer=None), "refused: 'producer'"),
-    (_records(records=msgpack.packb([[protocol.STATISTIC, [1]]])), "body must be a map"),
-    (_records(records=msgpack.packb([["gossip", {}]])), "unknown record kind 'gossip'"),
-    (_records(records=msgpack.packb([])), "records must be a list of 1 to"),
-])
+@pytest.mark.parametrize(
+    "message, says",
+    [
+        ({"v": protocol.PROTOCOL_VERSION, "t": "nonsense"}, "unknown message type 'nonsense'"),
+        ({"v": 99, "t": protocol.RECORDS}, "protocol version 99 is not"),
+        (b"\xc1", "undecodable message"),
+        (_records(execution=0), "execution must be an integer"),
+        (_records(seq="1"), "seq must be an integer"),
+        (_records(producer=None), "refused: 'producer'"),
+        (_records(records=msgpack.packb([[protocol.STATISTIC, [1]]])), "body must be a map"),
+        (_records(records=msgpack.packb([["gossip", {}]])), "unknown record kind 'gossip'"),
+        (_records(records=msgpack.packb([])), "records must be a list of 1 to"),
+    ],
+)
 def test_a_malformed_message_is_refused_and_nothing_is_stored(wire: Wire, message, says):
     wire.send(message)
     (refusal,) = wire.answers(1)
@@ -198,8 +213,7 @@ def test_records_of_an_execution_that_does_not_own_the_trial_are_refused(wire: W
     wire.ingest.commit()
     refusal, ack = wire.answers(2)
     assert refusal["error"]["code"] == protocol.E_NOT_FOUND
-    assert "execution 2 of trial abababababab does not own the trial" in refusal["error"][
-        "message"]
+    assert "execution 2 of trial abababababab does not own the trial" in refusal["error"]["message"]
     assert ack == protocol.ack(PRODUCER, 2)  # acknowledged too: resending cannot help
     assert wire.stored() == [] and wire.ingest.counters.refused_records == 2
 
@@ -287,7 +301,8 @@ def _until_due(ingest: Ingest) -> None:
 
 
 def test_while_the_journal_is_locked_records_are_kept_and_acknowledged_once_written(
-        wire: Wire, tmp_path):
+    wire: Wire, tmp_path
+):
     other = sqlite3.connect(tmp_path / "journal.sqlite", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another program holds the journal's write lock
     wire.send(_frame(1, 0, 1))

@@ -32,10 +32,19 @@ class Counted:
 
 def _trial(storage: Any, trial_id: str, argv: list[str] | None, status: str) -> str:
     """A trial of ``python t.py ARGV`` (captured nothing when ARGV is None), ended so."""
-    spec = TrialSpec(id=trial_id, command=["python", "t.py", *(argv or [])], identity={},
-                     cwd="/", user="u")
-    capture = None if argv is None else {"configuration": {
-        "options": dict(zip(argv[::2], argv[1::2], strict=True)), "positional": []}}
+    spec = TrialSpec(
+        id=trial_id, command=["python", "t.py", *(argv or [])], identity={}, cwd="/", user="u"
+    )
+    capture = (
+        None
+        if argv is None
+        else {
+            "configuration": {
+                "options": dict(zip(argv[::2], argv[1::2], strict=True)),
+                "positional": [],
+            }
+        }
+    )
     storage.reserve(spec, Claim(host="h", pid=1, lease_seconds=30), capture)
     storage.end_execution(ExecutionEnd(trial_id, 1, status, 0, []))
     return trial_id
@@ -45,12 +54,14 @@ def _trial(storage: Any, trial_id: str, argv: list[str] | None, status: str) -> 
 def listed(database_url: str):
     """``ls`` of a daemon over four trials, their ids, and the storage verbs it asked."""
     storage = open_storage(database_url)
-    ids = {"large": _trial(storage, "a1" * 16, ["--lr", 0.1, "--batch-size", 8],
-                           states.COMPLETED),
-           "small": _trial(storage, "a2" * 16, ["--lr", 0.001, "-v", 2], states.BROKEN),
-           "bare": _trial(storage, "a3" * 16, None, states.COMPLETED),
-           "odd": _trial(storage, "a4" * 16, ["---deep-name", "x", "--batch_size", 8],
-                         states.COMPLETED)}
+    ids = {
+        "large": _trial(storage, "a1" * 16, ["--lr", 0.1, "--batch-size", 8], states.COMPLETED),
+        "small": _trial(storage, "a2" * 16, ["--lr", 0.001, "-v", 2], states.BROKEN),
+        "bare": _trial(storage, "a3" * 16, None, states.COMPLETED),
+        "odd": _trial(
+            storage, "a4" * 16, ["---deep-name", "x", "--batch_size", 8], states.COMPLETED
+        ),
+    }
     storage.set_tags(ids["large"], ["keep", "v1"], [])
     storage.set_tags(ids["odd"], ["v1"], [])
     counted = Counted(storage)
@@ -85,7 +96,9 @@ def test_ls_keeps_the_trials_of_a_status_and_with_every_tag(listed):
     assert ls(tags=["v1"]) == ["large", "odd"]
     assert ls(tags=["v1", "keep"]) == ["large"]
     assert ls(status=[states.COMPLETED], tags=["v1"], where=[["batch_size", "ge", 8]]) == [
-        "large", "odd"]
+        "large",
+        "odd",
+    ]
     assert ls(status=[], tags=[], where=[]) == ls()  # nothing asked: every trial
 
 
@@ -95,17 +108,29 @@ def test_ls_gives_each_trial_s_configuration_only_when_asked(listed):
     shown = queries.ls({"configuration": True})
     assert [t["configuration"] for t in shown] == [
         {"options": {"--lr": 0.1, "--batch-size": 8}, "positional": []},
-        {"options": {"--lr": 0.001, "-v": 2}, "positional": []}, None,
-        {"options": {"---deep-name": "x", "--batch_size": 8}, "positional": []}]
+        {"options": {"--lr": 0.001, "-v": 2}, "positional": []},
+        None,
+        {"options": {"---deep-name": "x", "--batch_size": 8}, "positional": []},
+    ]
     assert [t["id"] for t in shown] == list(ids.values())
 
 
-@pytest.mark.parametrize("args", [
-    {"where": "lr>0.1"}, {"where": [["lr", "gt"]]}, {"where": [["lr", "gt", 1, 2]]},
-    {"where": [[1, "gt", 0]]}, {"where": [["lr", "zz", 1]]}, {"where": [["lr", ["gt"], 1]]},
-    {"where": {"lr": 1}}, {"status": "completed"}, {"status": [1]}, {"tags": "v1"},
-    {"tags": [None]},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"where": "lr>0.1"},
+        {"where": [["lr", "gt"]]},
+        {"where": [["lr", "gt", 1, 2]]},
+        {"where": [[1, "gt", 0]]},
+        {"where": [["lr", "zz", 1]]},
+        {"where": [["lr", ["gt"], 1]]},
+        {"where": {"lr": 1}},
+        {"status": "completed"},
+        {"status": [1]},
+        {"tags": "v1"},
+        {"tags": [None]},
+    ],
+)
 def test_a_malformed_filter_is_a_one_line_bad_request(listed, args):
     _, queries, _ = listed
     with pytest.raises(BadRequest) as refused:
@@ -113,8 +138,9 @@ def test_a_malformed_filter_is_a_one_line_bad_request(listed, args):
     assert "\n" not in str(refused.value) and len(str(refused.value)) < 120
 
 
-@pytest.mark.parametrize("name", ["--lr", "-v", "---deep-name", "--batch_size", "seed",
-                                  "--a-b_c", "--"])
+@pytest.mark.parametrize(
+    "name", ["--lr", "-v", "---deep-name", "--batch_size", "seed", "--a-b_c", "--"]
+)
 def test_options_are_named_as_the_read_api_names_them(name: str):
     """The daemon names options as kleio_client.journal.options does (which it may not
     import): the name each trial is found by, in `kleio ls --where` and Journal.trials."""

@@ -25,15 +25,28 @@ NO_CHANGE = Allowed()
 ANY_CHANGE = Allowed(code=True, environment=True)
 
 
-def _capture(commit: str = "a" * 40, python: str = "3.11.4",
-             untracked: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-    return {"code": {"git": True, "commit": commit, "patch": "", "untracked": list(untracked)},
-            "environment": {"python": {"version": python}, "os": "Linux",
-                            "architecture": "x86_64", "packages": {}}}
+def _capture(
+    commit: str = "a" * 40, python: str = "3.11.4", untracked: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Any]:
+    return {
+        "code": {"git": True, "commit": commit, "patch": "", "untracked": list(untracked)},
+        "environment": {
+            "python": {"version": python},
+            "os": "Linux",
+            "architecture": "x86_64",
+            "packages": {},
+        },
+    }
 
 
-def _run(storage, capture: dict[str, Any], allowed: Allowed = NO_CHANGE, pid: int = 1,
-         spec: TrialSpec = SPEC, exact: bool = False) -> reservation.Outcome:
+def _run(
+    storage,
+    capture: dict[str, Any],
+    allowed: Allowed = NO_CHANGE,
+    pid: int = 1,
+    spec: TrialSpec = SPEC,
+    exact: bool = False,
+) -> reservation.Outcome:
     request = Request(spec, capture, Fields(), allowed, exact)
     return reservation.reserve(storage, request, Claim("h", pid, 30))
 
@@ -67,19 +80,22 @@ def test_the_same_code_and_environment_resume_the_trial(storage):
     assert (again.reservation.previous_status, again.branched_from) == (states.BROKEN, None)
 
 
-@pytest.mark.parametrize("capture, kinds, options", [
-    (_capture(commit="b" * 40), "code", "--allow-code-change or --allow-any-change"),
-    (_capture(python="3.12.0"), "environment", "--allow-env-change or --allow-any-change"),
-    (_capture(commit="b" * 40, python="3.12.0"), "code and environment",
-     "--allow-any-change"),
-])
+@pytest.mark.parametrize(
+    "capture, kinds, options",
+    [
+        (_capture(commit="b" * 40), "code", "--allow-code-change or --allow-any-change"),
+        (_capture(python="3.12.0"), "environment", "--allow-env-change or --allow-any-change"),
+        (_capture(commit="b" * 40, python="3.12.0"), "code and environment", "--allow-any-change"),
+    ],
+)
 def test_a_change_not_allowed_is_refused_with_what_changed(storage, capture, kinds, options):
     _end(storage, _run(storage, _capture()).reservation)
     with pytest.raises(ChangeRefused) as refusal:
         _run(storage, capture, pid=2)
     message = str(refusal.value)
-    assert message.startswith(f"kleio: the {kinds} changed since trial {SPEC.id[:12]} last ran;"
-                              " not resuming it:")
+    assert message.startswith(
+        f"kleio: the {kinds} changed since trial {SPEC.id[:12]} last ran; not resuming it:"
+    )
     assert f"run again with {options} to branch the trial" in message
     assert ("  code: commit aaaaaaa -> bbbbbbb" in message) == ("code" in kinds)
     assert ("  environment: python 3.11.4 -> 3.12.0" in message) == ("environment" in kinds)
@@ -94,8 +110,9 @@ def test_a_change_allowed_only_for_the_environment_still_refuses_code(storage):
 
 def _logged(storage, execution: int, values: list[int]) -> None:
     body = msgpack.packb([[protocol.STATISTIC, {"v": v}] for v in values])
-    storage.append_chunks([Chunk(SPEC.id, execution, "p", 1, len(values), protocol.STATISTIC,
-                                 body)])
+    storage.append_chunks(
+        [Chunk(SPEC.id, execution, "p", 1, len(values), protocol.STATISTIC, body)]
+    )
 
 
 def test_an_allowed_change_branches_at_the_end_of_the_history(storage):
@@ -104,13 +121,13 @@ def test_an_allowed_change_branches_at_the_end_of_the_history(storage):
     changed = _capture(commit="b" * 40)
     outcome = _run(storage, changed, Allowed(code=True), pid=2)
     code, environment = fingerprint.fingerprints(changed, Fields())
-    branch_id = hashlib.sha256(f"change\0{SPEC.id}\0{code}\0{environment}".encode()) \
-        .hexdigest()[:32]
+    branch_id = hashlib.sha256(f"change\0{SPEC.id}\0{code}\0{environment}".encode()).hexdigest()[
+        :32
+    ]
     assert outcome.reservation == Reservation(branch_id, 1, None)
     assert (outcome.branched_from, outcome.changes) == (SPEC.id, ("commit aaaaaaa -> bbbbbbb",))
     branch = storage.get_trial(branch_id)
-    assert (branch["parent"], branch["root"], branch["branch_kind"]) == (SPEC.id, SPEC.id,
-                                                                         "change")
+    assert (branch["parent"], branch["root"], branch["branch_kind"]) == (SPEC.id, SPEC.id, "change")
     assert branch["branch_point"] == storage.end_position(SPEC.id) is not None
 
 
@@ -120,7 +137,9 @@ def test_the_branch_resumes_with_the_changed_code_and_the_original_with_its_own(
     _end(storage, branched.reservation)
     again = _run(storage, _capture(commit="b" * 40), pid=3)  # matches: no flag needed
     assert (again.reservation.trial_id, again.reservation.execution) == (
-        branched.reservation.trial_id, 2)
+        branched.reservation.trial_id,
+        2,
+    )
     assert (again.branched_from, again.changes) == (None, ())
     _end(storage, again.reservation)
     original = _run(storage, _capture(), pid=4)
@@ -143,8 +162,9 @@ def test_a_refusal_names_the_branches_that_do_not_match_either(storage):
         _run(storage, _capture(commit="c" * 40), pid=3)
     latest = branch.reservation.trial_id[:12]
     assert f"since trial {latest} last ran" in str(refusal.value)
-    assert (f"none of its branches matches either: {SPEC.id[:12]} (broken), {latest} "
-            "(interrupted)") in str(refusal.value)
+    assert (
+        f"none of its branches matches either: {SPEC.id[:12]} (broken), {latest} (interrupted)"
+    ) in str(refusal.value)
 
 
 def test_several_matching_candidates_resume_the_one_used_last(storage):
@@ -153,8 +173,11 @@ def test_several_matching_candidates_resume_the_one_used_last(storage):
     branch = _run(storage, _capture(commit="b" * 40), ANY_CHANGE, pid=2)
     _end(storage, branch.reservation)
     # the branch's capture changes back to the original's: both match now
-    storage.reserve(TrialSpec(branch.reservation.trial_id, SPEC.command, {}, "/", "u"),
-                    Claim("h", 3, 30), _capture())
+    storage.reserve(
+        TrialSpec(branch.reservation.trial_id, SPEC.command, {}, "/", "u"),
+        Claim("h", 3, 30),
+        _capture(),
+    )
     storage.end_execution(ExecutionEnd(branch.reservation.trial_id, 2, states.BROKEN, 1, []))
     assert _run(storage, _capture(), pid=4).reservation.trial_id == branch.reservation.trial_id
 
@@ -174,8 +197,7 @@ def test_untracked_files_the_trial_wrote_itself_are_no_change(storage):
     ran = storage.get_trial(SPEC.id)["executions"][0]
     _end(storage, Reservation(SPEC.id, 1, None))
     wrote = _capture(untracked=(_written("generated.py", "1" * 64, ran["start"]),))
-    assert _run(storage, wrote, pid=2).reservation == Reservation(
-        SPEC.id, 2, states.BROKEN)
+    assert _run(storage, wrote, pid=2).reservation == Reservation(SPEC.id, 2, states.BROKEN)
     _end(storage, Reservation(SPEC.id, 2, None))
     by_the_user = _capture(untracked=(_written("mine.py", "2" * 64, ran["start"] - 3600),))
     with pytest.raises(ChangeRefused, match="untracked files added: mine.py"):
@@ -209,17 +231,26 @@ def test_a_resource_the_trial_logged_that_changed_is_an_environment_change(stora
 
 
 def _child(branch_point: int | None = None) -> TrialSpec:
-    return TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                     parent=SPEC.id, root="cd" * 16, branch_kind="branch",
-                     branch_point=branch_point)
+    return TrialSpec(
+        id="cd" * 16,
+        command=SPEC.command,
+        identity={},
+        cwd="/",
+        user="u",
+        parent=SPEC.id,
+        root="cd" * 16,
+        branch_kind="branch",
+        branch_point=branch_point,
+    )
 
 
 def test_a_new_branch_child_is_checked_against_its_parent(storage):
     _end(storage, _run(storage, _capture()).reservation)
     with pytest.raises(ChangeRefused, match="not branching it"):
         _run(storage, _capture(python="3.12.0"), spec=_child(), exact=True)
-    outcome = _run(storage, _capture(python="3.12.0"), Allowed(environment=True),
-                   spec=_child(), exact=True)
+    outcome = _run(
+        storage, _capture(python="3.12.0"), Allowed(environment=True), spec=_child(), exact=True
+    )
     assert outcome.reservation == Reservation("cd" * 16, 1, None)
     assert storage.get_trial("cd" * 16)["branch_kind"] == "branch"
 
@@ -233,10 +264,14 @@ def test_a_branch_child_of_no_trial_is_not_found(storage):
 def test_an_exact_id_resumes_that_trial_as_stored(storage):
     _end(storage, _run(storage, _capture()).reservation)
     _end(storage, _run(storage, _capture(), spec=_child(), exact=True, pid=2).reservation)
-    other = TrialSpec(id="cd" * 16, command=["python", "other.py"], identity={}, cwd="/x",
-                      user="v")  # what the CLI sends: the stored trial is what runs
+    other = TrialSpec(
+        id="cd" * 16, command=["python", "other.py"], identity={}, cwd="/x", user="v"
+    )  # what the CLI sends: the stored trial is what runs
     outcome = _run(storage, _capture(), spec=other, exact=True, pid=3)
     assert outcome.reservation == Reservation("cd" * 16, 2, states.BROKEN)
     trial = storage.get_trial("cd" * 16)
     assert (trial["command"], trial["parent"], trial["branch_kind"]) == (
-        SPEC.command, SPEC.id, "branch")
+        SPEC.command,
+        SPEC.id,
+        "branch",
+    )

@@ -11,8 +11,9 @@ from kleiod.storage.sqlite import SQLiteStorage
 
 
 def _chunk(trial: str, seq: int, count: int) -> Chunk:
-    body = msgpack.packb([[protocol.STATISTIC, {"step": s}] for s in range(seq, seq + count)],
-                         use_bin_type=True)
+    body = msgpack.packb(
+        [[protocol.STATISTIC, {"step": s}] for s in range(seq, seq + count)], use_bin_type=True
+    )
     return Chunk(trial, 1, "p1", seq, count, protocol.STATISTIC, body)
 
 
@@ -64,5 +65,4 @@ def test_a_torn_last_entry_keeps_the_entries_before_it(tmp_path):
     adopted = Spill(tmp_path / "spill")
     adopted.adopt()
     adopted.replay(storage)
-    assert [r["body"]["step"] for r in storage.read_records(trial, [protocol.STATISTIC])] \
-        == [1, 2]
+    assert [r["body"]["step"] for r in storage.read_records(trial, [protocol.STATISTIC])] == [1, 2]

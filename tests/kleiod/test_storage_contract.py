@@ -79,8 +79,15 @@ def test_statuses_and_the_execution_number_fencing_token(database_url: str):
     second = storage.reserve(SPEC, _claim(2))
     assert (second.execution, second.previous_status) == (2, states.BROKEN)
     assert not storage.renew_lease(SPEC.id, 1, 30)  # not the owner any more
-    stale = Chunk(SPEC.id, 1, "p", 1, 1, protocol.STATISTIC,
-                  msgpack.packb([[protocol.STATISTIC, {"late": True}]]))
+    stale = Chunk(
+        SPEC.id,
+        1,
+        "p",
+        1,
+        1,
+        protocol.STATISTIC,
+        msgpack.packb([[protocol.STATISTIC, {"late": True}]]),
+    )
     assert storage.append_chunks([stale]).refused == {(SPEC.id, 1)}  # fenced
     assert storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
     storage.end_execution(ExecutionEnd(SPEC.id, 2, states.COMPLETED, 0, []))
@@ -119,8 +126,7 @@ def _one(execution: int, producer: str, seq: int) -> Chunk:
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str,
-                                                                   round_: int):
+def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str, round_: int):
     """The fencing check and the write are one: once the new execution has written, no
     record of the old one comes after it, and each of the old one's writes was either
     stored or refused, as it was told.  The stale writers are paused (a machine that
@@ -130,8 +136,10 @@ def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url:
     assert storage.append_chunks([_one(1, "first", 1)]).inserted == 1
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(5), ctx.Queue()
-    writers = [ctx.Process(target=_stale_writer, args=(database_url, f"w{i}", barrier, results))
-               for i in range(4)]
+    writers = [
+        ctx.Process(target=_stale_writer, args=(database_url, f"w{i}", barrier, results))
+        for i in range(4)
+    ]
     for writer in writers:
         writer.start()
     barrier.wait()
@@ -169,15 +177,13 @@ def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url:
 
 
 @pytest.mark.parametrize("offset", [-3600.0, 3600.0])
-def test_leases_are_measured_on_the_database_s_clock(database_url: str, monkeypatch,
-                                                     offset: float):
+def test_leases_are_measured_on_the_database_s_clock(database_url: str, monkeypatch, offset: float):
     """A daemon whose machine's clock is an hour off neither declares a live trial lost
     at once nor keeps a dead one for an hour."""
     storage = open_storage(database_url)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + offset)
-    live = TrialSpec(id="ef" * 16, command=["python", "live.py"], identity={}, cwd="/",
-                     user="u")
+    live = TrialSpec(id="ef" * 16, command=["python", "live.py"], identity={}, cwd="/", user="u")
     storage.reserve(live, _claim(1, lease=600))
     storage.reserve(SPEC, _claim(2, lease=0.5))  # dies at once: nobody renews it
     deadline = real() + 60
@@ -251,16 +257,25 @@ def test_a_lost_execution_taken_over_stays_fenced(database_url: str):
     assert [e["status"] for e in trial["executions"]] == [states.COMPLETED, states.RUNNING]
 
 
-def _stats(values: list[int], seq: int = 1, producer: str = "p", execution: int = 1,
-           trial: str = SPEC.id, kind: str = protocol.STATISTIC) -> Chunk:
+def _stats(
+    values: list[int],
+    seq: int = 1,
+    producer: str = "p",
+    execution: int = 1,
+    trial: str = SPEC.id,
+    kind: str = protocol.STATISTIC,
+) -> Chunk:
     body = msgpack.packb([[kind, {"v": v}] for v in values])
     return Chunk(trial, execution, producer, seq, len(values), kind, body)
 
 
 def test_captures_branches_and_positions(database_url: str):
     storage = open_storage(database_url)
-    capture = {"environment": {"packages": {"zope.interface": {"version": "6.0"}}},
-               "configuration": {"files": {"cfg.yaml": {"sha256": "x"}}}, "$odd": {"": 1}}
+    capture = {
+        "environment": {"packages": {"zope.interface": {"version": "6.0"}}},
+        "configuration": {"files": {"cfg.yaml": {"sha256": "x"}}},
+        "$odd": {"": 1},
+    }
     storage.reserve(SPEC, _claim(1), capture)
     assert storage.capture(SPEC.id) == capture  # keys with dots, $ and empty round-trip
     assert storage.end_position(SPEC.id) is None
@@ -269,16 +284,37 @@ def test_captures_branches_and_positions(database_url: str):
     end = storage.end_position(SPEC.id)
     assert end == storage.read_records(SPEC.id, [protocol.STATISTIC])[-1]["position"]
     assert storage.logged_counts(SPEC.id, [protocol.STATISTIC]) == {1: 4}
-    branch = TrialSpec(id="cd" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                       parent=SPEC.id, root=SPEC.id, branch_kind="change", branch_point=end)
+    branch = TrialSpec(
+        id="cd" * 16,
+        command=SPEC.command,
+        identity={},
+        cwd="/",
+        user="u",
+        parent=SPEC.id,
+        root=SPEC.id,
+        branch_kind="change",
+        branch_point=end,
+    )
     storage.reserve(branch, _claim(2), {"x": 1})
-    child = TrialSpec(id="ce" * 16, command=SPEC.command, identity={}, cwd="/", user="u",
-                      parent=SPEC.id, root="ce" * 16, branch_kind="branch", branch_point=end)
+    child = TrialSpec(
+        id="ce" * 16,
+        command=SPEC.command,
+        identity={},
+        cwd="/",
+        user="u",
+        parent=SPEC.id,
+        root="ce" * 16,
+        branch_kind="branch",
+        branch_point=end,
+    )
     storage.reserve(child, _claim(3))
     assert [c["id"] for c in storage.candidates(SPEC.id)] == [SPEC.id, "cd" * 16]
     trial = storage.get_trial("cd" * 16)
     assert (trial["parent"], trial["branch_kind"], trial["branch_point"]) == (
-        SPEC.id, "change", end)
+        SPEC.id,
+        "change",
+        end,
+    )
     assert storage.end_position("ce" * 16) == end  # no records yet: its branch point
     assert [t["id"] for t in storage.list_trials()] == [SPEC.id, "cd" * 16, "ce" * 16]
 
@@ -288,8 +324,9 @@ def test_ids_resolve_by_unique_prefix(database_url: str):
 
     storage = open_storage(database_url)
     for trial_id in ("ab12" + "0" * 28, "ab34" + "0" * 28, "cd56" + "0" * 28):
-        storage.reserve(TrialSpec(id=trial_id, command=["x"], identity={}, cwd="/", user="u"),
-                        _claim(1))
+        storage.reserve(
+            TrialSpec(id=trial_id, command=["x"], identity={}, cwd="/", user="u"), _claim(1)
+        )
     assert storage.resolve_id("ab1") == "ab12" + "0" * 28
     assert storage.resolve_id("CD") == "cd56" + "0" * 28
     with pytest.raises(AmbiguousId):
@@ -328,12 +365,14 @@ def test_chunks_read_as_stored_and_records_past_a_position(database_url: str):
     assert [c["count"] for c in chunks] == [2, 1, 1]
     assert [c["position"] for c in chunks] == [p for p, _ in first.stored + again.stored]
     assert [pair[1]["v"] for c in chunks for pair in msgpack.unpackb(c["body"])] == [1, 2, 3, 4]
-    assert all(c["body"] is None for c in storage.read_chunks(SPEC.id, [protocol.STATISTIC],
-                                                             bodies=False))
+    assert all(
+        c["body"] is None for c in storage.read_chunks(SPEC.id, [protocol.STATISTIC], bodies=False)
+    )
     upto = storage.read_chunks(SPEC.id, [protocol.STATISTIC], upto=chunks[1]["position"])
     assert [c["count"] for c in upto] == [2, 1]
-    chosen = storage.read_chunks(SPEC.id, [protocol.STATISTIC],
-                                 positions=[chunks[2]["position"], chunks[0]["position"]])
+    chosen = storage.read_chunks(
+        SPEC.id, [protocol.STATISTIC], positions=[chunks[2]["position"], chunks[0]["position"]]
+    )
     assert [c["body"] for c in chosen] == [chunks[0]["body"], chunks[2]["body"]]
     assert storage.read_chunks(SPEC.id, [protocol.STATISTIC], positions=[]) == []
     after = storage.read_records(SPEC.id, [protocol.STATISTIC], after=chunks[0]["position"])
@@ -384,8 +423,7 @@ def _launch_race(url: str, barrier, results, index: int) -> None:
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str,
-                                                                round_: int):
+def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str, round_: int):
     """A process that joined while the first was between its reservation and the
     execution's document was refused once (MongoDB, under load): all of them run."""
     outcomes = _outcomes_of_six(database_url, _launch_race)
@@ -398,13 +436,15 @@ def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str
     assert storage.get_trial(SPEC.id)["status"] == states.COMPLETED
 
 
-def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(
-        database_url: str):
+def test_a_launch_s_execution_ends_with_its_last_process_in_the_worst_status(database_url: str):
     storage = open_storage(database_url)
     for pid in (1, 2, 3):
         storage.reserve(SPEC, _launch_claim(pid, "slurm:7.0"))
-    ends = [(states.COMPLETED, 0, []), (states.BROKEN, 1, []),
-            (states.INTERRUPTED, -15, ["SIGTERM"])]
+    ends = [
+        (states.COMPLETED, 0, []),
+        (states.BROKEN, 1, []),
+        (states.INTERRUPTED, -15, ["SIGTERM"]),
+    ]
     for status, code, signals in ends[:2]:
         storage.end_execution(ExecutionEnd(SPEC.id, 1, status, code, signals))
         assert storage.get_trial(SPEC.id)["status"] == states.RUNNING  # one still runs
@@ -426,8 +466,13 @@ def test_a_launch_whose_lease_expired_is_not_joined_but_resumed(database_url: st
     assert (again.execution, again.joined, again.previous_status) == (2, False, states.LOST)
 
 
-def _ended(storage, execution: int, status: str = states.BROKEN, code: int | None = 1,
-           signals: tuple[str, ...] = ()) -> None:
+def _ended(
+    storage,
+    execution: int,
+    status: str = states.BROKEN,
+    code: int | None = 1,
+    signals: tuple[str, ...] = (),
+) -> None:
     storage.end_execution(ExecutionEnd(SPEC.id, execution, status, code, list(signals)))
 
 
@@ -487,18 +532,23 @@ def test_trials_are_listed_with_the_configuration_of_their_latest_capture(databa
     _ended(storage, 1)
     storage.reserve(SPEC, _claim(2))  # captured nothing: the first execution's holds
     odd = {"options": {"--lr": math.inf, "--floor": -math.inf, "--name": "é😀\udcff"}}
-    captures = {"cd" * 16: {"configuration": odd}, "ce" * 16: {"code": {"commit": "x"}},
-                "cf" * 16: None, "d0" * 16: {"configuration": "not a map"}}
+    captures = {
+        "cd" * 16: {"configuration": odd},
+        "ce" * 16: {"code": {"commit": "x"}},
+        "cf" * 16: None,
+        "d0" * 16: {"configuration": "not a map"},
+    }
     for index, (trial_id, capture) in enumerate(captures.items()):
-        spec = TrialSpec(id=trial_id, command=["python", "t.py"], identity={}, cwd="/",
-                         user="u")
+        spec = TrialSpec(id=trial_id, command=["python", "t.py"], identity={}, cwd="/", user="u")
         storage.reserve(spec, _claim(3 + index), capture)
     listed = storage.list_trials(configurations=True)
     assert [t["configuration"] for t in listed] == [first, odd, None, None, "not a map"]
     assert [t["configuration"] for t in listed] == [
-        (storage.capture(t["id"]) or {}).get("configuration") for t in listed]
+        (storage.capture(t["id"]) or {}).get("configuration") for t in listed
+    ]
     assert [{k: v for k, v in t.items() if k != "configuration"} for t in listed] == (
-        storage.list_trials())  # the same trials, as listed without
+        storage.list_trials()
+    )  # the same trials, as listed without
     _stored_by_an_older_kleio(storage)
     assert storage.list_trials(configurations=True) == listed  # read from the captures
     _ended(storage, 2)
@@ -565,21 +615,29 @@ def test_tagging_again_changes_nothing(database_url: str):
     assert storage.set_tags(SPEC.id, ["b"], ["b"]) == ["a"]  # a tag removed wins
 
 
-def test_candidates_are_the_command_s_trial_and_change_branches_by_last_update(
-        database_url: str):
+def test_candidates_are_the_command_s_trial_and_change_branches_by_last_update(database_url: str):
     storage = open_storage(database_url)
     storage.reserve(SPEC, _claim(1), {"run": 1})
     for branch_id, kind in (("cd" * 16, "change"), ("ce" * 16, SCRATCH)):
-        branch = TrialSpec(id=branch_id, command=SPEC.command, identity={}, cwd="/", user="u",
-                           parent=SPEC.id, root=SPEC.id, branch_kind=kind)
+        branch = TrialSpec(
+            id=branch_id,
+            command=SPEC.command,
+            identity={},
+            cwd="/",
+            user="u",
+            parent=SPEC.id,
+            root=SPEC.id,
+            branch_kind=kind,
+        )
         storage.reserve(branch, _claim(2), {"run": kind})
     _after(storage, storage.get_trial("ce" * 16)["updated"])
     _ended(storage, 1)  # the command's own trial is now the one updated last
     found = storage.candidates(SPEC.id)
     assert [(c["id"], c["status"], c["capture"]) for c in found] == [
-        ("cd" * 16, states.RUNNING, {"run": "change"}), (SPEC.id, states.BROKEN, {"run": 1})]
-    assert [(c["parent"], c["branch_kind"]) for c in found] == [(SPEC.id, "change"),
-                                                                 (None, None)]
+        ("cd" * 16, states.RUNNING, {"run": "change"}),
+        (SPEC.id, states.BROKEN, {"run": 1}),
+    ]
+    assert [(c["parent"], c["branch_kind"]) for c in found] == [(SPEC.id, "change"), (None, None)]
 
 
 def test_records_are_counted_per_execution_up_to_a_position_to_the_chunk(database_url: str):
@@ -612,8 +670,7 @@ def _has_blob(storage, sha256: str) -> bool:
         return False
 
 
-def test_an_artifact_never_stored_is_missing_and_leaves_nothing_behind(database_url: str,
-                                                                       tmp_path):
+def test_an_artifact_never_stored_is_missing_and_leaves_nothing_behind(database_url: str, tmp_path):
     storage = open_storage(database_url, cache_dir=tmp_path / "cache")
     with pytest.raises(ArtifactMissing, match="damaged"):
         storage.blob_path(_sha(b"never uploaded"))
@@ -655,8 +712,7 @@ def test_what_was_written_outlives_closing(database_url: str):
         storage.list_trials()
     reopened = open_storage(database_url)
     assert reopened.get_trial(SPEC.id)["status"] == states.RUNNING
-    assert [r["body"]["v"] for r in reopened.read_records(SPEC.id, [protocol.STATISTIC])] \
-        == [1, 2]
+    assert [r["body"]["v"] for r in reopened.read_records(SPEC.id, [protocol.STATISTIC])] == [1, 2]
 
 
 def _journal_to_move(storage) -> None:
@@ -669,8 +725,7 @@ def _journal_to_move(storage) -> None:
     storage.set_tags(SPEC.id, ["moved"], [])
 
 
-def test_a_trial_moves_to_another_database_as_stored(database_url: str,
-                                                     another_database_url: str):
+def test_a_trial_moves_to_another_database_as_stored(database_url: str, another_database_url: str):
     source, target = open_storage(database_url), open_storage(another_database_url)
     _journal_to_move(source)
     exported = source.export_trial(SPEC.id)
@@ -687,13 +742,17 @@ def _journal(storage) -> list[tuple[int, int, object]]:
     return [(r["execution"], r["seq"], r["body"]) for r in storage.read_records(SPEC.id, kinds)]
 
 
-def test_chunks_move_to_another_database_in_commit_order_once(database_url: str,
-                                                              another_database_url: str):
+def test_chunks_move_to_another_database_in_commit_order_once(
+    database_url: str, another_database_url: str
+):
     source, target = open_storage(database_url), open_storage(another_database_url)
     _journal_to_move(source)
     rows = list(source.export_chunks([SPEC.id, NOBODY]))
     assert [(r["execution"], r["seq"], r["kind"]) for r in rows] == [
-        (1, 1, protocol.STATISTIC), (1, 3, protocol.OUTPUT), (2, 1, protocol.STATISTIC)]
+        (1, 1, protocol.STATISTIC),
+        (1, 3, protocol.OUTPUT),
+        (2, 1, protocol.STATISTIC),
+    ]
     assert [r["chunk"] for r in rows] == sorted(r["chunk"] for r in rows)
     mapping = target.import_chunks(rows)
     assert list(mapping) == [r["chunk"] for r in rows]
@@ -701,13 +760,16 @@ def test_chunks_move_to_another_database_in_commit_order_once(database_url: str,
     for row in rows:
         key = (row["trial_id"], row["execution"], row["producer"], row["seq"])
         assert (source.chunk_number(*key), target.chunk_number(*key)) == (
-            row["chunk"], mapping[row["chunk"]])
+            row["chunk"],
+            mapping[row["chunk"]],
+        )
     assert target.import_chunks(rows) == {} and target.import_chunks([]) == {}
     assert _journal(target) == _journal(source)
 
 
 def test_a_trial_exported_while_running_is_resumable_where_it_is_imported(
-        database_url: str, another_database_url: str, request: pytest.FixtureRequest):
+    database_url: str, another_database_url: str, request: pytest.FixtureRequest
+):
     """The import brings no lease: the trial runs nowhere in that database."""
     source, target = open_storage(database_url), open_storage(another_database_url)
     source.reserve(SPEC, _claim(1))
