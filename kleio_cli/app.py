@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import typer
 
-from kleio_cli import daemon_commands, journal_commands, run_commands
+from kleio_cli import daemon_commands, journal_commands, run_commands, view_commands
 from kleio_cli.options import RUN_OPTIONS
 from kleio_client.version import __version__
 
@@ -61,6 +61,7 @@ _COMMANDS: dict[str, Callable[..., None]] = {
     "pdb": run_commands.pdb,
     "diff": journal_commands.diff,
     "artifacts": journal_commands.artifacts_,
+    "ui": view_commands.ui,
     "export": journal_commands.export_,
     "import": journal_commands.import_,
 }

@@ -1,0 +1,126 @@
+"""Curves thinned for the view: the lowest and highest point of every pixel's bucket.
+
+A chart ``points`` pixels wide shows at most two values of a curve per pixel column,
+its minimum and its maximum there, whatever the number of records: so a million-point
+curve is drawn from about ``2 * points`` rows with every spike kept (min/max per
+bucket, as Grafana and Plotly-resampler do), and zooming asks again for the narrower
+range at full resolution.  numpy does the work (a ``kleio[ui]`` dependency).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RECORD = "record"  # the x of a record without a chosen key: its rank in the history
+
+
+@dataclass(frozen=True)
+class View:
+    """What part of the curves to show: ``x`` against ``ys``, in ``[low, high]`` (None: all
+    of it), ``points`` pixel columns wide (None: every row)."""
+
+    x: str
+    ys: tuple[str, ...]
+    low: float | None = None
+    high: float | None = None
+    points: int | None = None
+
+
+def numbers(column: Sequence[Any]) -> np.ndarray:
+    """The column as floats, NaN where a value is missing or not a finite number."""
+    try:  # the usual column: numbers, some missing (at C speed)
+        values = np.array([math.nan if v is None else v for v in column], dtype=float)
+    except (TypeError, ValueError):  # texts among them
+        values = np.fromiter(map(_number, column), dtype=float, count=len(column))
+    values[~np.isfinite(values)] = math.nan
+    return values
+
+
+def _number(value: Any) -> float:
+    kind = value.__class__
+    if kind is float:
+        return value if math.isfinite(value) else math.nan
+    if kind is int:
+        return float(value)
+    return math.nan
+
+
+def thinned(columns: Mapping[str, Sequence[Any]], rows: int, view: View) -> dict[str, list[Any]]:
+    """The view's columns (``x`` first), each as long as the others, null where a record
+    lacks a number."""
+    x = (
+        np.arange(rows, dtype=float)
+        if view.x == RECORD
+        else numbers(columns.get(view.x) or [None] * rows)
+    )
+    ys = [numbers(columns.get(key) or [None] * rows) for key in view.ys]
+    keep = np.isfinite(x) & _any_finite(ys, rows)
+    if view.low is not None:
+        keep &= x >= view.low
+    if view.high is not None:
+        keep &= x <= view.high
+    index = np.flatnonzero(keep)
+    if view.points is not None and len(index) > 2 * view.points:
+        index = _extremes(x, ys, index, view.points)
+    index = index[np.argsort(x[index], kind="stable")]  # a chart's x ascends
+    return {
+        view.x: _listed(x[index]),
+        **{key: _listed(y[index]) for key, y in zip(view.ys, ys, strict=True)},
+    }
+
+
+def _any_finite(ys: list[np.ndarray], rows: int) -> np.ndarray:
+    found = np.zeros(rows, dtype=bool)
+    for y in ys:
+        found |= np.isfinite(y)
+    return found
+
+
+def _extremes(x: np.ndarray, ys: list[np.ndarray], index: np.ndarray, points: int) -> np.ndarray:
+    """Of the rows ``index``, the first and last of each bucket and, for each curve, its
+    lowest and highest row there (linear time: no sort when x ascends already)."""
+    xs = x[index]
+    low, high = xs.min(), xs.max()
+    width = (high - low) / points or 1.0
+    bucket = np.minimum(((xs - low) / width).astype(np.int64), points - 1)
+    order = (
+        np.arange(len(bucket))
+        if np.all(bucket[1:] >= bucket[:-1])
+        else np.argsort(bucket, kind="stable")
+    )
+    bucket = bucket[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(bucket)) + 1))
+    ends = np.concatenate((starts[1:] - 1, [len(bucket) - 1]))
+    chosen = [starts, ends]
+    for y in ys:
+        values = y[index][order]
+        for extreme, fill in ((np.minimum, np.inf), (np.maximum, -np.inf)):
+            chosen.append(_first_at(values, bucket, starts, extreme, fill))
+    return index[order[np.unique(np.concatenate(chosen))]]
+
+
+def _first_at(
+    values: np.ndarray, bucket: np.ndarray, starts: np.ndarray, extreme: np.ufunc, fill: float
+) -> np.ndarray:
+    """Per bucket (``bucket`` ascending, each starting at ``starts``), the first row holding
+    its ``extreme`` value; none for a bucket without a number."""
+    filled = np.where(np.isnan(values), fill, values)
+    best = extreme.reduceat(filled, starts)
+    counts = np.diff(np.append(starts, len(filled)))
+    rows = np.flatnonzero((filled == np.repeat(best, counts)) & ~np.isnan(values))
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = bucket[rows][1:] != bucket[rows][:-1]
+    return rows[first]
+
+
+def _listed(values: np.ndarray) -> list[Any]:
+    """Floats for JSON, NaN as null."""
+    out: list[Any] = values.tolist()
+    if np.isnan(values).any():
+        out = [None if v != v else v for v in out]
+    return out
