@@ -18,7 +18,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from tests.benchmarks import journal, peers, resources
+from tests.benchmarks import journal, peers, resources, ui
 from tests.benchmarks.harness import Figure, isolated_env, kleio_argv, table, timed
 
 LOGGING_SCRIPT = """
@@ -207,6 +207,7 @@ def main() -> None:
             lambda: journal.bench_where(root, env, args.runs),
             lambda: journal.bench_stats(root, env, args.runs),
             lambda: journal.bench_branch(root, env, args.runs),
+            lambda: ui.bench_ui(root, env, args.runs),
         ]
         names = [
             "logging",
@@ -218,6 +219,7 @@ def main() -> None:
             "where",
             "stats",
             "branch",
+            "ui",
         ]
         figures = []
         for name, bench in zip(names, benches, strict=True):
