@@ -111,7 +111,7 @@ class Api:
             _number(query.get("to")),
             _points(query),
         )
-        return thinned(history.columns, history.rows, view)
+        return thinned(history.numbers, history.rows, view)
 
     def keys(self, request: Request) -> Any:
         history = self._reader.history(self._id(request))

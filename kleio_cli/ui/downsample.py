@@ -10,7 +10,7 @@ range at full resolution.  numpy does the work (a ``kleio[ui]`` dependency).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +50,19 @@ def _number(value: Any) -> float:
     return math.nan
 
 
-def thinned(columns: Mapping[str, Sequence[Any]], rows: int, view: View) -> dict[str, list[Any]]:
+def thinned(
+    column: Callable[[str], np.ndarray | None], rows: int, view: View
+) -> dict[str, list[Any]]:
     """The view's columns (``x`` first), each as long as the others, null where a record
-    lacks a number."""
-    x = (
-        np.arange(rows, dtype=float)
-        if view.x == RECORD
-        else numbers(columns.get(view.x) or [None] * rows)
-    )
-    ys = [numbers(columns.get(key) or [None] * rows) for key in view.ys]
+    lacks a number; ``column`` gives a key's values as floats (None: no record has it)."""
+    missing = np.full(rows, math.nan)
+
+    def of(key: str) -> np.ndarray:
+        found = column(key)
+        return missing if found is None else found
+
+    x = np.arange(rows, dtype=float) if view.x == RECORD else of(view.x)
+    ys = [of(key) for key in view.ys]
     keep = np.isfinite(x) & _any_finite(ys, rows)
     if view.low is not None:
         keep &= x >= view.low

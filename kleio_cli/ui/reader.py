@@ -12,14 +12,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kleio_cli import statistics
 from kleio_cli.carriage import Collapser
 from kleio_cli.connection import connect
+from kleio_cli.ui import downsample
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
+from kleio_client.protocol import collection_paused
 from kleio_runtime.config import Config
 
 KEPT_HISTORIES = 8  # histories kept in memory, the least recently read dropped first
@@ -32,6 +34,15 @@ class History:
     labels: list[str]
     columns: dict[str, list[Any]]
     rows: int
+    # Each column as floats, made once for every chart that reads it (see ``numbers``).
+    _numbers: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def numbers(self, key: str) -> Any:
+        """The column ``key`` as a float array (NaN where no finite number), or None."""
+        if key not in self._numbers:
+            column = self.columns.get(key)
+            self._numbers[key] = None if column is None else downsample.numbers(column)
+        return self._numbers[key]
 
 
 class Reader:
@@ -73,7 +84,8 @@ class Reader:
                 if kept is not None:
                     self._histories.move_to_end(key)
                     return kept
-            table = statistics.paged(client, segments, conditions)
+            with collection_paused():
+                table = statistics.paged(client, segments, conditions)
         found = History(
             table.labels, dict(zip(table.labels, table.columns, strict=True)), len(table.origins)
         )

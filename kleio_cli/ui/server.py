@@ -7,6 +7,7 @@ Starlette and uvicorn are the ``kleio[ui]`` extra: this module is imported only 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -57,6 +58,9 @@ def _index(_request: Request) -> Response:
 
 def serve(config: Config, options: UiOptions) -> None:
     """Bind, print the URL on one line of stdout, open a browser, serve until Ctrl-C."""
+    # `kleio` pauses the cyclic collector for its short commands; a server runs for days
+    # (the reads of long histories pause it themselves, see Reader.history).
+    gc.enable()
     token = new_token()
     listening = _bound(options.host, options.port)
     app = application(config, token)

@@ -19,11 +19,18 @@ import {
 const RECONNECT_AFTER = 1000; // ms after a dropped stream before asking again
 const X_LIKE = ["step", "epoch", "iteration", "iter", "batch", "time", "timestamp", "wall_time", "record"];
 
+// What the live view has shown, for the benchmark of a statistic's way from
+// `log_statistic` to the page (tests/benchmarks/ui.py): subscribed yet, the greatest x
+// drawn, and when (ms since the epoch).
+const shown = { ready: false, last: null, shownAt: 0 };
+window.kleioLive = shown;
+
 export async function trialPage(root, _params, { match, alive }) {
   const info = await getJson(`/api/trials/${encodeURIComponent(match[1])}`);
   if (!alive()) return null;
   const id = info.id;
   const stops = [];
+  Object.assign(shown, { ready: false, last: null, shownAt: 0 });
   const badge = statusBadge(info.status, { dataset: { testid: "trial-status" } });
   const liveNote = h("span", { class: "live", dataset: { testid: "live-state" }, hidden: true }, "● live");
 
@@ -86,6 +93,7 @@ function follow(id, end, { terminal, outputBox, chart, setStatus, liveNote }) {
     source = new EventSource(`/api/trials/${id}/live${query}`);
     source.addEventListener("ready", (event) => {
       liveNote.hidden = false;
+      shown.ready = true;
       setStatus(JSON.parse(event.data).status);
       // Subscribed: the feed sends only statistics to come, so read those so far again
       // (one logged before the subscription would be missing otherwise).
@@ -163,6 +171,10 @@ function liveChart(section, id, keys) {
       if (!plot) return;
       plot.setData(data);
       holder.dataset.points = String(data[0].length);
+      if (data[0].length) {
+        shown.last = data[0][data[0].length - 1];
+        shown.shownAt = Date.now();
+      }
     });
   };
   const reload = async () => {
