@@ -43,6 +43,7 @@ class RunOptions:
     detach: bool = False  # the daemon runs it; return once it is reserved
     escalate: bool = True  # a second Ctrl-C kills the trial (not under a debugger)
     tags: tuple[str, ...] = ()  # added to the trial once it is reserved
+    capture_tensorboard: bool | None = None  # --[no-]capture-tensorboard; None: configured
 
 
 def run_command(argv: list[str], options: RunOptions) -> int:
@@ -75,7 +76,7 @@ def run_spec(
     (``id``, and for a new branch its ``parent``, ``root``, ``branch_kind``, ``branch_point``)."""
     if options.detach:
         _check_detachable()
-    config = resolve()
+    config = resolve({"capture_tensorboard": options.capture_tensorboard})
     shown = redacted(argv)  # what is stored: no secret of the command line
     ident = identity.compute(shown, cwd, config.namespace)
     trial = (exact or {}).get("id", ident.id)
@@ -120,6 +121,7 @@ def run_spec(
         escalate=options.escalate,
         flush_timeout=config.flush_timeout,
         buffer_bytes=config.buffer_bytes,
+        capture_tensorboard=config.capture_tensorboard,
     )
     try:
         if options.detach:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from kleio_cli.errors import reported
-from kleio_cli.options import ALLOW_ANY, ALLOW_CODE, ALLOW_ENV, DETACH
+from kleio_cli.options import ALLOW_ANY, ALLOW_CODE, ALLOW_ENV, CAPTURE_TENSORBOARD, DETACH
 
 # run's: everything after COMMAND is COMMAND's, its options included.
 PASS_THROUGH = {
@@ -22,11 +22,16 @@ PASS_THROUGH = {
 EXTRA_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _run_options(code: bool, env: bool, any_change: bool, detach: bool) -> Any:
+def _run_options(
+    code: bool, env: bool, any_change: bool, detach: bool, capture_tensorboard: bool | None
+) -> Any:
     from kleio_cli.run import RunOptions
 
     return RunOptions(
-        allow_code_change=code or any_change, allow_env_change=env or any_change, detach=detach
+        allow_code_change=code or any_change,
+        allow_env_change=env or any_change,
+        detach=detach,
+        capture_tensorboard=capture_tensorboard,
     )
 
 
@@ -39,6 +44,7 @@ def run(
     allow_any_change: bool = ALLOW_ANY,
     detach: bool = DETACH,
     tag: list[str] = typer.Option([], "--tag", help="Tag the trial; repeat for several."),
+    capture_tensorboard: Optional[bool] = CAPTURE_TENSORBOARD,
 ) -> None:
     """Run COMMAND as a trial (resuming it if it ran before). Same as `kleio COMMAND`."""
     import dataclasses
@@ -46,7 +52,10 @@ def run(
     from kleio_cli.run import run_command
 
     options = dataclasses.replace(
-        _run_options(allow_code_change, allow_env_change, allow_any_change, detach), tags=tuple(tag)
+        _run_options(
+            allow_code_change, allow_env_change, allow_any_change, detach, capture_tensorboard
+        ),
+        tags=tuple(tag),
     )
     with reported():
         code = run_command(command, options)
@@ -59,13 +68,17 @@ def exec_(
     allow_env_change: bool = ALLOW_ENV,
     allow_any_change: bool = ALLOW_ANY,
     detach: bool = DETACH,
+    capture_tensorboard: Optional[bool] = CAPTURE_TENSORBOARD,
 ) -> None:
     """Resume a trial (or a branch) by id, checking its code and environment first."""
     from kleio_cli.run import exec_trial
 
     with reported():
         code = exec_trial(
-            trial, _run_options(allow_code_change, allow_env_change, allow_any_change, detach)
+            trial,
+            _run_options(
+                allow_code_change, allow_env_change, allow_any_change, detach, capture_tensorboard
+            ),
         )
     raise typer.Exit(code)
 
@@ -83,6 +96,7 @@ def branch(
     allow_env_change: bool = ALLOW_ENV,
     allow_any_change: bool = ALLOW_ANY,
     detach: bool = DETACH,
+    capture_tensorboard: Optional[bool] = CAPTURE_TENSORBOARD,
 ) -> None:
     """Branch a trial at a point of its history and run the child with changed OPTIONS.
 
@@ -95,7 +109,9 @@ def branch(
             trial,
             timestamp,
             list(ctx.args),
-            _run_options(allow_code_change, allow_env_change, allow_any_change, detach),
+            _run_options(
+                allow_code_change, allow_env_change, allow_any_change, detach, capture_tensorboard
+            ),
         )
     raise typer.Exit(code)
 

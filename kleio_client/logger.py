@@ -136,6 +136,16 @@ class Logger:
 
     def log_artifact(self, filename: str, fileobj: IO[bytes] | bytes, **metadata: Any) -> None:
         """Store ``fileobj``'s bytes (once per content) under ``filename`` with ``metadata``."""
+        stored = self._store_artifact(filename, fileobj, metadata)
+        if stored is not None:
+            self._journal_artifact(stored)
+
+    def _store_artifact(
+        self, filename: str, fileobj: IO[bytes] | bytes, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """``log_artifact``'s first half: the bytes stored now, the record's body returned
+        for :meth:`_journal_artifact` to journal later (a framework's checkpoint, placed
+        after the statistics it covers); None outside kleio."""
         if not isinstance(filename, str) or not filename:
             raise TypeError("log_artifact needs a non-empty str filename")
         normalize_record(metadata)
@@ -144,12 +154,15 @@ class Logger:
             if not self._said_no_artifacts:
                 self._said_no_artifacts = True
                 print("[kleio] not running under kleio: artifacts are not stored", file=sys.stderr)
-            return
+            return None
         if isinstance(fileobj, (bytes, bytearray, memoryview)):
             fileobj = io.BytesIO(bytes(fileobj))
         sha256, size = channel.upload(cast(BinaryIO, fileobj))
-        body = {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
-        channel.record(protocol.ARTIFACT, body)
+        return {"filename": filename, "sha256": sha256, "size": size, "metadata": metadata}
+
+    def _journal_artifact(self, body: dict[str, Any]) -> None:
+        """``log_artifact``'s second half: the record of bytes :meth:`_store_artifact` stored."""
+        self._open().record(protocol.ARTIFACT, body)
 
     def load_artifact(self, filename: str, **metadata: Any) -> Artifact | None:
         """The latest artifact named ``filename`` whose metadata match, or None.

@@ -184,6 +184,8 @@ class SupervisorSpec:
     # The trial's client's settings, resolved with the rest by the CLI.
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    # TensorBoard scalars journaled as statistics, through the trial's start-up hook.
+    capture_tensorboard: bool = True
 
     @property
     def client_settings(self) -> ClientSettings:

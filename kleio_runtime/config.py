@@ -1,9 +1,11 @@
 """Kleio's configuration, resolved once: flag > KLEIO_* environment > config file > default.
 
 Every setting of every part is here: the daemon's (database, lease, memory
-bound), the CLI's (namespace, fingerprint fields), and the trial's client's
+bound), the CLI's (namespace, fingerprint fields), the trial's client's
 (flush timeout, buffer bound), which the supervisor resolves and hands to the
-trial through the environment that ``kleio_client.protocol`` names.  Also
+trial through the environment that ``kleio_client.protocol`` names, and whether the
+trial's TensorBoard scalars are captured (its ``PYTHONPATH``, see
+``kleio_client.startup``).  Also
 where the runtime directory (sockets and lock, mode 0700), the data directory
 (the embedded journal) and the config file are, through platformdirs.
 """
@@ -50,6 +52,8 @@ class Config:
     # bytes of unacknowledged records it holds in memory before spilling to disk.
     flush_timeout: float = protocol.DEFAULT_FLUSH_TIMEOUT
     buffer_bytes: int = protocol.DEFAULT_BUFFER_BYTES
+    # A trial's SummaryWriter scalars journaled as statistics (kleio_client.startup).
+    capture_tensorboard: bool = True
 
     @property
     def database_redacted(self) -> str:
@@ -81,6 +85,7 @@ def resolve(flags: dict[str, Any] | None = None) -> Config:
             pick("flush_timeout", protocol.DEFAULT_FLUSH_TIMEOUT), "flush_timeout"
         ),
         buffer_bytes=_whole(pick("buffer_bytes", protocol.DEFAULT_BUFFER_BYTES), "buffer_bytes"),
+        capture_tensorboard=_yes(pick("capture_tensorboard", True), "capture_tensorboard"),
     )
 
 

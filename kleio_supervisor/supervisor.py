@@ -31,6 +31,7 @@ from kleio_client.channel import Channel
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 from kleio_client.protocol import SupervisorSpec
+from kleio_client.startup import python_path
 from kleio_runtime import launcher, lock
 from kleio_runtime.config import resolve
 from kleio_runtime.errors import RuntimeSetupError
@@ -157,6 +158,12 @@ class Supervisor:
         env[protocol.ENV_INGEST] = self.endpoints.ingest
         # Output reaches the terminal and the journal as it is written, not per 8 KiB.
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # The start-up hook that journals TensorBoard scalars, before the caller's entries.
+        path = python_path(env.get("PYTHONPATH"), self.spec.capture_tensorboard)
+        if path is None:
+            env.pop("PYTHONPATH", None)
+        else:
+            env["PYTHONPATH"] = path
         return env
 
     def _pump(self, channel: Channel, outputs: list[terminal.Output]) -> None:

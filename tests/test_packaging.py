@@ -22,11 +22,19 @@ def test_every_package_is_in_the_distribution():
     shipped = set(find_packages(where=str(REPO), include=include))
     on_disk = {
         ".".join(path.parent.relative_to(REPO).parts)
-        for top in ("kleiod", "kleio_client", "kleio_cli", "kleio_runtime", "kleio_supervisor")
+        for top in (
+            "kleio",
+            "kleiod",
+            "kleio_client",
+            "kleio_cli",
+            "kleio_runtime",
+            "kleio_supervisor",
+        )
         for path in (REPO / top).rglob("__init__.py")
     }
     assert on_disk <= shipped
     assert "kleio_cli.capture" in shipped and "kleiod.storage" in shipped
+    assert {"kleio.client", "kleio_client.startup", "kleio_client.integrations"} <= shipped
 
 
 def _imports(package: str) -> dict[str, set[str]]:
