@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from operator import itemgetter
 from typing import Any
-
-import msgpack
 
 from kleio_client import protocol
 from kleio_client.control import ControlClient
@@ -75,11 +72,7 @@ def attach(page: list[Segment], bodies: list[bytes]) -> None:
         segment["body"] = body
 
 
-def records(body: bytes, start: int, end: int, use_list: bool = True) -> list[dict[str, Any]]:
-    """The records ``start`` to ``end`` of a stored body, in one C call (``use_list=False``:
-    nested lists as tuples, a little faster)."""
-    pairs = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=use_list)
-    return list(map(itemgetter(1), pairs[start:end]))
+records = protocol.chunk_records  # the records of a stored body, in one C call
 
 
 def unpacked(segments: list[Segment], use_list: bool = True) -> list[dict[str, Any]]:

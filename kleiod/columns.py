@@ -15,7 +15,6 @@ from operator import itemgetter
 from typing import Any
 
 from kleio_client import protocol
-from kleio_client import segments as stored
 from kleio_client.protocol import Condition
 from kleiod.errors import BadRequest
 from kleiod.storage.base import POSITION_STRIDE, Storage
@@ -34,7 +33,7 @@ def page(
     columns: list[list[Any]] = []
     counts: list[int] = []
     for trial, position, start, end in wanted:
-        records = stored.records(bodies[(trial, position)], start, end, use_list=False)
+        records = protocol.chunk_records(bodies[(trial, position)], start, end, use_list=False)
         if where:
             records = [r for r in records if all(c.holds(r) for c in where)]
         _extend(labels, columns, sum(counts), records)
