@@ -99,11 +99,23 @@ def main() -> None:
     argv = sys.argv[1:]
     first = next((a for a in argv if a not in RUN_OPTIONS), None)
     if first is not None and not first.startswith("-") and first not in command_names():
+        _refuse_a_typo(first)
         argv = ["run", *argv]  # the prefix form, options of `run` included
     try:
         app(args=argv, prog_name="kleio")
     except SystemExit as exc:
         _exit_now(exc.code)
+
+
+def _refuse_a_typo(first: str) -> None:
+    """``kleio stat ID`` is a mistyped ``kleio stats``, not a trial of /usr/bin/stat."""
+    from kleio_cli import prefix_form
+    from kleio_cli.errors import EXIT_USAGE
+
+    meant = prefix_form.typo(first, command_names())
+    if meant is not None:
+        print(prefix_form.refusal(first, meant), file=sys.stderr)
+        _exit_now(EXIT_USAGE)
 
 
 def _exit_now(code: object) -> None:

@@ -50,9 +50,12 @@ def run_command(argv: list[str], options: RunOptions) -> int:
     if not argv:
         raise CliError("kleio run needs a command, e.g. `kleio run python train.py`", EXIT_USAGE)
     _check_text(argv)
+    if argv[0].startswith("-"):
+        _refuse_option(argv[0])
     if len(argv) == 1 and _ID.match(argv[0]) and not _program_exists(argv[0]):
         return exec_trial(argv[0], options)
     _check_program(argv[0])
+    _check_script(argv)
     return run_spec(argv, os.getcwd(), options)
 
 
@@ -241,6 +244,39 @@ def _check_program(program: str) -> None:
     if close:
         hint = f"; did you mean `kleio {close[0]}`?"
     raise CliError(f"kleio: command not found: {program}{hint}", EXIT_NOT_FOUND_COMMAND)
+
+
+def _refuse_option(option: str) -> NoReturn:
+    """An option of ``run`` that does not exist, not a program named like it."""
+    from kleio_cli.options import RUN_OPTIONS
+
+    close = difflib.get_close_matches(option.split("=")[0], sorted(RUN_OPTIONS), n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; see `kleio run --help`"
+    raise CliError(f"kleio: no such option: {option}{hint}", EXIT_USAGE)
+
+
+_PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
+_VALUED = frozenset({"-W", "-X", "-Q"})  # interpreter options whose value follows
+
+
+def _check_script(argv: list[str]) -> None:
+    """Refuse ``kleio python nosuch.py`` before it becomes a trial, as a missing command
+    is (the interpreter would only say it cannot open the file)."""
+    if not _PYTHON.match(os.path.basename(argv[0])):
+        return
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _VALUED:
+            next(args, None)
+        elif arg.startswith(("-m", "-c")) or arg == "-":
+            return  # a module, a command or stdin: nothing to look for
+        elif not arg.startswith("-"):
+            if not os.path.exists(arg):
+                raise CliError(
+                    f"kleio: no such script: {arg} (in {os.getcwd()}); no trial was made",
+                    EXIT_USAGE,
+                )
+            return
 
 
 def _announce(reservation: dict[str, Any]) -> None:
