@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kleio_cli.render import cell
+from kleio_cli.render import cell, display_width, padded
 
 _SAMPLE, _FEW = 1024, 32  # a column of at most _FEW values in its first _SAMPLE rows
 
@@ -62,9 +62,19 @@ class Formatted:
         if leading:
             columns.insert(0, _texts(list(leading)))
             headers.insert(0, "EXEC")
-        widths = [max(len(str(h)), c.width) for h, c in zip(headers, columns, strict=True)]
-        header = "  ".join(map(str.ljust, map(str, headers), widths)).rstrip()
-        specs = [f"%-{w}{c.conversion}" for w, c in zip(widths[:-1], columns, strict=False)]
+        widths = [
+            max(display_width(str(h)), c.width) for h, c in zip(headers, columns, strict=True)
+        ]
+        header = "  ".join(map(padded, map(str, headers), widths)).rstrip()
+        # `%-Ns` pads by characters: a column with wide characters is padded here instead.
+        columns = [
+            _padded(c, w) if c.conversion == "s" and not _ascii(c.values) else c
+            for c, w in zip(columns[:-1], widths[:-1], strict=True)
+        ] + columns[-1:]
+        specs = [
+            f"%-{w}{c.conversion}" if c.width >= 0 else "%s"
+            for w, c in zip(widths[:-1], columns, strict=False)
+        ]
         specs += [f"%{c.conversion}" for c in columns[-1:]]
         return header, _rows("  ".join(specs), columns)
 
@@ -105,7 +115,23 @@ def _as_texts(column: _Column) -> Sequence[str]:
 
 
 def _texts(texts: list[str]) -> _Column:
-    return _Column("s", texts, max(map(len, texts), default=0))
+    return _Column("s", texts, _width(texts))
+
+
+def _width(texts: Sequence[str]) -> int:
+    """The widest text's columns on a terminal (``len`` for ASCII, at C speed)."""
+    if _ascii(texts):
+        return max(map(len, texts), default=0)
+    return max(map(display_width, texts), default=0)
+
+
+def _ascii(texts: Sequence[str]) -> bool:
+    return all(map(str.isascii, texts))
+
+
+def _padded(column: _Column, width: int) -> _Column:
+    """A column of texts padded to ``width`` terminal columns (width -1: no more padding)."""
+    return _Column("s", [padded(t, width) for t in column.values], -1)
 
 
 def _rows(template: str, columns: list[_Column]) -> list[str]:
@@ -122,7 +148,7 @@ def _table_column(column: Sequence[Any]) -> _Column:
         texts = list(map(str, column))
     else:
         texts = list(map(cell, column))
-    return _Column("s", texts, max(map(len, texts), default=0))
+    return _Column("s", texts, _width(texts))
 
 
 def _json_column(column: Sequence[Any]) -> _Column | None:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from kleio_cli.errors import EXIT_UNAVAILABLE, CliError
+from kleio_cli.errors import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from kleio_client import protocol
 from kleio_client.control import ControlClient
 from kleio_client.errors import DaemonUnavailable
@@ -32,7 +32,7 @@ def connect(
     With ``same_database``, a daemon serving another database than this
     command's configuration names is an error, never a silent switch.
     """
-    if not lock.is_held(config.runtime_dir):
+    if not _daemon_running(config):
         if not start:
             raise CliError(
                 "kleiod is not running; start it with `kleio daemon start`", EXIT_UNAVAILABLE
@@ -58,6 +58,18 @@ def connect(
     return client
 
 
+def _daemon_running(config: Config) -> bool:
+    try:
+        return lock.is_held(config.runtime_dir)
+    except OSError as exc:  # the runtime directory's path cannot be one
+        raise CliError(
+            f"kleio: cannot use the runtime directory {config.runtime_dir}: "
+            f"{(exc.strerror or str(exc)).lower()}; set KLEIO_RUNTIME_DIR to a directory of "
+            "yours (or leave it unset)",
+            EXIT_USAGE,
+        ) from None
+
+
 def start_daemon(config: Config) -> None:
     """Start kleiod (through systemd when its unit is installed); say so if systemd failed."""
     note = launcher.start(config, START_TIMEOUT)
@@ -73,7 +85,7 @@ def wait_until_answering(client: ControlClient, config: Config) -> dict[str, obj
         except DaemonUnavailable:
             if time.monotonic() > deadline:
                 raise CliError(
-                    f"kleiod did not answer within {START_TIMEOUT:.0f} s; see "
+                    f"kleio: kleiod did not answer within {START_TIMEOUT:.0f} s; see "
                     f"{Path(config.runtime_dir) / LOG_FILE}",
                     EXIT_UNAVAILABLE,
                 ) from None
@@ -91,4 +103,5 @@ def _raise_start_failure(config: Config, deadline: float) -> None:
         last = log_path.read_text(errors="replace").strip().splitlines()[-1]
     except (OSError, IndexError):
         last = "no log"
-    raise CliError(f"kleiod failed to start: {last} (log: {log_path})", EXIT_UNAVAILABLE)
+    last = last.removeprefix("kleiod: ")
+    raise CliError(f"kleio: kleiod failed to start: {last} (log: {log_path})", EXIT_UNAVAILABLE)

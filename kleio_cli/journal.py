@@ -67,7 +67,7 @@ def stats(query: StatsQuery) -> None:
         )
         return
     if not rows:
-        print("no statistics logged", file=sys.stderr)
+        print(_nothing_shown(query), file=sys.stderr)
         return
     keys: dict[str, None] = dict.fromkeys(query.keys)
     if not keys:
@@ -80,6 +80,13 @@ def stats(query: StatsQuery) -> None:
         render.print_csv(headers, table)
         return
     print(render.table(headers, table))
+
+
+def _nothing_shown(query: StatsQuery) -> str:
+    if query.where:
+        where = " ".join(f"--where {w!r}" for w in query.where)
+        return f"no record matches {where}; `kleio stats {query.trial}` shows them all"
+    return "no statistics logged"
 
 
 def _selected(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -119,7 +126,7 @@ def _effective_stats(query: StatsQuery) -> None:
         render.print_csv(labels, statistics.arranged(list(zip(*columns, strict=True)), ranks))
         return
     if not table.origins:
-        print("no statistics logged", file=sys.stderr)
+        print(_nothing_shown(query), file=sys.stderr)
         return
     header, lines = formatted.table(labels, origins)
     render.print_lines([header, *statistics.arranged(lines, ranks)])

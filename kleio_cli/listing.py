@@ -35,15 +35,7 @@ def ls(
         render.print_json([json_row(t) for t in trials])
         return
     if not trials:
-        print(
-            "no trials"
-            + (
-                " with that status or tag"
-                if statuses or tags
-                else " yet; run one with `kleio python train.py`"
-            ),
-            file=sys.stderr,
-        )
+        print(_nothing_listed(statuses, tags, where), file=sys.stderr)
         return
     if tree:
         trials, depths = _as_tree(trials)
@@ -66,6 +58,16 @@ def ls(
         for row, trial in zip(rows, trials, strict=True):
             row.append(",".join(trial.get("tags") or []) or None)
     print(render.table(headers, rows))
+
+
+def _nothing_listed(
+    statuses: tuple[str, ...], tags: tuple[str, ...], where: tuple[str, ...]
+) -> str:
+    filters = [f"--status {s}" for s in statuses] + [f"--tag {t}" for t in tags]
+    filters += [f"--where {w!r}" for w in where]
+    if not filters:
+        return "no trials yet; run one with `kleio python train.py`"
+    return f"no trial matches {' '.join(filters)}; `kleio ls` lists them all"
 
 
 def json_row(trial: dict[str, Any]) -> dict[str, Any]:

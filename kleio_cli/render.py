@@ -16,11 +16,27 @@ _SLICE = 4096  # lines joined and written at once
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+        "  ".join(padded(c, w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines)
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: 2 for each wide character (``損失`` takes
+    4), 0 for a combining one."""
+    if text.isascii():
+        return len(text)
+    from wcwidth import wcswidth
+
+    width = wcswidth(text)
+    return width if width >= 0 else len(text)  # a control character: as len counts
+
+
+def padded(text: str, width: int) -> str:
+    """``text`` and spaces, ``width`` columns in all (``str.ljust`` counts characters)."""
+    return text + " " * (width - display_width(text))
 
 
 def print_lines(lines: Sequence[str]) -> None:
@@ -73,6 +89,31 @@ def clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def json_text(value: Any, **options: Any) -> str:
+    """Strict JSON, which every parser reads (jq, JavaScript): NaN and infinities, which
+    JSON has no words for, are written null; bytes as text."""
+    try:  # the usual value has no NaN: one pass of the C encoder
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, default=_jsonable, **options)
+    except ValueError:
+        return json.dumps(
+            finite(value), allow_nan=False, ensure_ascii=False, default=_jsonable, **options
+        )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, at any depth, made None."""
+    kind = value.__class__
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k: finite(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        if all(v.__class__ is int or v.__class__ is str or v is None for v in value):
+            return value  # a column of steps or names: as it is (fast)
+        return [finite(v) for v in value]
+    return value
+
+
 def print_json(value: Any) -> None:
     """Indented JSON; a list prints one element a line (json's C encoder: fast on 1M rows)."""
     if isinstance(value, list):
@@ -80,10 +121,10 @@ def print_json(value: Any) -> None:
         write("[")
         for index, item in enumerate(value):
             write(",\n  " if index else "\n  ")
-            write(json.dumps(item, ensure_ascii=False, default=_jsonable))
+            write(json_text(item))
         write("\n]\n" if value else "]\n")
         return
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=_jsonable)
+    sys.stdout.write(json_text(value, indent=2))
     sys.stdout.write("\n")
 
 
@@ -99,7 +140,7 @@ def print_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 def print_json_array(values: list[Any]) -> None:
     """A long list as JSON in one call of the C encoder (one line: a million records in
     about a second, where one call per element takes four)."""
-    sys.stdout.write(json.dumps(values, ensure_ascii=False, default=_jsonable))
+    sys.stdout.write(json_text(values))
     sys.stdout.write("\n")
 
 
@@ -113,4 +154,6 @@ def print_json_rows(rows: Sequence[str]) -> None:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
+    if isinstance(value, float):  # a float subclass (numpy's) that is not finite
+        return None
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -134,6 +134,7 @@ def origin_labels(segments: list[dict[str, Any]], origins: list[int]) -> list[st
 
 
 _CONDITION = re.compile(r"^([^<>=!]+)(<=|>=|!=|==|=|<|>)(.*)$")
+_OPERATOR_CHARS = ("<", ">", "=", "!")
 _OPERATORS = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
@@ -141,7 +142,8 @@ def conditions(expressions: list[str]) -> list[Condition]:
     parsed = []
     for text in expressions:
         match = _CONDITION.match(text)
-        if not match or not match.group(1).strip():
+        # `epoch>>3`, `lr=<0.1`: an operator doubled or misordered is no value.
+        if not match or not match.group(1).strip() or match.group(3).startswith(_OPERATOR_CHARS):
             raise CliError(
                 f"kleio: --where takes KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, "
                 f"KEY>VALUE or KEY>=VALUE; got {text!r}",

@@ -27,7 +27,7 @@ from kleio_runtime.errors import RuntimeSetupError
 from kleio_runtime.lock import PidLock
 from kleiod import notify
 from kleiod.controller import Controller
-from kleiod.errors import KleiodError, StorageError
+from kleiod.errors import ConfigError, KleiodError, StorageError
 from kleiod.handlers import DaemonContext, Handlers
 from kleiod.ingest import Buffering, Ingest
 from kleiod.live import Live
@@ -90,11 +90,7 @@ class Daemon:
         lock.acquire()
         launcher.clear_stopped(runtime)
         try:
-            storage = open_storage(
-                self.config.database,
-                self.config.data_dir / "artifact-cache",
-                self.config.allow_network_filesystem,
-            )
+            storage = _opened_storage(self.config)
             try:
                 self._serve_with(storage)
             finally:
@@ -266,6 +262,23 @@ def _commit_quietly(ingest: Ingest) -> None:
         log.error("%s", exc)
 
 
+def _opened_storage(config: Config) -> Storage:
+    """The journal of ``config``; a path it cannot use is named with the setting it came
+    from, not as an exception."""
+    try:
+        return open_storage(
+            config.database, config.data_dir / "artifact-cache", config.allow_network_filesystem
+        )
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise ConfigError(
+            f"cannot use {exc.filename}: {(exc.strerror or str(exc)).lower()}; the journal "
+            f"is {config.database_redacted}: set KLEIO_DATABASE, or KLEIO_DATA_DIR for the "
+            "default journal"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kleiod", description="Kleio's per-user daemon.")
     parser.add_argument("--database", help="database URL (default: the embedded SQLite journal)")
@@ -285,15 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s kleiod[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     try:
-        daemon = Daemon(
-            resolve(
-                {
-                    "database": args.database,
-                    "runtime_dir": args.runtime_dir,
-                    "allow_network_filesystem": args.allow_network_filesystem,
-                }
-            )
+        config = resolve(
+            {
+                "database": args.database,
+                "runtime_dir": args.runtime_dir,
+                "allow_network_filesystem": args.allow_network_filesystem,
+            }
         )
+        daemon = Daemon(config)
         os.chdir("/")  # hold no directory of the user's
         os.umask(0o077)  # sockets, journal, spills: the user's alone
         signal.signal(signal.SIGINT, lambda *_: daemon.stop())

@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 
 from kleio_client import protocol
-from kleiod.errors import BadRequest, TrialNotFound
+from kleiod.errors import ArtifactMissing, BadRequest, TrialNotFound
 from kleiod.storage.base import POSITION_STRIDE, Storage
 
 FORMAT = 1
@@ -85,8 +85,10 @@ def _pieces(path: Path) -> Iterator[tuple[bytes, bool]]:
 def import_(storage: Storage, path: Path) -> dict[str, int]:
     messages = _messages(path)
     header = next(messages, None)
-    if not header or header.get("kleio_export") != FORMAT:
-        raise BadRequest(f"{path} is not a kleio export (format {FORMAT})")
+    if not isinstance(header, dict) or header.get("kleio_export") != FORMAT:
+        raise BadRequest(
+            f"{path} is not a kleio export (format {FORMAT}); make one with `kleio export -o FILE`"
+        )
     trials = [t for t in header["trials"] if not _exists(storage, t["id"])]
     new = {t["id"] for t in trials}
     mapping: dict[int, int] = {}
@@ -99,12 +101,17 @@ def import_(storage: Storage, path: Path) -> dict[str, int]:
                 storage, [r for r in message["chunks"] if r["trial_id"] in new], mapping
             )
         elif "blob" in message:
-            writer = writer or storage.begin_blob(f"import-{message['blob'][:16]}")
-            writer.write(offset, message["data"])
-            offset += len(message["data"])
+            if writer is None and offset == 0 and _stored(storage, message["blob"]):
+                offset = -1  # already here: its pieces are skipped, and it is not counted
+            if offset >= 0:
+                writer = writer or storage.begin_blob(f"import-{message['blob'][:16]}")
+                writer.write(offset, message["data"])
+                offset += len(message["data"])
             if message["last"]:
-                writer.finish()
-                writer, blobs, offset = None, blobs + 1, 0
+                if writer is not None:
+                    writer.finish()
+                    blobs += 1
+                writer, offset = None, 0
         elif message.get("end"):
             break
     for trial in trials:
@@ -146,11 +153,26 @@ def _already_here(storage: Storage, rows: list[dict[str, Any]], new: set[str]) -
     return found
 
 
-def _messages(path: Path) -> Iterator[dict[str, Any]]:
+def _messages(path: Path) -> Iterator[Any]:
     with open(path, "rb") as handle:
-        yield from msgpack.Unpacker(
+        unpacker = msgpack.Unpacker(
             handle, raw=False, strict_map_key=False, max_buffer_size=256 * 1024 * 1024
         )
+        try:
+            yield from unpacker
+        except Exception as exc:  # msgpack raises several unrelated types  # noqa: BLE001
+            raise BadRequest(
+                f"{path} is not a kleio export, or is cut short ({type(exc).__name__}); "
+                "make one with `kleio export -o FILE`"
+            ) from None
+
+
+def _stored(storage: Storage, sha256: str) -> bool:
+    try:
+        storage.blob_path(sha256)
+    except ArtifactMissing:
+        return False
+    return True
 
 
 def _exists(storage: Storage, trial_id: str) -> bool:

@@ -34,9 +34,20 @@ def _translated(what: str, url: str) -> Iterator[None]:
         yield
     except PyMongoError as exc:
         raise StorageError(
-            f"MongoDB at {redact(url)} failed while {what}: {type(exc).__name__}; check that "
-            "the server runs and is reachable, and the credentials in KLEIO_DATABASE"
+            f"MongoDB at {redact(url)} failed while {what}: {_said(exc)}; check that the "
+            "server runs and is reachable, and the credentials in KLEIO_DATABASE"
         ) from exc
+
+
+def _said(exc: PyMongoError) -> str:
+    """What went wrong, in words (pymongo's class names are not)."""
+    if isinstance(exc, pymongo.errors.ServerSelectionTimeoutError):
+        return f"no server answered within {SERVER_TIMEOUT_MS / 1000:g} s"
+    if isinstance(exc, pymongo.errors.OperationFailure) and exc.code in (13, 18):
+        return "authentication failed or not authorized"
+    if isinstance(exc, pymongo.errors.AutoReconnect):
+        return "the connection was lost"
+    return str(exc).split(", full error")[0][:200] or type(exc).__name__
 
 
 class MongoConnection:
