@@ -27,13 +27,12 @@ def artifacts(trial: str, as_json: bool) -> None:
             a["filename"],
             a["size"],
             described(a["metadata"]),
-            a["position"],
             f"{render.short(a['trial'])}:{a['execution']}",
             a["sha256"][:12],
         ]
         for a in found
     ]
-    print(render.table(["FILENAME", "BYTES", "METADATA", "POSITION", "FROM", "SHA256"], rows))
+    print(render.table(["FILENAME", "BYTES", "METADATA", "FROM", "SHA256"], rows))
 
 
 def artifact_get(trial: str, filename: str, where: list[str], output: str | None) -> None:
@@ -55,8 +54,8 @@ def artifact_get(trial: str, filename: str, where: list[str], output: str | None
         target = target / Path(filename).name
     shutil.copyfile(latest["path"], target)
     print(
-        f"{target} ({latest['size']} bytes, {described(latest['metadata'])}, "
-        f"position {latest['position']})",
+        f"{target} ({latest['size']} bytes, {described(latest['metadata'])}, from "
+        f"{render.short(latest['trial'])}:{latest['execution']})",
         file=sys.stderr,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 from kleio_cli.capture.configuration import parse_command, tokens, typed
@@ -16,6 +17,7 @@ from kleio_cli.connection import connect
 from kleio_cli.errors import EXIT_USAGE, CliError
 from kleio_cli.identity import canonical_args
 from kleio_cli.redaction import check_runnable
+from kleio_cli.render import cell
 from kleio_cli.run import RunOptions, run_spec, working_directory
 from kleio_runtime.config import resolve
 
@@ -30,6 +32,7 @@ def branch_command(
         parent = client.call("trial", id=trial)
         point = client.call("branch_point", id=parent["id"], key=key, value=value)
     check_runnable(parent["command"], parent["id"])
+    _say_where(point, key, value)
     argv = override(parent["command"], overrides)
     child = {
         "id": branch_id(parent["id"], point["branch_point"], normalized(overrides)),
@@ -39,6 +42,19 @@ def branch_command(
     }
     child["root"] = child["id"]
     return run_spec(argv, working_directory(parent), options, child)
+
+
+def _say_where(point: dict[str, Any], key: str | None, value: Any) -> None:
+    """Say where the branch starts when it is not where asked: the greatest ``key`` below
+    ``value``, as no record has the value itself."""
+    found = (point.get("after") or {}).get(key) if key is not None else None
+    if key is None or found is None or found == value:
+        return
+    print(
+        f"kleio: no record has {key}={cell(value)}; branching at {key}={cell(found)}, "
+        "the greatest below it",
+        file=sys.stderr,
+    )
 
 
 def _timestamp(timestamp: str | None) -> tuple[str | None, Any]:

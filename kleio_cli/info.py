@@ -35,6 +35,8 @@ def info_json(detail: dict[str, Any]) -> dict[str, Any]:
                 "start": render.iso(e["start"]),
                 "end": render.iso(e["end"]),
                 "exit_signal": _exit_signal(e["exit_code"]),
+                "exit": _exit(e),  # as shown: `130 (SIGINT)`
+                "resumed": _resumed(e),  # as shown: `after epoch=3 (checkpoint.pt)`
             }
             for e in detail["executions"]
         ],
@@ -61,8 +63,17 @@ def _signals(execution: dict[str, Any]) -> str | None:
 
 def _resumed(execution: dict[str, Any]) -> str | None:
     if execution.get("resume_point") is not None:
-        return f"at {execution['resume_point']}"
+        return render.landmark(execution.get("resumed_after")) or "at a checkpoint"
     return "from scratch" if execution.get("restarted") else None
+
+
+def _exit(execution: dict[str, Any]) -> str | None:
+    """The exit status as a shell shows it: ``130 (SIGINT)`` for a death by SIGINT."""
+    code = execution["exit_code"]
+    died = _exit_signal(code)
+    if died is None:
+        return None if code is None else str(code)
+    return f"{128 - code} ({died})"
 
 
 def _info_text(detail: dict[str, Any]) -> str:
@@ -83,8 +94,8 @@ def _info_text(detail: dict[str, Any]) -> str:
             7,
             [
                 "branch",
-                f"{detail['branch_kind']} at position "
-                f"{detail['branch_point']}; "
+                f"{detail['branch_kind']} "
+                f"{render.landmark(detail.get('branched_after')) or 'at the start'}; "
                 + (
                     f"{inherited} records inherited"
                     if inherited
@@ -99,7 +110,7 @@ def _info_text(detail: dict[str, Any]) -> str:
             e["pid"],
             render.when(e["start"]),
             render.when(e["end"]),
-            e["exit_code"],
+            _exit(e),
             e["status"],
             _signals(e),
             _resumed(e),
@@ -129,6 +140,24 @@ def _info_text(detail: dict[str, Any]) -> str:
         )
         if text
     ]
+    resources = [
+        [
+            r["path"],
+            r.get("kind"),
+            r.get("size"),
+            (r.get("sha256") or "-")[:12],
+            r["execution"],
+            described(r.get("metadata") or {}),
+        ]
+        for r in detail.get("resources") or []
+    ]
+    if resources:
+        sections.append(
+            "Resources\n"
+            + _indent(
+                render.table(["PATH", "KIND", "BYTES", "SHA256", "EXEC", "METADATA"], resources)
+            )
+        )
     if artifacts:
         sections.append(
             "Artifacts\n"

@@ -19,16 +19,51 @@ from kleio_runtime.config import resolve
 
 
 def cat(trial: str, stream: str | None, raw: bool = False) -> None:
-    """The output in journal order; rewrites after carriage returns collapsed unless raw."""
+    """The output in journal order; rewrites after carriage returns collapsed unless raw,
+    and a line that says where each execution starts when there are several."""
     out = sys.stdout.buffer
     collapsers = {name: Collapser() for name in ("stdout", "stderr")}
-    for chunk in call("cat", id=trial):
-        if stream is None or chunk["stream"] == stream:
-            data = chunk["data"]
-            out.write(data if raw else collapsers[chunk["stream"]].feed(data))
+    chunks = [c for c in call("cat", id=trial) if stream is None or c["stream"] == stream]
+    headers = {} if raw else _execution_headers(trial, chunks)
+    shown = None
+    for chunk in chunks:
+        if chunk["execution"] != shown and chunk["execution"] in headers:
+            if shown is not None:
+                _finish(out, collapsers)
+            out.write(headers[chunk["execution"]])
+        shown = chunk["execution"]
+        data = chunk["data"]
+        out.write(data if raw else collapsers[chunk["stream"]].feed(data))
     for collapser in collapsers.values():
         out.write(collapser.finish())
     out.flush()
+
+
+def _finish(out: Any, collapsers: dict[str, Collapser]) -> None:
+    """The partial lines left, each ended: what comes next starts a line of its own."""
+    for collapser in collapsers.values():
+        line = collapser.finish()
+        if line:
+            out.write(line + (b"\n" if not line.endswith(b"\n") else b""))
+
+
+def _execution_headers(trial: str, chunks: list[dict[str, Any]]) -> dict[int, bytes]:
+    """``--- execution 2 (resumed after epoch=2) ---`` for each execution of several."""
+    if len({c["execution"] for c in chunks}) < 2:
+        return {}
+    headers = {}
+    for execution in call("info", id=trial)["executions"]:
+        how = _resumed_how(execution)
+        headers[execution["number"]] = (
+            f"--- execution {execution['number']}{f' ({how})' if how else ''} ---\n".encode()
+        )
+    return headers
+
+
+def _resumed_how(execution: dict[str, Any]) -> str | None:
+    if execution.get("resume_point") is not None:
+        return "resumed " + (render.landmark(execution.get("resumed_after")) or "at a checkpoint")
+    return "from scratch" if execution.get("restarted") and execution["number"] > 1 else None
 
 
 @dataclass(frozen=True)

@@ -38,19 +38,19 @@ def ls(
         print(_nothing_listed(statuses, tags, where), file=sys.stderr)
         return
     if tree:
-        trials, depths = _as_tree(trials)
+        trials, drawn = _as_tree(trials)
     else:
-        depths = [0] * len(trials)
+        drawn = [""] * len(trials)
     rows = [
         [
-            "  " * depth + ("└─ " if depth else "") + (render.short(t["id"]) or ""),
+            lines + (render.short(t["id"]) or ""),
             t["status"],
             render.clip(render.command(t["command"])),
             render.when(t["created"]),
             t["host"],
             render.short(t["parent"]),
         ]
-        for t, depth in zip(trials, depths, strict=True)
+        for t, lines in zip(trials, drawn, strict=True)
     ]
     headers = ["ID", "STATUS", "COMMAND", "CREATED", "HOST", "PARENT"]
     if any(t.get("tags") for t in trials):
@@ -93,20 +93,27 @@ def tag(trial: str, names: list[str], remove: bool, as_json: bool) -> None:
     print(f"{render.short(result['id'])}: {', '.join(result['tags']) or 'no tags'}")
 
 
-def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
-    """Trials in branch-tree order (each child under its parent, oldest first) and depths;
-    a trial whose parent is not listed is a root."""
+def _as_tree(trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Trials in branch-tree order (each child under its parent, oldest first) and the
+    tree drawn before each id (``├─ `` for a child with a sibling after it, ``└─ `` for
+    the last, ``│  `` where an ancestor's siblings continue below); a trial whose parent
+    is not listed is a root."""
     listed = {t["id"] for t in trials}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for trial in trials:
         parent = trial["parent"] if trial["parent"] in listed else None
         children.setdefault(parent, []).append(trial)
     ordered: list[dict[str, Any]] = []
-    depths: list[int] = []
-    stack = [(t, 0) for t in reversed(children.get(None, []))]
+    drawn: list[str] = []
+    # Each entry: a trial, the lines of its ancestors' levels, and whether it is last.
+    stack: list[tuple[dict[str, Any], str, bool | None]] = [
+        (t, "", None) for t in reversed(children.get(None, []))
+    ]
     while stack:
-        trial, depth = stack.pop()
+        trial, above, last = stack.pop()
         ordered.append(trial)
-        depths.append(depth)
-        stack += [(c, depth + 1) for c in reversed(children.get(trial["id"], []))]
-    return ordered, depths
+        drawn.append("" if last is None else above + ("└─ " if last else "├─ "))
+        below = "" if last is None else above + ("   " if last else "│  ")
+        kids = children.get(trial["id"], [])
+        stack += [(c, below, i == len(kids) - 1) for i, c in reversed(list(enumerate(kids)))]
+    return ordered, drawn

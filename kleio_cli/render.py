@@ -64,6 +64,28 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def landmark(keys: dict[str, Any] | None) -> str | None:
+    """A position of a history in the user's terms, from the keys of the record there:
+    ``after epoch=3 step=400``, ``after epoch=3 (checkpoint.pt)`` for an artifact."""
+    if keys is None:
+        return None
+    shown = [
+        f"{key}={cell(value)}"
+        for key, value in keys.items()
+        if key != "filename"
+        and isinstance(value, (int, float, str))
+        and len(str(value)) <= LANDMARK_VALUE
+    ][:LANDMARK_KEYS]
+    text = " ".join(shown) or "a record"
+    if isinstance(keys.get("filename"), str):
+        text += f" ({keys['filename']})"
+    return f"after {text}"
+
+
+LANDMARK_KEYS = 4  # keys shown of the record at a position
+LANDMARK_VALUE = 40  # characters of a value shown there
+
+
 def when(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None

@@ -496,11 +496,23 @@ def conditions(filters: dict[str, Any]) -> list[Condition]:
 
 def options(configuration: Any) -> dict[str, Any]:
     """A captured configuration's options by name without dashes, ``-`` as ``_``: what
-    ``lr=0.1`` and ``batch_size__gt=8`` filter on; none without a configuration."""
-    given = configuration.get("options") if isinstance(configuration, dict) else None
-    if not isinstance(given, dict):
+    ``lr=0.1`` and ``batch_size__gt=8`` filter on; then the values of the configuration
+    files it names, by dotted name (``optimizer.lr``), where the command line does not
+    set the same name; none without a configuration."""
+    if not isinstance(configuration, dict):
         return {}
-    return {str(name).lstrip("-").replace("-", "_"): value for name, value in given.items()}
+    found: dict[str, Any] = {}
+    files = configuration.get("files")
+    for file in files.values() if isinstance(files, dict) else ():
+        values = file.get("values") if isinstance(file, dict) else None
+        if isinstance(values, dict):
+            found.update(values)
+    given = configuration.get("options")
+    if isinstance(given, dict):
+        found.update(
+            {str(name).lstrip("-").replace("-", "_"): value for name, value in given.items()}
+        )
+    return found
 
 
 ABSENT = object()  # a record without the key being sorted on

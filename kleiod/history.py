@@ -208,3 +208,23 @@ def end_of(storage: Storage, trial_id: str) -> int | None:
     ]
     ends += [r["position"] for r in effective(storage, trial_id, statistics=False)[-1:]]
     return max(ends) if ends else None
+
+
+def landmark(storage: Storage, trial_id: str, position: int | None) -> dict[str, Any] | None:
+    """Where ``position`` of the trial's effective history is, in the user's terms: the
+    keys of the record there (a statistic's, or an artifact's metadata and ``filename``),
+    None where no record is.  What `kleio info` shows for a resume or branch point."""
+    if position is None:
+        return None
+    for record in effective(storage, trial_id, upto=position, statistics=False)[::-1]:
+        if record["position"] == position:
+            return {**record["body"]["metadata"], "filename": record["body"]["filename"]}
+    for segment in statistic_segments(storage, trial_id, upto=position, bodies=False)[::-1]:
+        index = position - segment["position"]
+        if segment["start"] <= index < segment["end"]:
+            chunks = storage.read_chunks(
+                segment["trial"], [protocol.STATISTIC], positions=[segment["position"]]
+            )
+            found = protocol.chunk_records(chunks[0]["body"], index, index + 1)
+            return dict(found[0]) if found else None
+    return None

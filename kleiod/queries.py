@@ -94,6 +94,17 @@ class Queries:
             view = shaped.get(execution["number"])
             execution["resume_point"] = view.resume_point if view else None
             execution["restarted"] = view.restarted if view else False
+            execution["resumed_after"] = history.landmark(
+                self._storage, trial["id"], execution["resume_point"]
+            )
+        resources = {}  # the inputs it logged: the latest record of each path
+        for record in self._storage.read_records(trial["id"], [protocol.RESOURCE]):
+            resources[record["body"]["path"]] = {**record["body"], "execution": record["execution"]}
+        trial["resources"] = list(resources.values())
+        if trial["parent"]:
+            trial["branched_after"] = history.landmark(
+                self._storage, trial["parent"], trial["branch_point"]
+            )
         capture = self._storage.capture(trial["id"]) or {}
         for part in ("configuration", "code", "environment"):
             trial[part] = capture.get(part)
@@ -173,7 +184,11 @@ class Queries:
             point = history.branch_point(walked, str(key), args.get("value"))
         if point is None:
             point = self._storage.get_trial(trial_id)["branch_point"]
-        return {"id": trial_id, "branch_point": point}
+        return {
+            "id": trial_id,
+            "branch_point": point,
+            "after": history.landmark(self._storage, trial_id, point),
+        }
 
     def diff(self, args: dict[str, Any]) -> dict[str, Any]:
         sides = [self._execution_capture(str(args[side])) for side in ("a", "b")]
@@ -181,7 +196,8 @@ class Queries:
         return {"a": labels[0], "b": labels[1], **compare(sides[0][1], sides[1][1], labels)}
 
     def _execution_capture(self, name: str) -> tuple[str, dict[str, Any]]:
-        """``ID`` (its latest execution) or ``ID:N`` (its execution N), and its capture."""
+        """``ID`` (its latest execution) or ``ID:N`` (its execution N), and its capture
+        with the files they ran (the trial's executions, or execution N)."""
         prefix, _, number = name.partition(":")
         trial_id = self._storage.resolve_id(prefix)
         if number and not number.isdigit():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,57 @@ def config_files(args: list[str], cwd: str) -> dict[str, dict[str, Any]]:
             data = path.read_bytes()
         except OSError:
             continue
+        text = data.decode("utf-8", errors="replace")
         found[candidate] = {
             "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data),
-            "content": data.decode("utf-8", errors="replace"),
+            "content": text,
         }
+        values = settings(text, path.suffix.lower())
+        if values:
+            found[candidate]["values"] = values
     return found
+
+
+def settings(text: str, suffix: str) -> dict[str, Any]:
+    """A configuration file's values by dotted name (``optimizer.lr``), what ``kleio ls
+    --where`` filters on beside the command line's options; nothing for a file that does
+    not parse (the file is kept as text all the same)."""
+    try:
+        tree = _parsed(text, suffix)
+    except Exception:  # yaml, toml, json and configparser each raise their own  # noqa: BLE001
+        return {}
+    flat: dict[str, Any] = {}
+    _flatten(tree, "", flat)
+    return flat
+
+
+def _parsed(text: str, suffix: str) -> Any:
+    if suffix == ".json":
+        import json
+
+        return json.loads(text)
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        return tomllib.loads(text)
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text)
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return {name: {k: typed(v) for k, v in parser[name].items()} for name in parser.sections()}
+
+
+def _flatten(tree: Any, prefix: str, flat: dict[str, Any]) -> None:
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            _flatten(value, f"{prefix}{str(key).replace('-', '_')}.", flat)
+    elif prefix and (tree is None or isinstance(tree, (bool, int, float, str, list))):
+        if not isinstance(tree, list) or all(isinstance(v, (bool, int, float, str)) for v in tree):
+            flat[prefix[:-1]] = tree

@@ -178,7 +178,7 @@ def test_artifacts_listing_and_get(kleio, train, workdir):
     ]
     assert all(a["size"] > 0 and a["position"] for a in listed)
     table = kleio.ok("artifacts", tid).stdout.splitlines()
-    assert table[0].split() == ["FILENAME", "BYTES", "METADATA", "POSITION", "FROM", "SHA256"]
+    assert table[0].split() == ["FILENAME", "BYTES", "METADATA", "FROM", "SHA256"]
     kleio.ok("artifact", "get", tid, "ckpt.json", "--where", "epoch=1", "-o", "one.json")
     assert json.loads((workdir / "one.json").read_text())["epoch"] == 1
     kleio.ok("artifact", "get", tid, "ckpt.json")

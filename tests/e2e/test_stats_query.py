@@ -72,11 +72,17 @@ def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
     root = trial_id(kleio.ok("python", name, "--lr", "0.1").stderr)
     child = trial_id(kleio.ok("branch", root, "--lr", "0.01").stderr)
     grandchild = trial_id(kleio.ok("branch", child, "--lr", "0.001").stderr)
+    sibling = trial_id(kleio.ok("branch", root, "--lr", "0.02").stderr)
     broken = trial_id(kleio("python", name, "--fail").stderr)
     lines = kleio.ok("ls", "--tree").stdout.splitlines()[1:]
-    assert [line.split()[0] for line in lines] == [root[:8], "└─", "└─", broken[:8]]
-    assert lines[1].split()[1] == child[:8] and lines[2].split()[1] == grandchild[:8]
-    assert lines[2].index("└─") > lines[1].index("└─")  # deeper, further right
+    drawn = [line.split(" running")[0].split(" completed")[0].split(" broken")[0] for line in lines]
+    assert [d.rstrip() for d in drawn] == [
+        root[:8],
+        f"├─ {child[:8]}",
+        f"│  └─ {grandchild[:8]}",
+        f"└─ {sibling[:8]}",
+        broken[:8],
+    ]
     only = kleio.json("ls", "--status", "broken")
     assert [t["id"] for t in only] == [broken]
     assert kleio("ls", "--status", "sleeping").returncode == 2

@@ -291,13 +291,24 @@ function section(title, testid, ...children) {
   return h("section", { class: "card", dataset: { testid } }, h("h2", null, title), ...children);
 }
 
+// A position in the user's terms, from the keys of the record there (as `kleio info`).
+function landmark(keys) {
+  if (!keys) return null;
+  const shown = Object.entries(keys)
+    .filter(([key, value]) => key !== "filename" && ["number", "string"].includes(typeof value) && String(value).length <= 40)
+    .slice(0, 4)
+    .map(([key, value]) => `${key}=${fmt(value)}`);
+  const text = shown.join(" ") || "a record";
+  return `after ${text}${typeof keys.filename === "string" ? ` (${keys.filename})` : ""}`;
+}
+
 function summaryTable(info) {
   let branch = null;
   if (info.parent) {
     const inherited = info.inherited_records
       ? `${info.inherited_records} records inherited`
       : "inherits nothing: no execution loaded an inherited artifact";
-    branch = `${info.branch_kind} at position ${info.branch_point}; ${inherited}`;
+    branch = `${info.branch_kind} ${landmark(info.branched_after) || "at the start"}; ${inherited}`;
   }
   return pairs([
     ["id", h("code", null, info.id)],
@@ -315,14 +326,11 @@ function summaryTable(info) {
 function executionsSection(info) {
   const rows = info.executions.map((e) => {
     const signals = [...(e.signals || []), ...(e.exit_signal ? [`died of ${e.exit_signal}`] : [])];
-    const resumed = e.resume_point !== null && e.resume_point !== undefined
-      ? `at ${e.resume_point}`
-      : e.restarted ? "from scratch" : "";
     return h("tr", null,
-      [e.number, e.host, e.pid, fmtTime(e.start), fmtTime(e.end), e.exit_code].map((v) => h("td", null, fmt(v))),
+      [e.number, e.host, e.pid, fmtTime(e.start), fmtTime(e.end), e.exit].map((v) => h("td", null, fmt(v))),
       h("td", null, statusBadge(e.status)),
       h("td", null, signals.join(", ")),
-      h("td", null, resumed));
+      h("td", null, e.resumed || ""));
   });
   return section("Executions", "executions",
     h("table", { class: "grid" },
