@@ -27,6 +27,7 @@ from kleiod.errors import (
     AlreadyRunning,
     AmbiguousId,
     ArtifactMissing,
+    BadRequest,
     TrialCompleted,
     TrialNotFound,
 )
@@ -71,6 +72,9 @@ class Reservation:
 
 
 SCRATCH = protocol.SCRATCH  # the branch kind of a `kleio pdb` session: hidden, never resumed
+# The status of a trial while `kleio rm` removes it from a MongoDB journal, in steps: none
+# of protocol.STATUSES, so that nothing reserves, resumes or branches it meanwhile.
+REMOVING = "removing"
 
 POSITION_STRIDE = 1 << 16  # more than protocol.MAX_RECORDS_PER_MESSAGE - 1
 
@@ -119,6 +123,45 @@ def missing_artifact(sha256: str, store: str) -> ArtifactMissing:
         f"artifact {sha256[:12]} is not in the journal's store ({store}): "
         "the journal is damaged; restore its artifacts from a backup"
     )
+
+
+def running_trial(trial_id: str, host: Any, pid: Any) -> AlreadyRunning:
+    """Why a running trial is not removed."""
+    return AlreadyRunning(
+        f"trial {trial_id[:12]} is running (host {host}, pid {pid}); "
+        "remove it once it has ended (Ctrl-C, or kill the pid)"
+    )
+
+
+def has_branches(trial_id: str, children: Sequence[str]) -> BadRequest:
+    """Why a trial with branches is not removed alone: a branch reads its history."""
+    named = ", ".join(sorted(c[:8] for c in children))
+    return BadRequest(
+        f"trial {trial_id[:12]} has branches ({named}), which read its history; "
+        "add --with-branches to remove them too"
+    )
+
+
+def branch_of_removed(parent: str) -> TrialNotFound:
+    return TrialNotFound(f"trial {parent[:12]} was removed; it has no branch to run")
+
+
+def outside_branches(
+    trial_ids: Iterable[str], parents: Iterable[tuple[str, str]]
+) -> tuple[str, list[str]] | None:
+    """Among (child, parent) pairs, a trial of ``trial_ids`` with children outside them,
+    and those children; None when the trials are all the branches of one another."""
+    chosen = set(trial_ids)
+    outside: dict[str, list[str]] = {}
+    for child, parent in parents:
+        if parent in chosen and child not in chosen:
+            outside.setdefault(parent, []).append(child)
+    return next(iter(outside.items()), None)
+
+
+def artifact_hashes_in(bodies: Iterable[bytes]) -> set[str]:
+    """The sha256 of the artifacts whose records these chunk bodies pack."""
+    return {pair[1]["sha256"] for body in bodies for pair in msgpack.unpackb(body, raw=False)}
 
 
 def configuration_of(capture: Any) -> Any:
@@ -209,6 +252,17 @@ def combined_end(end: ExecutionEnd, ends: Sequence[dict[str, Any]]) -> Execution
         exit_code=states.combined_exit([e["exit_code"] for e in ends]),
         signals=[s for e in ends for s in e["signals"]],
     )
+
+
+@dataclass(frozen=True)
+class Blob:
+    """An artifact's bytes as stored, and when (on the database's clock) they were last
+    stored: an upload of the same bytes stores them again, so a blob a trial is about to
+    record is never old (what `kleio gc`'s grace period relies on)."""
+
+    sha256: str
+    size: int
+    stored: float
 
 
 class BlobWriter(Protocol):
@@ -302,6 +356,30 @@ class Storage(Protocol):
     def blob_path(self, sha256: str) -> str:
         """A local file holding the artifact's bytes; ArtifactMissing when none are
         stored under ``sha256``."""
+        ...
+
+    def list_blobs(self) -> list[Blob]:
+        """Every artifact's bytes stored (not uploads in progress)."""
+        ...
+
+    def artifact_hashes(self) -> set[str]:
+        """The sha256 of every artifact record stored: the bytes the trials reference."""
+        ...
+
+    def delete_blob(self, sha256: str, stored_before: float) -> int | None:
+        """Delete the bytes stored under ``sha256`` unless they were stored (again) at or
+        after ``stored_before``, on the database's clock, checked as they are deleted;
+        the bytes freed, or None when kept (or not there)."""
+        ...
+
+    # removal
+    def remove_trials(self, trial_ids: Sequence[str]) -> None:
+        """Remove the trials and everything about them (executions and their captures,
+        status history, records, tags; not the artifacts' bytes, see ``delete_blob``),
+        all or none: TrialNotFound when one is not there, AlreadyRunning when one runs,
+        BadRequest when a trial not among them is a branch of one.  Whatever another
+        daemon does meanwhile (a reservation, a new branch, records of a late execution)
+        is refused or removed too, never left pointing at a removed trial."""
         ...
 
     # queries

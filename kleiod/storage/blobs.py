@@ -1,12 +1,23 @@
-"""Content-addressed files: artifacts stored once per sha256, beside the SQLite journal."""
+"""Content-addressed files: artifacts stored once per sha256, beside the SQLite journal.
+
+A file's modification time is when its bytes were last stored: an upload of bytes
+already there replaces the file all the same (one rename), so that `kleio gc` never
+takes bytes that a trial has just uploaded and is about to record (``delete``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import time
+import uuid
 from pathlib import Path
 
 from kleiod.errors import BadRequest
+from kleiod.storage.base import Blob
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Spool:
@@ -50,11 +61,10 @@ class FileBlobWriter:
     def finish(self) -> str:
         sha256 = self._spool.close()
         final = self._store.path(sha256)
-        if final.exists():
-            self._spool.path.unlink()
-        else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._spool.path, final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        now = time.time()  # the SQLite journal's clock is this machine's
+        os.utime(self._spool.path, (now, now))
+        os.replace(self._spool.path, final)  # the same bytes: a reader keeps its file
         return sha256
 
     def abort(self) -> None:
@@ -70,3 +80,37 @@ class FileBlobStore:
 
     def begin(self, upload: str) -> FileBlobWriter:
         return FileBlobWriter(self, upload)
+
+    def blobs(self) -> list[Blob]:
+        """The stored files (not the uploads in progress, under ``tmp``)."""
+        found = []
+        for folder in sorted(self.root.glob("??")):
+            for path in sorted(folder.iterdir()):
+                if not (_SHA256.fullmatch(path.name) and path.name[:2] == folder.name):
+                    continue
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                found.append(Blob(path.name, stat.st_size, stat.st_mtime))
+        return found
+
+    def delete(self, sha256: str, stored_before: float) -> int | None:
+        """Delete the file unless stored at or after ``stored_before``; the bytes freed.
+
+        The file is first moved aside (atomic), then judged: an upload that stored the
+        same bytes before the move made it new (kept, moved back), one after it made a new
+        file; either way no upload finds its bytes gone."""
+        path = self.path(sha256)
+        aside = self.root / "tmp" / f"{sha256}.{uuid.uuid4().hex}.gc"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        stat = aside.stat()
+        if stat.st_mtime >= stored_before:
+            os.replace(aside, path)  # the same bytes, whichever file is there now
+            return None
+        aside.unlink()
+        return stat.st_size

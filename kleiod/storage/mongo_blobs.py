@@ -1,19 +1,48 @@
 """Artifacts in MongoDB's GridFS: uploads spooled locally, stored once by hash, cached.
 
 Owns the upload of an artifact (spooled to a local file while its bytes
-arrive, then stored in GridFS under its sha256 unless already there) and the
-local copy of a stored artifact, fetched once per daemon's cache.
+arrive, then stored in GridFS under its sha256 unless already there), the
+local copy of a stored artifact, fetched once per daemon's cache, and the
+deletion of stored bytes.  Each GridFS file keeps, in ``metadata.stored``, when
+(on the server's clock) its bytes were last stored: an upload of bytes already
+there sets it again, so that `kleio gc`, in any daemon, never takes bytes that a
+trial has just uploaded and is about to record (``delete_blob``).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from kleiod.storage.base import missing_artifact
+from kleiod.storage.base import Blob, missing_artifact
 from kleiod.storage.blobs import Spool
 from kleiod.storage.mongo_connection import MongoConnection
+
+
+def _stored_before(moment: float) -> dict[str, Any]:
+    """The GridFS files last stored before ``moment``; those of an older Kleio, which
+    kept no time of their own, by their upload date."""
+    uploaded = datetime.datetime.fromtimestamp(moment, tz=datetime.timezone.utc)
+    return {
+        "$or": [
+            {"metadata.stored": {"$lt": moment}},
+            {
+                "metadata.stored": {"$exists": False},
+                "uploadDate": {"$lt": uploaded.replace(tzinfo=None)},
+            },
+        ]
+    }
+
+
+def _stored(doc: dict[str, Any]) -> float:
+    stored = (doc.get("metadata") or {}).get("stored")
+    if stored is not None:
+        return float(stored)
+    uploaded: datetime.datetime = doc["uploadDate"]
+    return uploaded.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 class MongoBlobWriter:
@@ -47,12 +76,21 @@ class MongoBlobs(MongoConnection):
         return MongoBlobWriter(self, upload)
 
     def store_blob(self, sha256: str, path: Path) -> None:
-        """Store the file's bytes under their hash, once."""
+        """Store the file's bytes under their hash, once; stored again, they are new.
+        Bytes that `kleio gc` deleted meanwhile are matched no more: uploaded anew."""
+        files = self._db["artifacts.files"]
         with self._t("storing an artifact"):
-            if self._db["artifacts.files"].count_documents({"filename": sha256}, limit=1):
+            again = files.update_many(
+                {"filename": sha256}, {"$max": {"metadata.stored": self.clock()}}
+            )
+            if again.matched_count:
                 return
             with open(path, "rb") as handle:
-                self._blobs.upload_from_stream(sha256, handle)
+                stored = self._blobs.upload_from_stream(
+                    sha256, handle, metadata={"stored": self.clock()}
+                )
+            # New as of now, however long the upload took.
+            files.update_one({"_id": stored}, {"$max": {"metadata.stored": self.clock()}})
 
     def blob_path(self, sha256: str) -> str:
         """A local copy of the artifact, fetched from GridFS once per daemon's cache."""
@@ -72,3 +110,31 @@ class MongoBlobs(MongoConnection):
                 raise
         os.replace(handle.name, target)
         return str(target)
+
+    def list_blobs(self) -> list[Blob]:
+        found: dict[str, Blob] = {}
+        with self._t("listing artifacts"):
+            docs = list(
+                self._db["artifacts.files"].find(
+                    {}, {"filename": 1, "length": 1, "metadata.stored": 1, "uploadDate": 1}
+                )
+            )
+        for doc in docs:  # the same bytes, uploaded by two daemons at once, are two files
+            sha256, seen = str(doc["filename"]), found.get(str(doc["filename"]))
+            stored = max(_stored(doc), seen.stored if seen else float("-inf"))
+            found[sha256] = Blob(sha256, int(doc["length"]), stored)
+        return sorted(found.values(), key=lambda blob: blob.sha256)
+
+    def delete_blob(self, sha256: str, stored_before: float) -> int | None:
+        """Each file of those bytes goes in one conditional delete: one stored again by
+        another daemon meanwhile stays; its chunks go once no file names them."""
+        files, freed = self._db["artifacts.files"], None
+        with self._t("deleting an artifact"):
+            for doc in files.find({"filename": sha256}, {"length": 1}):
+                old = {"_id": doc["_id"], **_stored_before(stored_before)}
+                if files.delete_one(old).deleted_count:
+                    self._db["artifacts.chunks"].delete_many({"files_id": doc["_id"]})
+                    freed = (freed or 0) + int(doc["length"])
+            if freed is not None and not files.count_documents({"filename": sha256}, limit=1):
+                (self._cache / sha256[:2] / sha256).unlink(missing_ok=True)
+        return freed

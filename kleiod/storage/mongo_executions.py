@@ -17,12 +17,15 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from kleiod import states
+from kleiod.errors import TrialNotFound
 from kleiod.storage.base import (
+    REMOVING,
     Claim,
     ExecutionEnd,
     Reservation,
     TrialSpec,
     already_running,
+    branch_of_removed,
     combined_end,
     completed,
     participant_end,
@@ -164,11 +167,19 @@ class MongoExecutions(MongoConnection):
             },
             upsert=True,
         )
-        if result.upserted_id is not None:
-            record_status(self._db, spec.id, 0, states.NEW, now - 2e-6)
+        if result.upserted_id is None:
+            return
+        if spec.parent is not None and not self._db.trials.count_documents(
+            {"_id": spec.parent, "status": {"$ne": REMOVING}}, limit=1
+        ):  # removed since it was read (mongo_removal: checked after the branch is made)
+            self._db.trials.delete_one({"_id": spec.id, "executions": 0})
+            raise branch_of_removed(spec.parent)
+        record_status(self._db, spec.id, 0, states.NEW, now - 2e-6)
 
     def _refuse(self, trial_id: str) -> NoReturn:
         trial = self._db.trials.find_one({"_id": trial_id}) or {}
+        if trial.get("status") in (REMOVING, None):
+            raise TrialNotFound(f"trial {trial_id[:12]} is being removed (kleio rm)")
         if trial.get("status") == states.COMPLETED:
             raise completed(trial_id)
         raise already_running(

@@ -6,20 +6,22 @@ one class per noun, each in its own module over one open connection
 sqlite3 errors at the seam; its tables in ``sqlite_schema``):
 ``sqlite_executions`` (reservation, leases, status history),
 ``sqlite_records`` (chunks of records), ``sqlite_trials`` (queries of
-trials, tags) and ``sqlite_transfer`` (moving journals between databases).
-Artifacts are content-addressed files (``blobs``).
+trials, tags), ``sqlite_transfer`` (moving journals between databases) and
+``sqlite_removal`` (removing trials).  Artifacts are content-addressed files
+(``blobs``).
 """
 
 from __future__ import annotations
 
-from kleiod.storage.base import missing_artifact
+from kleiod.storage.base import Blob, missing_artifact
 from kleiod.storage.blobs import FileBlobWriter
 from kleiod.storage.sqlite_executions import SQLiteExecutions
 from kleiod.storage.sqlite_records import SQLiteRecords
+from kleiod.storage.sqlite_removal import SQLiteRemoval
 from kleiod.storage.sqlite_transfer import SQLiteTransfer
 
 
-class SQLiteStorage(SQLiteExecutions, SQLiteRecords, SQLiteTransfer):
+class SQLiteStorage(SQLiteExecutions, SQLiteRecords, SQLiteTransfer, SQLiteRemoval):
     """The Storage interface over one SQLite file."""
 
     def begin_blob(self, upload: str) -> FileBlobWriter:
@@ -30,3 +32,9 @@ class SQLiteStorage(SQLiteExecutions, SQLiteRecords, SQLiteTransfer):
         if not path.is_file():
             raise missing_artifact(sha256, str(self.blobs.root))
         return str(path)
+
+    def list_blobs(self) -> list[Blob]:
+        return self.blobs.blobs()
+
+    def delete_blob(self, sha256: str, stored_before: float) -> int | None:
+        return self.blobs.delete(sha256, stored_before)

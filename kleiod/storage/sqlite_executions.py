@@ -19,6 +19,7 @@ from kleiod.storage.base import (
     Reservation,
     TrialSpec,
     already_running,
+    branch_of_removed,
     combined_end,
     completed,
     participant_end,
@@ -37,6 +38,10 @@ def record_status(
 def clock(db: sqlite3.Connection) -> float:
     """SQLite's time (this machine's, to the millisecond), in seconds since the epoch."""
     return float(db.execute("SELECT (julianday('now') - 2440587.5) * 86400.0").fetchone()[0])
+
+
+def _exists(db: sqlite3.Connection, trial_id: str) -> bool:
+    return db.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is not None
 
 
 def _joins(row: tuple[Any, ...], claim: Claim, now: float) -> bool:
@@ -72,6 +77,8 @@ class SQLiteExecutions(SQLiteConnection):
                 )
                 return Reservation(spec.id, row[1], states.RUNNING, joined=True)
             previous = None if row is None else row[0]
+            if row is None and spec.parent is not None and not _exists(db, spec.parent):
+                raise branch_of_removed(spec.parent)  # by `kleio rm`, since it was read
             if row is None:
                 db.execute(
                     "INSERT INTO trials (id, parent, status, command, identity, cwd, user, "

@@ -786,3 +786,234 @@ def test_an_end_reported_twice_is_recorded_once(database_url: str):
     first = storage.get_trial(SPEC.id)
     _ended(storage, 1, states.INTERRUPTED, -15, ("SIGTERM",))
     assert storage.get_trial(SPEC.id) == first
+
+
+def _artifact(sha256: str, seq: int = 1, trial: str = SPEC.id, execution: int = 1) -> Chunk:
+    body = msgpack.packb([[protocol.ARTIFACT, {"filename": "f", "sha256": sha256, "size": 1}]])
+    return Chunk(trial, execution, "p", seq, 1, protocol.ARTIFACT, body)
+
+
+def _branch_of(parent: str, child: str, kind: str = "branch") -> TrialSpec:
+    return TrialSpec(
+        id=child,
+        command=SPEC.command,
+        identity={},
+        cwd="/",
+        user="u",
+        parent=parent,
+        root=child,
+        branch_kind=kind,
+        branch_point=None,
+    )
+
+
+def test_a_removed_trial_leaves_nothing_behind_and_its_id_starts_anew(database_url: str):
+    storage = open_storage(database_url)
+    other = TrialSpec(id="cd" * 16, command=["x"], identity={}, cwd="/", user="u")
+    for spec in (SPEC, other):
+        storage.reserve(spec, _claim(1), {"run": spec.id})
+        storage.append_chunks(
+            [
+                _stats([1, 2], trial=spec.id),
+                _stats([0], seq=3, kind=protocol.OUTPUT, trial=spec.id),
+                _artifact(_sha(spec.id.encode()), seq=4, trial=spec.id),
+            ]
+        )
+        storage.end_execution(ExecutionEnd(spec.id, 1, states.COMPLETED, 0, []))
+        storage.set_tags(spec.id, ["kept"], [])
+    kinds = [protocol.STATISTIC, protocol.OUTPUT, protocol.ARTIFACT]
+    kept = (storage.get_trial(other.id), storage.read_records(other.id, kinds))
+    storage.remove_trials([SPEC.id])
+    for verb in (storage.get_trial, storage.resolve_id):
+        with pytest.raises(TrialNotFound):
+            verb(SPEC.id)
+    assert storage.read_records(SPEC.id, kinds) == [] and storage.capture(SPEC.id) is None
+    assert storage.logged_counts(SPEC.id, kinds) == {} and storage.candidates(SPEC.id) == []
+    assert [t["id"] for t in storage.list_trials()] == [other.id]
+    assert (storage.get_trial(other.id), storage.read_records(other.id, kinds)) == kept
+    assert storage.artifact_hashes() == {_sha(other.id.encode())}
+    again = storage.reserve(SPEC, _claim(2))  # the same command again: a new trial
+    assert (again.execution, again.previous_status) == (1, None)
+    trial = storage.get_trial(SPEC.id)
+    assert (trial["tags"], [h["status"] for h in trial["history"]]) == ([], ["new", "running"])
+
+
+def test_a_running_or_missing_trial_is_not_removed_and_nothing_is(database_url: str):
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(7))
+    with pytest.raises(AlreadyRunning, match="pid 7"):
+        storage.remove_trials([SPEC.id])
+    storage.end_execution(ExecutionEnd(SPEC.id, 1, states.INTERRUPTED, -2, ["SIGINT"]))
+    with pytest.raises(TrialNotFound):
+        storage.remove_trials([SPEC.id, NOBODY])
+    before = storage.get_trial(SPEC.id)
+    assert before["status"] == states.INTERRUPTED
+    again = storage.reserve(SPEC, _claim(8))  # what was refused changed nothing
+    assert (again.execution, again.previous_status) == (2, states.INTERRUPTED)
+
+
+def test_a_trial_with_branches_is_removed_only_with_them(database_url: str):
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    _ended(storage, 1)
+    storage.reserve(_branch_of(SPEC.id, "cd" * 16), _claim(2))
+    storage.end_execution(ExecutionEnd("cd" * 16, 1, states.COMPLETED, 0, []))
+    storage.reserve(_branch_of("cd" * 16, "ce" * 16), _claim(3))
+    storage.end_execution(ExecutionEnd("ce" * 16, 1, states.COMPLETED, 0, []))
+    for partial in ([SPEC.id], [SPEC.id, "cd" * 16], ["cd" * 16]):
+        with pytest.raises(BadRequest, match="has branches"):
+            storage.remove_trials(partial)
+    assert len(storage.list_trials()) == 3
+    assert storage.reserve(SPEC, _claim(4)).execution == 2  # the refusal took nothing back
+    _ended(storage, 2)
+    storage.remove_trials(["ce" * 16, "cd" * 16])  # a branch without its parent: fine
+    storage.reserve(_branch_of(SPEC.id, "cf" * 16), _claim(5))
+    storage.end_execution(ExecutionEnd("cf" * 16, 1, states.COMPLETED, 0, []))
+    storage.remove_trials(["cf" * 16, SPEC.id])  # in any order
+    assert storage.list_trials() == []
+
+
+def test_a_removed_trial_takes_no_more_records_and_no_new_branch(database_url: str):
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    _ended(storage, 1)
+    storage.remove_trials([SPEC.id])
+    appended = storage.append_chunks([_stats([9], seq=5)])  # a late resend of execution 1
+    assert (appended.inserted, appended.refused) == (0, {(SPEC.id, 1)})
+    with pytest.raises(TrialNotFound, match="removed"):
+        storage.reserve(_branch_of(SPEC.id, "cd" * 16), _claim(2))
+    assert storage.list_trials() == []
+    assert storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
+
+
+def _remove_or_branch(url: str, barrier, results, index: int) -> None:
+    storage = open_storage(url)
+    barrier.wait()
+    try:
+        if index % 2:
+            storage.reserve(_branch_of(SPEC.id, f"{index:02d}" * 16), _claim(index))
+        else:
+            storage.remove_trials([SPEC.id])
+        results.put("done")
+    except (BadRequest, TrialNotFound, AlreadyRunning):
+        results.put("refused")
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_removing_a_trial_while_others_branch_it_leaves_no_branch_without_parent(
+    database_url: str, round_: int
+):
+    """Daemons of several machines at once: three remove the trial, three branch it."""
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    _ended(storage, 1)
+    _outcomes_of_six(database_url, _remove_or_branch)  # all may be refused, seeing the others
+    trials = {t["id"]: t for t in storage.list_trials()}
+    for trial in trials.values():
+        assert trial["parent"] is None or trial["parent"] in trials
+        assert trial["status"] in states.ALL  # none left half-removed
+        assert storage.get_trial(trial["id"])["history"]
+    if SPEC.id in trials:  # kept: whole, and it runs again as it would have
+        assert storage.reserve(SPEC, _claim(2)).execution == 2
+        _ended(storage, 2)
+    for branch in set(trials) - {SPEC.id}:  # each branch made runs
+        storage.end_execution(ExecutionEnd(branch, 1, states.COMPLETED, 0, []))
+    storage.remove_trials(list(trials))
+    assert storage.list_trials() == []
+
+
+def test_a_removal_cut_short_changes_nothing(database_url: str, monkeypatch):
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    storage.append_chunks([_stats([1, 2])])
+    _ended(storage, 1)
+    before = storage.get_trial(SPEC.id)
+
+    def cut_short(*args: object) -> None:
+        raise StorageError("the database went away")
+
+    backend = "sqlite" if database_url.startswith("sqlite") else "mongo"
+    monkeypatch.setattr(f"kleiod.storage.{backend}_removal.outside_branches", cut_short)
+    with pytest.raises(StorageError, match="went away"):
+        storage.remove_trials([SPEC.id])
+    monkeypatch.undo()
+    assert storage.get_trial(SPEC.id) == before
+    assert [r["body"]["v"] for r in storage.read_records(SPEC.id, [protocol.STATISTIC])] == [1, 2]
+    assert storage.reserve(SPEC, _claim(2)).execution == 2  # its fencing token as it was
+
+
+def test_mongodb_a_removal_killed_midway_is_finished_by_the_next_once_stale(
+    mongodb_server: str, monkeypatch
+):
+    """A daemon killed while it removed a trial (on SQLite, one transaction: nothing)."""
+    from kleiod.storage import mongo_removal
+
+    storage = open_storage(f"{mongodb_server}/kleio_test_{os.urandom(6).hex()}")
+    storage.reserve(SPEC, _claim(1))
+    storage.append_chunks([_stats([1, 2])])
+    _ended(storage, 1)
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # between the marks and the deletions
+
+    monkeypatch.setattr(mongo_removal.MongoRemoval, "_parents_first", killed)
+    with pytest.raises(KeyboardInterrupt):
+        storage.remove_trials([SPEC.id])
+    monkeypatch.undo()
+    assert storage.get_trial(SPEC.id)["status"] == "removing"
+    with pytest.raises(TrialNotFound, match="being removed"):
+        storage.reserve(SPEC, _claim(2))
+    with pytest.raises(TrialNotFound, match="by another kleio rm"):
+        storage.remove_trials([SPEC.id])  # that removal may still be under way
+    monkeypatch.setattr(mongo_removal, "STALE_SECONDS", -60.0)
+    storage.remove_trials([SPEC.id])
+    assert storage.list_trials() == [] and storage.read_records(SPEC.id, [protocol.STATISTIC]) == []
+
+
+def test_every_artifact_record_names_its_bytes(database_url: str):
+    storage = open_storage(database_url)
+    assert storage.artifact_hashes() == set()
+    storage.reserve(SPEC, _claim(1))
+    body = msgpack.packb(
+        [[protocol.ARTIFACT, {"filename": n, "sha256": _sha(n.encode()), "size": 1}] for n in "ab"]
+    )
+    storage.append_chunks(
+        [
+            Chunk(SPEC.id, 1, "p", 1, 2, protocol.ARTIFACT, body),
+            _artifact(_sha(b"a"), seq=3),
+            _stats([1], seq=4),
+        ]
+    )
+    assert storage.artifact_hashes() == {_sha(b"a"), _sha(b"b")}
+
+
+def _stored(storage, payload: bytes) -> str:
+    writer = storage.begin_blob("up")
+    writer.write(0, payload)
+    return str(writer.finish())
+
+
+def test_bytes_are_deleted_unless_stored_again_since(database_url: str, tmp_path):
+    storage = open_storage(database_url, cache_dir=tmp_path / "cache")
+    assert storage.list_blobs() == []
+    sha = _stored(storage, b"weights")
+    kept = _stored(storage, b"other")
+    (blob,) = [b for b in storage.list_blobs() if b.sha256 == sha]
+    assert blob.size == len(b"weights")
+    assert storage.delete_blob(sha, blob.stored) is None  # stored at that moment: kept
+    _after(storage, blob.stored)
+    cutoff = storage.clock()
+    _stored(storage, b"weights")  # a trial logs the same bytes again, about to record them
+    assert storage.delete_blob(sha, cutoff) is None and _has_blob(storage, sha)
+    (again,) = [b for b in storage.list_blobs() if b.sha256 == sha]
+    assert again.stored >= cutoff
+    _after(storage, again.stored)
+    storage.blob_path(sha)  # a local copy (MongoDB's cache) goes with the bytes
+    assert storage.delete_blob(sha, storage.clock()) == len(b"weights")
+    assert not _has_blob(storage, sha)
+    assert [b.sha256 for b in storage.list_blobs()] == [kept]
+    assert storage.delete_blob(sha, storage.clock()) is None  # gone already
+    assert _stored(storage, b"weights") == sha and _has_blob(storage, sha)  # stored anew
+    with open(storage.blob_path(sha), "rb") as handle:
+        assert handle.read() == b"weights"
+    assert not list((tmp_path / "cache").rglob("*.gc"))
