@@ -212,8 +212,22 @@ def _code_text(code: dict[str, Any] | None) -> str:
                 if untracked
                 else None,
             ],
+            ["ran", _files_ran(code.get("imported"))],
         ],
     )
+
+
+def _files_ran(imported: dict[str, str] | None) -> str:
+    """The files the trial's executions ran, as they reported them (what a resume compares)."""
+    if imported is None:
+        return "not reported: a resume compares commit, patch and untracked files"
+    shown = list(imported)[:SHOWN_FILES]
+    more = len(imported) - len(shown)
+    rest = f", and {more} more (--json lists them)" if more else ""
+    return f"{len(imported)} files: {', '.join(shown)}{rest}"
+
+
+SHOWN_FILES = 20
 
 
 def _environment_text(env: dict[str, Any] | None) -> str:
@@ -264,9 +278,13 @@ def diff(a: str, b: str, as_json: bool) -> None:
 
 def _diff_text(result: dict[str, Any]) -> str:
     lines = [f"kleio diff {result['a']} {result['b']}"]
+    ran = result["code"].get("imported")
     sections = (
         ("configuration", result["configuration"]),
-        ("code", result["code"]["changes"]),
+        (
+            "code" + (f" (in the files they ran: {', '.join(ran)})" if ran else ""),
+            result["code"]["changes"],
+        ),
         ("environment", result["environment"]),
     )
     for title, changes in sections:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from kleio_cli import identity
 from kleio_cli.capture import capture
+from kleio_cli.capture.code import files_now
 from kleio_cli.connection import connect
 from kleio_cli.errors import (
     EXIT_NOT_EXECUTABLE,
@@ -87,6 +88,10 @@ def run_spec(
         captured = capture(shown, cwd)
         paths = client.call("resources", id=trial, exact=exact is not None)
         captured["resources"] = _resource_hashes(paths)
+        ran = client.call(
+            "imported", id=trial, exact=exact is not None, parent=(exact or {}).get("parent")
+        )
+        captured["imported"] = files_now(captured["code"], ran)
         try:
             reservation = client.call(
                 "reserve",
@@ -125,6 +130,7 @@ def run_spec(
         flush_timeout=config.flush_timeout,
         buffer_bytes=config.buffer_bytes,
         capture_tensorboard=config.capture_tensorboard,
+        project_root=captured["code"].get("root") if captured["code"].get("git") else None,
     )
     try:
         if options.detach:

@@ -370,6 +370,16 @@ class Channel:
             raise RequestRefused(answer["error"]["code"], answer["error"]["message"])
         return answer.get("result")
 
+    def tell(self, name: str, args: dict[str, Any]) -> None:
+        """A query nobody waits for (a report): sent after the records logged before it,
+        again on reconnection until answered, and committed before a later flush's
+        acknowledgement (the daemon takes one producer's messages in order).  A daemon
+        that does not know it refuses it alone."""
+        req = next(self._requests)
+        message = protocol.query(self._trial, self._execution, self._producer, req, name, args)
+        frame = protocol.pack(message)
+        self._command(lambda link: self._ask(link, req, frame))
+
     # -- the end ------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:

@@ -4,7 +4,9 @@ Under ``kleio`` (the supervisor sets ``KLEIO_TRIAL_ID``, ``KLEIO_EXECUTION``
 and ``KLEIO_INGEST_ENDPOINT``) records travel to the daemon over ZeroMQ ipc
 without blocking and without any database call in this process.  Without
 kleio the script runs unchanged: statistics are printed on stderr, one line
-each, artifacts are not stored and ``load_artifact`` returns None.
+each, artifacts are not stored and ``load_artifact`` returns None.  Under kleio
+the process also reports the project's files it imported (``imported.py``), at
+its first record and at exit: the code the trial ran, compared on a resume.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from kleio_client import protocol
 from kleio_client import segments as stored
 from kleio_client.artifact import Artifact
 from kleio_client.channel import QUEUE_RECORDS, Channel
+from kleio_client.imported import ImportedFiles, batches
 from kleio_client.signals import SignalWatch
 from kleio_client.values import MAX_STRING, normalize_record, not_text
 
@@ -60,6 +63,7 @@ class Logger:
         self._endpoint = env.get(protocol.ENV_INGEST) or None
         self._settings = protocol.ClientSettings.of(env)
         self._channel: Channel | None = None
+        self._imported: ImportedFiles | None = None
         self._said_no_artifacts = False
         # Held across a fork, so that a child never sees a channel half made.
         self._start_lock = threading.Lock()
@@ -224,7 +228,19 @@ class Logger:
 
     def _close(self) -> None:
         if self._channel is not None:
+            self._report_imported()  # what was imported since the first record
             self._channel.close()
+
+    def _report_imported(self) -> None:
+        """Report the project's files imported and not reported yet (none outside git)."""
+        root = self._settings.project_root
+        if root is None or self._channel is None:
+            return
+        if self._imported is None:
+            self._imported = ImportedFiles(root)
+        new = self._imported.unreported()
+        for files in batches(new, protocol.MAX_IMPORTED_FILES):
+            self._channel.tell(protocol.IMPORTED, {"files": files})
 
     def _open(self) -> Channel:
         channel = self._start()
@@ -234,6 +250,7 @@ class Logger:
     def _start(self) -> Channel | None:
         if self.trial_id is None or self._endpoint is None:
             return None
+        started = False
         with self._start_lock:
             if self._channel is None:
                 self._channel = Channel(
@@ -242,6 +259,9 @@ class Logger:
                 atexit.register(self._close)
                 self._channel.signals = SignalWatch(self.flush)
                 self._channel.signals.arm(self._channel.wake_fd)
+                started = True
+        if started:  # the process's first record: the code it runs is known by now
+            self._report_imported()
         return self._channel
 
 

@@ -53,6 +53,9 @@ TRIAL_ENVIRONMENT = (ENV_TRIAL, ENV_EXECUTION, ENV_INGEST)
 ENV_RUNTIME_DIR = "KLEIO_RUNTIME_DIR"
 ENV_FLUSH_TIMEOUT = "KLEIO_FLUSH_TIMEOUT"
 ENV_BUFFER_BYTES = "KLEIO_BUFFER_BYTES"
+# The repository root the CLI captured: the client reports the files under it that its
+# process imported (empty outside git: nothing is reported).
+ENV_PROJECT_ROOT = "KLEIO_PROJECT_ROOT"
 DEFAULT_FLUSH_TIMEOUT = 30.0  # seconds a producer waits for acknowledgements at exit
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # unacknowledged bytes held before spilling
 
@@ -63,10 +66,13 @@ SCRATCH = "scratch"
 
 # Which fields of a capture make the code and the environment fingerprints: the defaults,
 # and every field that `[fingerprint]` may name (sent with a reservation as chosen).
-CODE_FIELDS = ("commit", "patch", "untracked")
+# "imported": the content of the files the trial ran (its clients report them); a trial
+# none of whose executions reported any is compared by the fallback fields instead.
+CODE_FIELDS = ("imported",)
+FALLBACK_CODE_FIELDS = ("commit", "patch", "untracked")
 ENVIRONMENT_FIELDS = ("python", "packages", "os", "resources")
 FINGERPRINT_FIELDS = {
-    "code": frozenset(CODE_FIELDS + ("untracked_config",)),
+    "code": frozenset(CODE_FIELDS + FALLBACK_CODE_FIELDS + ("untracked_config",)),
     "environment": frozenset(ENVIRONMENT_FIELDS + ("gpu", "hostname", "user", "variables")),
 }
 
@@ -95,6 +101,12 @@ LOAD = "load"
 # exit status of 130 or 143 is then the interruption's, passed on by a launcher or a shell.
 # Sent as a query of that name (an older daemon refuses it alone), journaled as a record.
 SIGNAL = "signal"
+# A client's report of the project's files its process imported (its script among them):
+# {"files": {path relative to the project root: sha256 of the content}}, each file once
+# per process, in reports of at most MAX_IMPORTED_FILES.  Sent as a query of that name (an
+# older daemon refuses it alone), journaled as a record of the execution.
+IMPORTED = "imported"
+MAX_IMPORTED_FILES = 1024
 
 # Error codes carried by replies; the CLI maps them to exit statuses.
 E_NOT_FOUND = "not_found"
@@ -151,6 +163,7 @@ class ClientSettings(NamedTuple):
 
     flush_timeout: float
     buffer_bytes: int
+    project_root: str | None = None  # whose imported files the client reports
 
     @classmethod
     def of(cls, env: Any = None) -> ClientSettings:
@@ -158,6 +171,7 @@ class ClientSettings(NamedTuple):
         return cls(
             _number(env.get(ENV_FLUSH_TIMEOUT), float, DEFAULT_FLUSH_TIMEOUT),
             _number(env.get(ENV_BUFFER_BYTES), int, DEFAULT_BUFFER_BYTES),
+            env.get(ENV_PROJECT_ROOT) or None,
         )
 
 
@@ -186,10 +200,12 @@ class SupervisorSpec:
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
     # TensorBoard scalars journaled as statistics, through the trial's start-up hook.
     capture_tensorboard: bool = True
+    # The repository root the CLI captured (None outside git).
+    project_root: str | None = None
 
     @property
     def client_settings(self) -> ClientSettings:
-        return ClientSettings(self.flush_timeout, self.buffer_bytes)
+        return ClientSettings(self.flush_timeout, self.buffer_bytes, self.project_root)
 
     def trial_environment(self) -> dict[str, str]:
         """What the supervisor adds to its trial's environment, for kleio_client."""
@@ -199,6 +215,7 @@ class SupervisorSpec:
             ENV_RUNTIME_DIR: self.runtime_dir,
             ENV_FLUSH_TIMEOUT: repr(self.flush_timeout),
             ENV_BUFFER_BYTES: str(self.buffer_bytes),
+            ENV_PROJECT_ROOT: self.project_root or "",
         }
 
     def to_json(self) -> str:

@@ -15,18 +15,34 @@ ALL_FIELDS = Fields(
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -> dict[str, Any]:
+    """Configuration, code and environment changes from ``a`` to ``b``.  When both
+    executions reported the files they ran (``imported``), the code is those files only:
+    their changes, and the patches' parts about them."""
+    ran = _files_ran(a, b)
     return {
         "configuration": _configuration(a.get("configuration") or {}, b.get("configuration") or {}),
         "code": {
             "changes": fingerprint.describe_code(a, b, ALL_FIELDS),
-            "patch": _unified(
-                (a.get("code") or {}).get("patch") or "",
-                (b.get("code") or {}).get("patch") or "",
-                labels,
-            ),
+            "patch": _unified(_patch(a, ran), _patch(b, ran), labels),
+            "imported": None if ran is None else sorted(ran),
         },
         "environment": fingerprint.describe_environment(a, b, ALL_FIELDS),
     }
+
+
+def _files_ran(a: dict[str, Any], b: dict[str, Any]) -> set[str] | None:
+    """The files either ran, when both reported theirs; else None."""
+    if a.get("imported") is None or b.get("imported") is None:
+        return None
+    return set(a["imported"]) | set(b["imported"])
+
+
+def _patch(capture: dict[str, Any], files: set[str] | None) -> str:
+    """The capture's uncommitted patch; with ``files``, only its parts about them."""
+    if files is None:
+        return (capture.get("code") or {}).get("patch") or ""
+    sections = fingerprint.patch_sections(capture)
+    return "".join(part for path, part in sections.items() if path in files)
 
 
 def _configuration(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -2,12 +2,19 @@
 
 Computed from captures at comparison time, with the field selection in force
 then, so that changing which fields count never strands a stored trial.
-Defaults (DESIGN.md): code = commit, patch, untracked sources; environment =
-Python version, distributions and versions (not kleio, not the project's own
-editable install), OS and architecture, and the resources the trial logged
-(``log_resource``), whose content hashes the CLI takes anew before a resume.
-Optional fields: ``untracked_config``
-(code); ``gpu``, ``hostname``, ``user``, ``variables`` (environment).
+Defaults (DESIGN.md): code = the files the trial ran (``imported``: its script and
+the project's modules its processes imported, as their clients reported them,
+beside each the content hash the CLI takes anew before a resume; a trial that
+reported none, not Python or killed first, falls back to commit, patch and
+untracked sources); environment = Python version, distributions and versions (not
+kleio, not the project's own editable install), OS and architecture, and the
+resources the trial logged (``log_resource``), hashed anew like the files.
+Optional fields: ``commit``, ``patch``, ``untracked`` (the strict rule, without
+``imported``), ``untracked_config`` (code); ``gpu``, ``hostname``, ``user``,
+``variables`` (environment).
+
+A capture compared here may hold ``imported``: {path relative to the project root:
+sha256 or None (missing)}, the files the trial ran, or None when it reported none.
 """
 
 from __future__ import annotations
@@ -18,7 +25,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kleio_client.protocol import CODE_FIELDS, ENVIRONMENT_FIELDS, FINGERPRINT_FIELDS
+from kleio_client.protocol import (
+    CODE_FIELDS,
+    ENVIRONMENT_FIELDS,
+    FALLBACK_CODE_FIELDS,
+    FINGERPRINT_FIELDS,
+)
 
 KNOWN_CODE_FIELDS = FINGERPRINT_FIELDS["code"]
 KNOWN_ENVIRONMENT_FIELDS = FINGERPRINT_FIELDS["environment"]
@@ -43,19 +55,41 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_view(capture: dict[str, Any], fields: Fields) -> dict[str, Any]:
+def counted_code_fields(fields: Fields, reported: bool) -> frozenset[str]:
+    """The code fields that count: with ``imported`` chosen, the files the trial ran when
+    it ``reported`` them (and untracked configuration, if chosen); when it did not, the
+    other fields chosen, commit, patch and untracked when none of those is."""
+    chosen = frozenset(fields.code)
+    if "imported" not in chosen:
+        return chosen
+    if reported:
+        return chosen & {"imported", "untracked_config"}
+    rest = chosen - {"imported"}
+    return rest if rest & set(FALLBACK_CODE_FIELDS) else rest | set(FALLBACK_CODE_FIELDS)
+
+
+def code_view(
+    capture: dict[str, Any], fields: Fields, reported: bool | None = None
+) -> dict[str, Any]:
+    """The code as ``fields`` see it; ``reported``: whether both sides of the comparison
+    have the files they ran (by default, whether this capture has them)."""
     code = capture.get("code") or {}
-    if not code.get("git"):
-        return {"script": code.get("sha256")} if "commit" in fields.code else {}
+    if reported is None:
+        reported = capture.get("imported") is not None
+    counted = counted_code_fields(fields, reported)
     view: dict[str, Any] = {}
-    if "commit" in fields.code:
+    if "imported" in counted:
+        view["imported"] = dict(capture.get("imported") or {})
+    elif not code.get("git"):
+        return {"script": code.get("sha256")} if "commit" in counted else {}
+    if "commit" in counted:
         view["commit"] = code.get("commit")
-    if "patch" in fields.code:
+    if "patch" in counted:
         view["patch"] = hashlib.sha256((code.get("patch") or "").encode()).hexdigest()
     for field, kind in (("untracked", "code"), ("untracked_config", "config")):
-        if field in fields.code:
+        if field in counted:
             view[field] = {
-                f["path"]: f["sha256"] for f in code.get("untracked", []) if f["kind"] == kind
+                f["path"]: f["sha256"] for f in code.get("untracked") or [] if f.get("kind") == kind
             }
     return view
 
@@ -101,15 +135,22 @@ def fingerprints(capture: dict[str, Any], fields: Fields) -> tuple[str, str]:
 
 
 def describe_code(old: dict[str, Any], new: dict[str, Any], fields: Fields) -> list[str]:
-    """What changed in the code, as short phrases (empty when nothing counted changed)."""
-    a, b = code_view(old, fields), code_view(new, fields)
-    changes = []
+    """What changed in the code, as short phrases (empty when nothing counted changed):
+    in the files the trial ran when both sides have them, else as the fallback sees it."""
+    reported = old.get("imported") is not None and new.get("imported") is not None
+    a, b = code_view(old, fields, reported), code_view(new, fields, reported)
+    changes = _dict_changes(
+        "file",
+        {k: v for k, v in (a.get("imported") or {}).items() if v is not None},
+        {k: v for k, v in (b.get("imported") or {}).items() if v is not None},
+        versions=False,
+    )
     if a.get("script") != b.get("script"):
         changes.append("the script's content changed")
     if a.get("commit") != b.get("commit"):
         changes.append(f"commit {_short(a.get('commit'))} -> {_short(b.get('commit'))}")
     if a.get("patch") != b.get("patch"):
-        before, after = _patch_sections(old), _patch_sections(new)
+        before, after = patch_sections(old), patch_sections(new)
         files = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
         changes.append("uncommitted changes in " + (", ".join(files) or "no file"))
     for field in ("untracked", "untracked_config"):
@@ -151,7 +192,7 @@ def _dict_changes(
     return out
 
 
-def _patch_sections(capture: dict[str, Any]) -> dict[str, str]:
+def patch_sections(capture: dict[str, Any]) -> dict[str, str]:
     """The patch cut per file: {path: that file's part of the diff}."""
     patch = (capture.get("code") or {}).get("patch") or ""
     sections: dict[str, str] = {}

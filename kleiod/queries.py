@@ -34,6 +34,7 @@ class Queries:
             "artifacts": self.artifacts,
             "branch_point": self.branch_point,
             "resources": self.resources,
+            "imported": self.imported,
             "tail": self.tail,
             "columns": self.columns,
             "chunks": self.chunks,
@@ -108,6 +109,9 @@ class Queries:
         capture = self._storage.capture(trial["id"]) or {}
         for part in ("configuration", "code", "environment"):
             trial[part] = capture.get(part)
+        ran = reservation.imported_files(self._storage, trial["id"])
+        if trial["code"] is not None and ran is not None:  # the files its executions ran
+            trial["code"] = {**trial["code"], "imported": ran}
         return trial
 
     def stats(self, args: dict[str, Any]) -> Any:
@@ -174,6 +178,22 @@ class Queries:
             {path for i in ids for path in reservation.logged_resources(self._storage, i)}
         )
 
+    def imported(self, args: dict[str, Any]) -> list[str]:
+        """The files (relative to the project root) that a command's trial and its
+        change-branches ran (or one trial, ``exact``; a new ``kleio branch`` child, its
+        ``parent``): what the CLI hashes anew before a resume."""
+        trial_id = str(args["id"])
+        ids = (
+            [trial_id]
+            if args.get("exact")
+            else [c["id"] for c in self._storage.candidates(trial_id)]
+        )
+        if args.get("parent"):
+            ids.append(str(args["parent"]))
+        return sorted(
+            {path for i in ids for path in reservation.imported_files(self._storage, i) or {}}
+        )
+
     def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id = self._id(args)
         key = args.get("key")
@@ -205,6 +225,8 @@ class Queries:
         capture = self._storage.capture(trial_id, int(number) if number else None)
         if capture is None:
             raise TrialNotFound(f"{name}: no captured execution; see `kleio info {prefix}`")
+        ran = reservation.imported_files(self._storage, trial_id, int(number) if number else None)
+        capture = {**capture, "imported": ran}
         return (f"{trial_id[:12]}:{number}" if number else trial_id[:12]), capture
 
     def cat(self, args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,9 +10,10 @@ machines branching at once converge on one branch.  A new ``kleio branch``
 child is compared with its parent the same way.  The reservation itself is
 the storage's compare-and-set.
 
-Two things are compared besides the captures: the resources the candidate's
-executions logged (hashed anew by the CLI), and untracked files only as far
-as the trial did not write them itself (those modified while one of the
+Three things are compared besides the captures: the files the candidate's
+executions ran (as their clients reported them; hashed anew by the CLI), the
+resources they logged (hashed anew too), and untracked files only as far as
+the trial did not write them itself (those modified while one of the
 candidate's executions ran).
 """
 
@@ -111,14 +112,15 @@ def _new_child(storage: Storage, request: Request, claim: Claim) -> Outcome:
 
 
 def _candidate(storage: Storage, trial: dict[str, Any]) -> dict[str, Any]:
-    """A trial with what comparing needs: its capture, when it ran, and its resources: the
-    ones it logged, else the hashes taken when it started (a branch made because a resource
-    changed, that has not logged it yet)."""
+    """A trial with what comparing needs: its capture, when it ran, the files it ran, and
+    its resources: the ones it logged, else the hashes taken when it started (a branch
+    made because a resource changed, that has not logged it yet)."""
     now = time.time()
     capture = trial.get("capture") or storage.capture(trial["id"])
     return {
         **trial,
         "capture": capture,
+        "imported": imported_files(storage, trial["id"]),
         "resources": logged_resources(storage, trial["id"])
         or dict((capture or {}).get("resources") or {}),
         "windows": [
@@ -136,6 +138,24 @@ def logged_resources(storage: Storage, trial_id: str) -> dict[str, str | None]:
     }
 
 
+def imported_files(
+    storage: Storage, trial_id: str, execution: int | None = None
+) -> dict[str, str] | None:
+    """The files a trial's executions ran (or execution ``execution`` ran), as their
+    processes reported them: {path relative to the project root: sha256}, the latest
+    report of each path; None when none reported any (not Python, killed first, run
+    before Kleio took reports)."""
+    records = storage.read_records(trial_id, [protocol.IMPORTED])
+    if execution is not None:
+        records = [r for r in records if r["execution"] == execution]
+    if not records:
+        return None
+    files: dict[str, str] = {}
+    for record in records:
+        files.update(record["body"]["files"])
+    return dict(sorted(files.items()))
+
+
 @dataclass(frozen=True)
 class Change:
     """The request against one candidate: whether it matches, else what changed; and the
@@ -151,10 +171,18 @@ def _changes(candidate: dict[str, Any], request: Request) -> Change:
     if candidate["capture"] is None:  # nothing captured yet to compare with
         return Change(True, [], [], fingerprint.fingerprints(request.capture, request.fields))
     written = _written_by(candidate, request.capture)
-    old = _comparable(candidate["capture"], candidate["resources"], written)
+    # The files the candidate ran, as they are now (the CLI hashed them; it hashes none
+    # outside git): compared by content when both are known, else the fallback counts.
+    now = request.capture.get("imported")
+    ran = candidate["imported"] if now is not None else None
+    current = None if now is None or ran is None else {path: now.get(path) for path in ran}
+    old = _comparable(candidate["capture"], candidate["resources"], written, ran)
     taken = request.capture.get("resources") or {}
     new = _comparable(
-        request.capture, {path: taken.get(path) for path in candidate["resources"]}, written
+        request.capture,
+        {path: taken.get(path) for path in candidate["resources"]},
+        written,
+        current,
     )
     wanted = fingerprint.fingerprints(new, request.fields)
     if fingerprint.fingerprints(old, request.fields) == wanted:
@@ -177,13 +205,17 @@ def _written_by(candidate: dict[str, Any], capture: dict[str, Any]) -> set[str]:
 
 
 def _comparable(
-    capture: dict[str, Any], resources: dict[str, str | None], written: set[str]
+    capture: dict[str, Any],
+    resources: dict[str, str | None],
+    written: set[str],
+    imported: dict[str, str | None] | None,
 ) -> dict[str, Any]:
-    """The capture with those resources, and without the ``written`` untracked files (on
-    both sides: one the user had before the trial rewrote it is no change either)."""
+    """The capture with those resources and files run, and without the ``written``
+    untracked files (on both sides: one the user had before the trial rewrote it is no
+    change either)."""
     code = dict(capture.get("code") or {})
     code["untracked"] = [f for f in code.get("untracked") or [] if f.get("path") not in written]
-    return {**capture, "code": code, "resources": resources}
+    return {**capture, "code": code, "resources": resources, "imported": imported}
 
 
 def _written_during(mtime: float | None, windows: list[tuple[float, float]]) -> bool:

@@ -5,8 +5,10 @@ batch is committed so that a script sees its own records: ``statistics`` (the
 stored chunks of the effective history, which the script unpacks and
 filters), ``chunks`` (their bodies, a page at a time), ``load_artifact`` and
 ``artifacts`` (from the effective history the script sees; a load is
-journaled, since the execution's resume point is derived from those records)
-and ``signal`` (a process of the execution received SIGINT or SIGTERM).
+journaled, since the execution's resume point is derived from those records),
+``signal`` (a process of the execution received SIGINT or SIGTERM) and
+``imported`` (the project's files a process of the execution ran, journaled: what
+a resume compares the code by).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ class ScriptQueries:
             return
         if name == protocol.SIGNAL:
             self._journal_signal(trial, execution, str(message["producer"]), req, args)
+            self._send(identity, protocol.answer(req, None))
+            return
+        if name == protocol.IMPORTED:
+            body = {"files": imported_files(args.get("files"))}
+            self._journal(trial, execution, str(message["producer"]), req, name, body)
             self._send(identity, protocol.answer(req, None))
             return
         loading = execution if name == "load_artifact" else None
@@ -120,3 +127,24 @@ class ScriptQueries:
             msgpack.packb([[kind, body]], use_bin_type=True),
         )
         self._storage.append_chunks([chunk])
+
+
+def imported_files(files: Any) -> dict[str, str]:
+    """A report's files, checked: at most ``MAX_IMPORTED_FILES`` paths relative to the
+    project root (none absolute, none climbing out of it), each with a sha256."""
+    if not isinstance(files, dict) or len(files) > protocol.MAX_IMPORTED_FILES:
+        raise BadRequest(
+            f"imported files are a map of at most {protocol.MAX_IMPORTED_FILES} paths to sha256"
+        )
+    for path, digest in files.items():
+        if (
+            not isinstance(path, str)
+            or not path
+            or path.startswith("/")
+            or ".." in path.split("/")
+            or not isinstance(digest, str)
+            or len(digest) != 64
+            or digest.strip("0123456789abcdef")
+        ):
+            raise BadRequest(f"not a relative path and its sha256: {path!r:.80} {digest!r:.80}")
+    return files

@@ -131,11 +131,15 @@ def test_the_trial_s_client_reads_what_its_supervisor_resolved():
         lease_seconds=30.0,
         flush_timeout=0.5,
         buffer_bytes=1024,
+        project_root="/repo",
     )
     env = spec.trial_environment()
-    assert protocol.ClientSettings.of(env) == (0.5, 1024)
+    assert protocol.ClientSettings.of(env) == (0.5, 1024, "/repo")
     assert env[protocol.ENV_RUNTIME_DIR] == "/tmp/k" and env[protocol.ENV_EXECUTION] == "2"
     assert protocol.ClientSettings.of({}) == (
         protocol.DEFAULT_FLUSH_TIMEOUT,
         protocol.DEFAULT_BUFFER_BYTES,
+        None,
     )
+    outside_git = protocol.SupervisorSpec(**{**spec.__dict__, "project_root": None})
+    assert protocol.ClientSettings.of(outside_git.trial_environment()).project_root is None

@@ -93,6 +93,21 @@ def _in_git(repo: Any, git: Any) -> dict[str, Any]:
     }
 
 
+def files_now(code: dict[str, Any], paths: list[str]) -> dict[str, str | None] | None:
+    """The content hashes, in this checkout now, of the files (relative to the repository
+    root) that the trial ran before: None outside git, None for a file missing."""
+    if not code.get("git") or not code.get("root"):
+        return None
+    root = Path(code["root"])
+    hashes: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            hashes[path] = hashlib.sha256((root / path).read_bytes()).hexdigest()
+        except OSError:
+            hashes[path] = None
+    return hashes
+
+
 def patch_files(patch: str) -> list[str]:
     return re.findall(r"^diff --git a/(.+?) b/", patch, flags=re.MULTILINE)
 

@@ -14,6 +14,7 @@ from tests.conftest import trial_id
 
 SCRIPT = """
 import os, sys
+import model  # the trial runs model.py: a change to it is a code change
 from kleio_client import kleio_logger
 kleio_logger.log_statistic(execution=int(os.environ["KLEIO_EXECUTION"]))
 sys.exit(int(os.environ.get("EXIT", "0")))
@@ -34,6 +35,15 @@ def repo(workdir: Path) -> Path:
     git(workdir, "add", ".")
     git(workdir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     return workdir
+
+
+@pytest.fixture
+def strict(isolated):
+    """The strict code rule: commit, patch and untracked files, whatever the trial ran."""
+    (isolated.config / "kleio").mkdir(parents=True, exist_ok=True)
+    (isolated.config / "kleio" / "config.toml").write_text(
+        '[fingerprint]\ncode = ["commit", "patch", "untracked"]\n'
+    )
 
 
 @pytest.fixture
@@ -119,7 +129,7 @@ def test_a_code_change_is_refused_then_branched_and_the_original_stays(kleio, re
     (repo / "model.py").write_text("LAYERS = 3\n")
     refused = kleio("python", "train.py")
     assert refused.returncode == 7
-    assert "uncommitted changes in model.py" in refused.stderr
+    assert "file model.py changed" in refused.stderr
     assert "--allow-code-change" in refused.stderr
     assert [t["id"] for t in kleio.json("ls")] == [original]
     branched = kleio("--allow-code-change", "python", "train.py")
@@ -141,7 +151,7 @@ def test_a_code_change_is_refused_then_branched_and_the_original_stays(kleio, re
     assert "resuming the broken trial as execution 2" in resumed.stderr
 
 
-def test_a_new_commit_is_a_code_change_listing_the_commits(kleio, repo):
+def test_a_new_commit_is_a_code_change_listing_the_commits(kleio, repo, strict):
     kleio("python", "train.py", env={**os.environ, "EXIT": "1"})
     before = git(repo, "rev-parse", "HEAD").strip()
     (repo / "model.py").write_text("LAYERS = 4\n")
@@ -214,7 +224,7 @@ def test_diff_shows_configuration_code_and_environment(kleio, repo, site):
     b = trial_id(kleio("python", "train.py", "--lr", "0.2").stderr)
     text = kleio.ok("diff", a[:8], b[:8]).stdout
     assert "--lr 0.1 -> 0.2" in text
-    assert "uncommitted changes in model.py" in text
+    assert "file model.py changed" in text
     assert "+LAYERS = 5" in text
     assert "fakepkg 1.0 -> 1.1" in text
     result = json.loads(kleio.ok("diff", a, b, "--json").stdout)
@@ -257,7 +267,7 @@ def test_fingerprint_fields_are_configurable(kleio, repo, isolated):
     assert bad.returncode == 2 and "unknown fields ['nope']" in bad.stderr
 
 
-def test_files_the_trial_writes_are_not_code_changes_but_user_edits_are(kleio, repo):
+def test_files_the_trial_writes_are_not_code_changes_but_user_edits_are(kleio, repo, strict):
     (repo / "train.py").write_text(
         SCRIPT.replace(
             "import os, sys",
