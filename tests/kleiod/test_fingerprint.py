@@ -195,3 +195,93 @@ def test_fields_come_from_the_wire_with_defaults_for_what_is_missing():
     assert Fields.from_wire({"environment": ["python", "gpu"]}) == Fields(
         CODE_FIELDS, ("python", "gpu")
     )
+
+
+def _ran(capture: dict[str, Any], **files: str | None) -> dict[str, Any]:
+    """The capture with the files its trial ran (``model_py="1" * 64``: model.py)."""
+    return {**capture, "imported": {k.replace("_", "."): v for k, v in files.items()}}
+
+
+def test_by_default_the_code_is_the_content_of_the_files_the_trial_ran():
+    old = _ran(_capture(), train_py="1" * 64, model_py="2" * 64)
+    elsewhere = _ran(
+        _capture(code_commit="b" * 40, code_patch=_patch(("notes.md", "x"))),
+        train_py="1" * 64,
+        model_py="2" * 64,
+    )
+    assert fingerprint.fingerprints(old, DEFAULT) == fingerprint.fingerprints(elsewhere, DEFAULT)
+    assert fingerprint.describe_code(old, elsewhere, DEFAULT) == []
+    edited = _ran(_capture(), train_py="1" * 64, model_py="3" * 64)
+    assert fingerprint.fingerprints(old, DEFAULT)[0] != fingerprint.fingerprints(edited, DEFAULT)[0]
+    assert fingerprint.describe_code(old, edited, DEFAULT) == ["file model.py changed"]
+
+
+def test_a_file_the_trial_ran_missing_now_is_named():
+    old = _ran(_capture(), train_py="1" * 64, model_py="2" * 64)
+    gone = _ran(_capture(), train_py="1" * 64, model_py=None)
+    assert fingerprint.describe_code(old, gone, DEFAULT) == ["files removed: model.py"]
+
+
+def test_a_trial_that_reported_nothing_is_compared_by_commit_patch_and_untracked():
+    old, new = _capture(), _capture(code_commit="b" * 40, code_patch=_patch(("notes.md", "x")))
+    assert fingerprint.code_view(old, DEFAULT).keys() == {"commit", "patch", "untracked"}
+    assert fingerprint.describe_code(old, new, DEFAULT) == [
+        "commit aaaaaaa -> bbbbbbb",
+        "uncommitted changes in notes.md",
+    ]
+    # one side's report alone does not count: the two are compared alike
+    assert fingerprint.describe_code(_ran(old, train_py="1" * 64), new, DEFAULT) == [
+        "commit aaaaaaa -> bbbbbbb",
+        "uncommitted changes in notes.md",
+    ]
+
+
+def test_the_fallback_is_the_same_view_as_the_strict_rule():
+    """A trial stored before reports existed keeps its branch ids: the same digest."""
+    strict = Fields(code=("commit", "patch", "untracked"))
+    capture = _capture(code_patch=_patch(("a.py", "x")), code_untracked=[_untracked("h.py", "1")])
+    assert fingerprint.fingerprints(capture, DEFAULT) == fingerprint.fingerprints(capture, strict)
+
+
+def test_the_strict_rule_ignores_what_the_trial_ran():
+    strict = Fields(code=("commit", "patch", "untracked"))
+    old = _ran(_capture(), train_py="1" * 64)
+    new = _ran(_capture(code_commit="b" * 40), train_py="1" * 64)
+    assert fingerprint.describe_code(old, new, strict) == ["commit aaaaaaa -> bbbbbbb"]
+
+
+def test_untracked_configuration_counts_beside_the_files_ran_once_chosen():
+    chosen = Fields(code=("imported", "untracked_config"))
+    old = _ran(_capture(code_untracked=[_untracked("cfg.yaml", "1", "config")]), t_py="1" * 64)
+    new = _ran(_capture(code_untracked=[_untracked("cfg.yaml", "2", "config")]), t_py="1" * 64)
+    assert fingerprint.describe_code(old, new, DEFAULT) == []
+    assert fingerprint.describe_code(old, new, chosen) == ["untracked file cfg.yaml changed"]
+
+
+@pytest.mark.parametrize(
+    "chosen, reported, counted",
+    [
+        (("imported",), True, {"imported"}),
+        (("imported",), False, {"commit", "patch", "untracked"}),
+        (("imported", "commit"), False, {"commit"}),
+        (("imported", "untracked_config"), True, {"imported", "untracked_config"}),
+        (("commit", "patch"), True, {"commit", "patch"}),
+        ((), True, set()),
+    ],
+)
+def test_which_code_fields_count(chosen, reported, counted):
+    assert fingerprint.counted_code_fields(Fields(code=chosen), reported) == counted
+
+
+def test_diff_compares_the_files_they_ran_and_their_part_of_the_patches():
+    from kleiod.diff import compare
+
+    a = _ran(_capture(code_patch=_patch(("model.py", "a"), ("notes.md", "a"))), model_py="1" * 64)
+    b = _ran(_capture(code_patch=_patch(("model.py", "b"), ("notes.md", "b"))), model_py="2" * 64)
+    code = compare(a, b, ("a", "b"))["code"]
+    assert code["changes"] == ["file model.py changed"]
+    assert code["imported"] == ["model.py"]
+    assert "+b" in code["patch"] and "notes.md" not in code["patch"]
+    unreported = compare({**a, "imported": None}, b, ("a", "b"))["code"]
+    assert unreported["changes"] == ["uncommitted changes in model.py, notes.md"]
+    assert unreported["imported"] is None and "notes.md" in unreported["patch"]

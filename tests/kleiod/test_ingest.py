@@ -293,6 +293,34 @@ def test_a_script_s_query_is_answered_after_its_records_are_committed(wire: Wire
     assert (refusal["req"], refusal["error"]["code"]) == (8, protocol.E_BAD_REQUEST)
 
 
+def test_a_report_of_the_files_run_is_journaled_once_with_its_execution(wire: Wire):
+    files = {"train.py": "1" * 64, "pkg/model.py": "2" * 64}
+    report = protocol.query(SPEC.id, 1, PRODUCER, 4, protocol.IMPORTED, {"files": files})
+    wire.send(report)
+    wire.send(report)  # sent again after a reconnection: the same record
+    assert [a["req"] for a in wire.answers(2)] == [4, 4]
+    (record,) = wire.storage.read_records(SPEC.id, [protocol.IMPORTED])
+    assert (record["execution"], record["body"]) == (1, {"files": files})
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"/etc/passwd": "1" * 64},
+        {"../outside.py": "1" * 64},
+        {"a.py": "not a hash"},
+        {"a.py": "G" * 64},
+        ["a.py"],
+        {f"m{i}.py": "1" * 64 for i in range(protocol.MAX_IMPORTED_FILES + 1)},
+    ],
+)
+def test_a_report_that_is_not_relative_paths_and_hashes_is_refused(wire: Wire, files):
+    wire.send(protocol.query(SPEC.id, 1, PRODUCER, 5, protocol.IMPORTED, {"files": files}))
+    (refusal,) = wire.answers(1)
+    assert (refusal["req"], refusal["error"]["code"]) == (5, protocol.E_BAD_REQUEST)
+    assert wire.storage.read_records(SPEC.id, [protocol.IMPORTED]) == []
+
+
 def _until_due(ingest: Ingest) -> None:
     deadline = time.monotonic() + 10
     while ingest.due_in() != 0.0:

@@ -230,6 +230,74 @@ def test_a_resource_the_trial_logged_that_changed_is_an_environment_change(stora
         _run(storage, {**_capture(), "resources": {"data.csv": "2" * 64}}, pid=3)
 
 
+def _imported(storage, execution: int, seq: int, files: dict[str, str]) -> None:
+    """A process's report of the files it ran, journaled as the daemon journals it."""
+    body = msgpack.packb([[protocol.IMPORTED, {"files": files}]])
+    storage.append_chunks(
+        [Chunk(SPEC.id, execution, "p/imported", seq, 1, protocol.IMPORTED, body)]
+    )
+
+
+def _now(commit: str = "a" * 40, **files: str | None) -> dict[str, Any]:
+    """A capture with the CLI's hashes, now, of the files the trial ran (``model_py``)."""
+    return {
+        **_capture(commit=commit),
+        "imported": {k.replace("_", "."): v for k, v in files.items()},
+    }
+
+
+def test_the_files_the_trial_ran_are_compared_by_content(storage):
+    _run(storage, _capture())
+    _imported(storage, 1, 1, {"train.py": "1" * 64})  # at its first record
+    _imported(storage, 1, 2, {"model.py": "2" * 64})  # at exit: imported late
+    assert reservation.imported_files(storage, SPEC.id) == {
+        "model.py": "2" * 64,
+        "train.py": "1" * 64,
+    }
+    _end(storage, Reservation(SPEC.id, 1, None))
+    elsewhere = _now("b" * 40, train_py="1" * 64, model_py="2" * 64, notes_md="9" * 64)
+    assert _run(storage, elsewhere, pid=2).reservation == Reservation(SPEC.id, 2, states.BROKEN)
+    _end(storage, Reservation(SPEC.id, 2, None))
+    edited = _now("b" * 40, train_py="1" * 64, model_py="3" * 64)
+    with pytest.raises(ChangeRefused) as refusal:
+        _run(storage, edited, pid=3)
+    assert "  code: file model.py changed\n" in str(refusal.value)
+    assert "commit" not in str(refusal.value)
+    with pytest.raises(ChangeRefused, match="code: files removed: model.py"):
+        _run(storage, _now(train_py="1" * 64, model_py=None), pid=3)
+
+
+def test_without_the_files_hashed_now_the_fallback_counts(storage):
+    """Outside git now the CLI hashes nothing: commit and patch are compared instead."""
+    _run(storage, _capture())
+    _imported(storage, 1, 1, {"train.py": "1" * 64})
+    _end(storage, Reservation(SPEC.id, 1, None))
+    with pytest.raises(ChangeRefused, match="code: commit aaaaaaa -> bbbbbbb"):
+        _run(storage, {**_capture(commit="b" * 40), "imported": None}, pid=2)
+
+
+def test_each_execution_s_report_is_its_own(storage):
+    _end(storage, _run(storage, _capture()).reservation)
+    _imported(storage, 1, 1, {"train.py": "1" * 64})
+    assert reservation.imported_files(storage, SPEC.id, execution=2) is None
+    assert reservation.imported_files(storage, SPEC.id, execution=1) == {"train.py": "1" * 64}
+    assert reservation.imported_files(storage, "ef" * 16) is None
+
+
+def test_a_branch_for_a_changed_file_is_selected_by_its_code_next_time(storage):
+    _run(storage, _capture())
+    _imported(storage, 1, 1, {"train.py": "1" * 64, "model.py": "2" * 64})
+    _end(storage, Reservation(SPEC.id, 1, None))
+    edited = _now(train_py="1" * 64, model_py="3" * 64)
+    branched = _run(storage, edited, Allowed(code=True), pid=2)
+    assert branched.branched_from == SPEC.id
+    assert branched.changes == ("file model.py changed",)
+    _end(storage, branched.reservation)
+    again = _run(storage, edited, pid=3)  # the branch reported nothing: its capture counts
+    assert again.reservation.trial_id == branched.reservation.trial_id
+    assert again.reservation.execution == 2
+
+
 def _child(branch_point: int | None = None) -> TrialSpec:
     return TrialSpec(
         id="cd" * 16,

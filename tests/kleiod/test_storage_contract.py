@@ -31,6 +31,7 @@ from kleiod.errors import (
     TrialCompleted,
     TrialNotFound,
 )
+from kleiod.reservation import imported_files
 from kleiod.storage import open_storage
 from kleiod.storage.base import SCRATCH, Chunk, Claim, ExecutionEnd, TrialSpec
 
@@ -520,6 +521,30 @@ def test_each_execution_keeps_its_own_capture(database_url: str):
     storage.reserve(SPEC, _claim(3), {"run": 3})
     assert storage.capture(SPEC.id) == {"run": 3}
     assert storage.export_trial(SPEC.id)["captures"] == {1: {"run": 1}, 3: {"run": 3}}
+
+
+def test_the_files_each_execution_ran_are_kept_with_it_and_fenced(database_url: str):
+    """Reports of the files run (journaled as the daemon journals them: one record per
+    query, under ``<producer>/imported``) read back per execution; a stale one is refused."""
+
+    def report(execution: int, req: int, files: dict[str, str]) -> set:
+        body = msgpack.packb([[protocol.IMPORTED, {"files": files}]])
+        chunk = Chunk(SPEC.id, execution, "p/imported", req, 1, protocol.IMPORTED, body)
+        return storage.append_chunks([chunk]).refused
+
+    storage = open_storage(database_url)
+    storage.reserve(SPEC, _claim(1))
+    assert report(1, 1, {"train.py": "1" * 64}) == set()
+    assert report(1, 1, {"train.py": "1" * 64}) == set()  # a resend: stored once
+    assert report(1, 2, {"late.py": "2" * 64}) == set()
+    _ended(storage, 1)
+    storage.reserve(SPEC, _claim(2))
+    assert report(1, 3, {"stale.py": "3" * 64}) == {(SPEC.id, 1)}
+    assert imported_files(storage, SPEC.id) == {"late.py": "2" * 64, "train.py": "1" * 64}
+    assert imported_files(storage, SPEC.id, 2) is None
+    assert report(2, 1, {"train.py": "4" * 64}) == set()
+    assert imported_files(storage, SPEC.id, 2) == {"train.py": "4" * 64}
+    assert imported_files(storage, SPEC.id)["train.py"] == "4" * 64  # the latest report
 
 
 def test_trials_are_listed_with_the_configuration_of_their_latest_capture(database_url: str):
