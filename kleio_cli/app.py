@@ -16,7 +16,13 @@ from collections.abc import Callable
 
 import typer
 
-from kleio_cli import daemon_commands, journal_commands, run_commands, view_commands
+from kleio_cli import (
+    daemon_commands,
+    journal_commands,
+    removal_commands,
+    run_commands,
+    view_commands,
+)
 from kleio_cli.options import RUN_OPTIONS
 from kleio_client.version import __version__
 
@@ -64,6 +70,8 @@ _COMMANDS: dict[str, Callable[..., None]] = {
     "ui": view_commands.ui,
     "export": journal_commands.export_,
     "import": journal_commands.import_,
+    "rm": removal_commands.rm,
+    "gc": removal_commands.gc,
 }
 _PARSING = {"run": run_commands.PASS_THROUGH, "branch": run_commands.EXTRA_OPTIONS}
 

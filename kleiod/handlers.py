@@ -19,6 +19,7 @@ from kleiod.errors import BadRequest
 from kleiod.fingerprint import Fields
 from kleiod.ingest import Ingest
 from kleiod.queries import Queries
+from kleiod.removal import Removal
 from kleiod.running import RunningExecutions
 from kleiod.spawner import Spawner
 from kleiod.storage.base import Claim, ExecutionEnd, Storage, TrialSpec
@@ -47,6 +48,7 @@ class Handlers:
             "start_execution": self.start_execution,
             "end_execution": self.end_execution,
             **Queries(self._ctx.storage, self._ctx.ingest.commit, self._ctx.ingest.live).table(),
+            **Removal(self._ctx.storage, self._ctx.ingest.commit).table(),
             "export": self.export,
             "import": self.import_,
             "tag": self.tag,
