@@ -84,7 +84,7 @@ class FileBlobStore:
     def blobs(self) -> list[Blob]:
         """The stored files (not the uploads in progress, under ``tmp``)."""
         found = []
-        for folder in sorted(self.root.glob("??")):
+        for folder in sorted(f for f in self.root.glob("??") if f.is_dir()):
             for path in sorted(folder.iterdir()):
                 if not (_SHA256.fullmatch(path.name) and path.name[:2] == folder.name):
                     continue

@@ -279,3 +279,59 @@ def test_on_a_terminal_it_lists_what_goes_and_removes_only_on_yes(kleio, script)
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.startswith(f"removed {tid[:8]} (completed)")
     assert kleio.json("ls") == []
+
+
+def test_a_trial_s_debugging_sessions_go_with_it(kleio, script):
+    """`kleio pdb` sessions are scratch branches, never listed: no --with-branches for them."""
+    name = script(TRAIN)
+    tid = trial_id(kleio.ok("python", name, "--lr", "0.1").stderr)
+    debugged = subprocess.run(
+        kleio.argv("pdb", tid),
+        cwd=kleio.cwd,
+        input="c\nq\n",  # the debugger's commands: run to the end, quit
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert debugged.returncode == 0, debugged.stderr
+    scratch = trial_id(debugged.stderr)
+    assert [t["id"] for t in kleio.json("ls")] == [tid]
+    removed = kleio.ok("rm", "--yes", tid)
+    assert [line.split()[1] for line in removed.stdout.splitlines()] == [tid[:8], scratch[:8]]
+    for gone in (tid, scratch):
+        assert kleio("info", gone).returncode == 3
+
+
+def test_bytes_a_running_trial_stored_but_has_not_recorded_yet_are_kept(
+    kleio, script, workdir, blobs
+):
+    """The Lightning integration stores a checkpoint's bytes, and records it a batch later."""
+    name = script("""
+        import os, time
+        from kleio_client import kleio_logger
+        body = kleio_logger._store_artifact("ckpt.bin", b"weights" * 1000, {"step": 1})
+        open("stored", "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists("go"):
+            assert time.monotonic() < deadline, "the test never let the trial go on"
+            time.sleep(0.01)
+        kleio_logger._journal_artifact(body)
+        with kleio_logger.load_artifact("ckpt.bin", step=1).open() as f:
+            assert f.read() == b"weights" * 1000
+        print("loaded", flush=True)
+    """)
+    proc = kleio.popen("python", name)
+    try:
+        deadline = time.monotonic() + 60
+        while not (workdir / "stored").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "no bytes stored"
+            time.sleep(0.02)
+        collected = kleio.json("gc")  # no record names the bytes yet: recent, kept
+        assert (collected["blobs"], collected["recent_blobs"]) == (0, 1)
+    finally:
+        (workdir / "go").touch()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"loaded" in out
+    assert kleio.json("gc", "--grace", "0")["referenced_blobs"] == 1
+    assert len(blobs.stored()) == 1
