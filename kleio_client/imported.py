@@ -27,9 +27,12 @@ class ImportedFiles:
     def __init__(self, root: str) -> None:
         roots = {os.path.abspath(root), os.path.realpath(root)}
         self._roots = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+        # The interpreter's environments that lie inside the root (the project's .venv);
+        # not those that hold it (a project in /usr/local/src, Python in /usr/local).
         environments = {sys.prefix, sys.exec_prefix, sys.base_prefix}
         environments |= {os.path.realpath(p) for p in environments}
-        self._environments = tuple(p.rstrip(os.sep) + os.sep for p in environments)
+        inside = (p.rstrip(os.sep) + os.sep for p in environments)
+        self._environments = tuple(p for p in inside if p.startswith(self._roots))
         # Each module file looked at, and its path relative to the root (None: not the
         # project's, or unreadable): a file is judged and hashed once.
         self._judged: dict[str, str | None] = {}
@@ -57,18 +60,19 @@ class ImportedFiles:
         return new
 
     def _relative(self, path: str) -> str | None:
-        if not os.path.isabs(path):
-            path = os.path.abspath(path)
-        if not path.startswith(self._roots):
+        """The path relative to the root of a file of the project's, else None."""
+        try:
+            if not os.path.isabs(path) or os.sep + "." in path:  # relative, or with ..
+                path = os.path.abspath(path)
+            path.encode("utf-8")  # a name that is not text cannot be journaled
+        except (OSError, UnicodeEncodeError):  # the working directory is gone
             return None
-        path = os.path.normpath(path)
-        if path.startswith(self._environments):
+        if not path.startswith(self._roots) or path.startswith(self._environments):
             return None
         for root in self._roots:
             if path.startswith(root):
-                relative = path[len(root) :]
-                parts = relative.split(os.sep)
-                if _INSTALLED.isdisjoint(parts) and ".." not in parts:
+                parts = path[len(root) :].split(os.sep)
+                if _INSTALLED.isdisjoint(parts):
                     return "/".join(parts)
         return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -88,6 +89,14 @@ def test_installed_code_inside_the_root_is_not_the_project_s(project, monkeypatc
     assert list(ImportedFiles(str(root)).unreported()) == ["kf_own.py"]
 
 
+def test_a_project_inside_the_interpreter_s_prefix_is_still_the_project(project, monkeypatch):
+    root, write, load = project
+    monkeypatch.setattr(sys, "prefix", str(root.parent))  # /usr/local, and /usr/local/src/app
+    write("kf_app.py")
+    load("kf_app")
+    assert list(ImportedFiles(str(root)).unreported()) == ["kf_app.py"]
+
+
 def test_nothing_outside_the_root_is_reported(project, tmp_path):
     root, _, _ = project
     elsewhere = tmp_path / "elsewhere"
@@ -111,6 +120,21 @@ def test_a_lazy_module_is_not_run_and_odd_entries_are_skipped(project, monkeypat
     files = ImportedFiles(str(root)).unreported()
     assert list(files) == ["kf_lazy.py"]
     assert not hasattr(sys, "kf_lazy_ran")
+
+
+def test_odd_module_paths_are_judged_as_the_files_they_name(project, monkeypatch):
+    root, write, _ = project
+    inside = write("kf_inside.py")
+    for name, path in {
+        "kf_relative": os.path.relpath(inside),
+        "kf_dotted": f"{root}/sub/../kf_inside.py",
+        "kf_climbing": f"{root}/../kf_outside.py",
+        "kf_not_text": f"{root}/kf_\udcff.py",
+    }.items():
+        module = types.ModuleType(name)
+        module.__file__ = path
+        monkeypatch.setitem(sys.modules, name, module)
+    assert ImportedFiles(str(root)).unreported() == {"kf_inside.py": _sha(inside)}
 
 
 def test_a_file_that_cannot_be_read_is_left_out(project):
