@@ -29,7 +29,14 @@ from kleio_client.version import __version__
 app = typer.Typer(
     name="kleio",
     help="Kleio: every run of your training script becomes a trial in a journal.\n\n"
-    "Prefix a command: `kleio python train.py --lr 0.1`.",
+    "Prefix a command to run it as a trial, or to resume it if it ran before:\n\n"
+    "\b\n"
+    "  kleio [-d] [--allow-code-change | --allow-env-change | --allow-any-change]\n"
+    "        [--no-capture-tensorboard] python train.py --lr 0.1\n\n"
+    "-d (--detach) lets the daemon run it and prints its id; --allow-*-change branches a\n"
+    "trial whose code or environment changed instead of refusing to resume it; the same\n"
+    "as `kleio run OPTIONS COMMAND...`. To run a program named like a command below,\n"
+    "write `kleio run -- PROGRAM ...`. `kleio COMMAND --help` says how to use each.",
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -78,9 +85,19 @@ _PARSING = {"run": run_commands.PASS_THROUGH, "branch": run_commands.EXTRA_OPTIO
 
 def _register() -> None:
     for name, callback in _COMMANDS.items():
-        app.command(name, context_settings=_PARSING.get(name))(callback)
+        app.command(
+            name,
+            context_settings=_PARSING.get(name),
+            short_help=_summary(callback),
+        )(callback)
     app.add_typer(daemon_commands.daemon_app, name="daemon")
     app.add_typer(journal_commands.artifact_app, name="artifact")
+
+
+def _summary(callback: Callable[..., None]) -> str | None:
+    """The first sentence of a command's help, whole (click cuts it at 45 characters)."""
+    text = " ".join((callback.__doc__ or "").strip().split("\n\n")[0].split())
+    return text or None
 
 
 _register()

@@ -51,7 +51,8 @@ def ls_(
 
 
 def info(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."), as_json: bool = JSON
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
+    as_json: bool = JSON,
 ) -> None:
     """Show a trial: command, status, executions, artifacts."""
     from kleio_cli.info import info as show
@@ -66,7 +67,7 @@ class Stream(str, Enum):
 
 
 def cat(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
     stream: Optional[Stream] = typer.Option(None, help="Only this stream."),
     raw: bool = typer.Option(
         False,
@@ -82,7 +83,7 @@ def cat(
 
 
 def tail(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
     lines: str = typer.Option(
         "10", "-n", "--lines", help="How many last lines (rows with --stats), or 'all'."
     ),
@@ -114,7 +115,7 @@ class Form(str, Enum):
 
 
 def stats(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
     sort: Optional[str] = typer.Option(None, "--sort", help="Sort by this key."),
     where: list[str] = typer.Option(
         [],
@@ -146,8 +147,8 @@ def stats(
 
 
 def tag_(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-    names: list[str] = typer.Argument(..., help="Tags to add (or remove)."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
+    names: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to add (or remove)."),
     remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
     as_json: bool = JSON,
 ) -> None:
@@ -160,7 +161,9 @@ def tag_(
 
 def plot(
     trials: list[str] = typer.Argument(
-        ..., help="Trial ids (a branch beside its parent leaves it at the branch point)."
+        ...,
+        metavar="TRIAL...",
+        help="Trial ids (a branch beside its parent leaves it at the branch point).",
     ),
     y: str = typer.Option(..., "--y", help="The statistic to draw."),
     x: Optional[str] = typer.Option(
@@ -184,7 +187,7 @@ def plot(
 
 
 def compare(
-    trials: list[str] = typer.Argument(..., help="Two trial ids or more."),
+    trials: list[str] = typer.Argument(..., metavar="TRIAL...", help="Two trial ids or more."),
     keys: Optional[str] = typer.Option(
         None, "--stats", help="Only these statistics: K1,K2 (default: all of them)."
     ),
@@ -204,8 +207,8 @@ def compare(
 
 
 def diff(
-    a: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
-    b: str = typer.Argument(..., help="Trial id (or ID:N for its execution N)."),
+    a: str = typer.Argument(..., metavar="A", help="Trial id (or ID:N for its execution N)."),
+    b: str = typer.Argument(..., metavar="B", help="Trial id (or ID:N for its execution N)."),
     as_json: bool = JSON,
 ) -> None:
     """What differs between two trials (or executions): configuration, code, environment."""
@@ -216,7 +219,8 @@ def diff(
 
 
 def artifacts_(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."), as_json: bool = JSON
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
+    as_json: bool = JSON,
 ) -> None:
     """List the artifacts of a trial's effective history (inherited ones included)."""
     from kleio_cli import artifacts
@@ -227,8 +231,8 @@ def artifacts_(
 
 @artifact_app.command("get")
 def artifact_get(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
-    filename: str = typer.Argument(..., help="The artifact's file name."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
+    filename: str = typer.Argument(..., metavar="FILENAME", help="The artifact's file name."),
     where: list[str] = typer.Option(
         [], "--where", help="KEY=VALUE of its metadata; repeat for several."
     ),
@@ -243,7 +247,7 @@ def artifact_get(
 
 def export_(
     ids: Optional[list[str]] = typer.Argument(
-        None, help="Trial ids (default: all); a branch brings its ancestors."
+        None, metavar="[TRIAL]...", help="Trial ids (default: all); a branch brings its ancestors."
     ),
     output: str = typer.Option(..., "-o", "--output", help="The file to write."),
 ) -> None:
@@ -254,7 +258,9 @@ def export_(
         journal.export(ids or [], output)
 
 
-def import_(path: str = typer.Argument(..., help="A file written by `kleio export`.")) -> None:
+def import_(
+    path: str = typer.Argument(..., metavar="FILE", help="A file written by `kleio export`."),
+) -> None:
     """Add the trials of an export file to this journal (those it has are kept as they are)."""
     from kleio_cli import journal
 

@@ -11,7 +11,9 @@ from kleio_cli.options import JSON
 
 
 def rm(
-    trials: list[str] = typer.Argument(..., help="Trial ids or unique prefixes."),
+    trials: list[str] = typer.Argument(
+        ..., metavar="TRIAL...", help="Trial ids or unique prefixes."
+    ),
     with_branches: bool = typer.Option(
         False, "--with-branches", help="Also remove their branches (which read their history)."
     ),

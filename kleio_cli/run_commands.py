@@ -37,7 +37,9 @@ def _run_options(
 
 def run(
     command: list[str] = typer.Argument(
-        ..., help="The command to run as a trial, or a trial id to resume."
+        ...,
+        metavar="COMMAND [ARGS]...",
+        help="The command to run as a trial, or a trial id to resume.",
     ),
     allow_code_change: bool = ALLOW_CODE,
     allow_env_change: bool = ALLOW_ENV,
@@ -63,7 +65,7 @@ def run(
 
 
 def exec_(
-    trial: str = typer.Argument(..., help="Trial id or unique prefix."),
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
     allow_code_change: bool = ALLOW_CODE,
     allow_env_change: bool = ALLOW_ENV,
     allow_any_change: bool = ALLOW_ANY,
@@ -85,7 +87,9 @@ def exec_(
 
 def branch(
     ctx: typer.Context,
-    trial: str = typer.Argument(..., help="The parent trial's id or unique prefix."),
+    trial: str = typer.Argument(
+        ..., metavar="TRIAL [--NAME VALUE]...", help="The parent trial's id or unique prefix."
+    ),
     timestamp: Optional[str] = typer.Option(
         None,
         "--timestamp",
@@ -98,9 +102,14 @@ def branch(
     detach: bool = DETACH,
     capture_tensorboard: Optional[bool] = CAPTURE_TENSORBOARD,
 ) -> None:
-    """Branch a trial at a point of its history and run the child with changed OPTIONS.
+    """Branch a trial at a point of its history and run the child with changed options.
 
-    Example: kleio branch 3f2a --timestamp epoch=10 --lr 0.01
+    Every `--NAME VALUE` (or `--NAME=VALUE`, or a flag) after TRIAL that is not one of the
+    options below replaces or adds that option of the parent's command line; positional
+    arguments cannot change.  The child reads the parent's history up to the branch point
+    and runs from there, loading the checkpoint logged there.
+
+    Example: kleio branch 3f2a --timestamp epoch=10 --lr 0.01 --batch-size 64
     """
     from kleio_cli.branch import branch_command
 
@@ -116,7 +125,9 @@ def branch(
     raise typer.Exit(code)
 
 
-def pdb(trial: str = typer.Argument(..., help="Trial id or unique prefix.")) -> None:
+def pdb(
+    trial: str = typer.Argument(..., metavar="TRIAL", help="Trial id or unique prefix."),
+) -> None:
     """Run a trial's command under the Python debugger, in the foreground.
 
     It stops at the first line and enters post-mortem on an uncaught exception. What the
