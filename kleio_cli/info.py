@@ -268,12 +268,32 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def diff(a: str, b: str, as_json: bool) -> None:
-    result = call("diff", a=a, b=b)
+def diff(a: str, b: str | None, as_json: bool) -> None:
+    """What differs between two trials or executions; without ``b``, between ``a``'s last
+    execution and what running its command here would run."""
+    result = call("diff", a=a, b=b) if b is not None else _diff_with_here(a)
     if as_json:
         render.print_json(result)
         return
     print(_diff_text(result))
+
+
+def _diff_with_here(a: str) -> dict[str, Any]:
+    from kleio_cli.connection import connect
+    from kleio_cli.redaction import redacted
+    from kleio_cli.run import capture_here, working_directory
+    from kleio_runtime.config import resolve
+
+    with connect(resolve()) as client:
+        detail = client.call("trial", id=a)
+        here = capture_here(
+            client,
+            redacted(detail["command"]),
+            working_directory(detail),
+            detail["id"],
+            {"id": detail["id"]},
+        )
+        return dict(client.call("diff", a=a, here=here))
 
 
 def _diff_text(result: dict[str, Any]) -> str:

@@ -208,10 +208,15 @@ def compare(
 
 def diff(
     a: str = typer.Argument(..., metavar="A", help="Trial id (or ID:N for its execution N)."),
-    b: str = typer.Argument(..., metavar="B", help="Trial id (or ID:N for its execution N)."),
+    b: Optional[str] = typer.Argument(
+        None,
+        metavar="[B]",
+        help="Trial id (or ID:N for its execution N); none: what would run here now.",
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """What differs between two trials (or executions): configuration, code, environment."""
+    """What differs between two trials (or executions), or between a trial and what would
+    run here now: configuration, code, environment."""
     from kleio_cli.info import diff as differences
 
     with reported():

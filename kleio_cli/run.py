@@ -30,6 +30,7 @@ from kleio_cli.errors import (
 )
 from kleio_cli.redaction import check_runnable, redacted
 from kleio_client import protocol, resource
+from kleio_client.control import ControlClient
 from kleio_client.errors import KleioError, RequestRefused
 from kleio_runtime.config import Config, resolve
 from kleio_supervisor.supervisor import FORWARDED, Supervisor, SupervisorSpec
@@ -85,13 +86,7 @@ def run_spec(
     ident = identity.compute(shown, cwd, config.namespace)
     trial = (exact or {}).get("id", ident.id)
     with connect(config) as client:
-        captured = capture(shown, cwd)
-        paths = client.call("resources", id=trial, exact=exact is not None)
-        captured["resources"] = _resource_hashes(paths)
-        ran = client.call(
-            "imported", id=trial, exact=exact is not None, parent=(exact or {}).get("parent")
-        )
-        captured["imported"] = files_now(captured["code"], ran)
+        captured = capture_here(client, shown, cwd, trial, exact)
         try:
             reservation = client.call(
                 "reserve",
@@ -206,6 +201,25 @@ def _check_text(argv: list[str]) -> None:
                 "arguments and directories",
                 EXIT_USAGE,
             ) from None
+
+
+def capture_here(
+    client: ControlClient,
+    argv: list[str],
+    cwd: str,
+    trial: str,
+    exact: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What running ``argv`` here would run, as the daemon compares it with the trial's
+    executions: the capture, with the trial's resources and the files it ran hashed now."""
+    captured = capture(argv, cwd)
+    paths = client.call("resources", id=trial, exact=exact is not None)
+    captured["resources"] = _resource_hashes(paths)
+    ran = client.call(
+        "imported", id=trial, exact=exact is not None, parent=(exact or {}).get("parent")
+    )
+    captured["imported"] = files_now(captured["code"], ran)
+    return captured
 
 
 def working_directory(trial: dict[str, Any]) -> str:

@@ -178,17 +178,15 @@ def describe_environment(old: dict[str, Any], new: dict[str, Any], fields: Field
 def _dict_changes(
     what: str, a: dict[str, Any], b: dict[str, Any], versions: bool = True
 ) -> list[str]:
+    """One phrase per difference: ``pytest 8.3.4 added`` (a package: its name says what
+    it is), ``numpy 1.26.4 -> 2.0.0``, ``file model.py changed``, ``variable LANG added``."""
+    named = "" if what == "package" else f"{what} "
     added = sorted(set(b) - set(a))
     removed = sorted(set(a) - set(b))
     changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
-    out = []
-    if added:
-        out.append(f"{what}s added: " + ", ".join(f"{k} {b[k]}" if versions else k for k in added))
-    if removed:
-        out.append(
-            f"{what}s removed: " + ", ".join(f"{k} {a[k]}" if versions else k for k in removed)
-        )
-    out += [f"{k} {a[k]} -> {b[k]}" if versions else f"{what} {k} changed" for k in changed]
+    out = [f"{named}{k} {b[k]} added" if versions else f"{named}{k} added" for k in added]
+    out += [f"{named}{k} {a[k]} removed" if versions else f"{named}{k} removed" for k in removed]
+    out += [f"{named}{k} {a[k]} -> {b[k]}" if versions else f"{named}{k} changed" for k in changed]
     return out
 
 

@@ -211,7 +211,13 @@ class Queries:
         }
 
     def diff(self, args: dict[str, Any]) -> dict[str, Any]:
-        sides = [self._execution_capture(str(args[side])) for side in ("a", "b")]
+        """Two executions' captures compared; ``here``: what the CLI would run now, as b."""
+        sides = [self._execution_capture(str(args["a"]))]
+        here = args.get("here")
+        if isinstance(here, dict):
+            sides.append(("here", here))
+        else:
+            sides.append(self._execution_capture(str(args["b"])))
         labels = (sides[0][0], sides[1][0])
         return {"a": labels[0], "b": labels[1], **compare(sides[0][1], sides[1][1], labels)}
 

@@ -258,11 +258,13 @@ def _refusal(
     doing: str = "resuming",
 ) -> str:
     kinds = " and ".join(k for k, v in (("code", code), ("environment", environment)) if v)
+    if latest["status"] == "completed" and doing == "resuming":
+        return _nothing_to_run(latest["id"][:12], code, environment)
     lines = [
         f"kleio: the {kinds} changed since trial {latest['id'][:12]} last ran; not {doing} it:"
     ]
-    lines += [f"  code: {change}" for change in code]
-    lines += [f"  environment: {change}" for change in environment]
+    lines += [f"  code: {change}" for change in _few(code, latest["id"][:12])]
+    lines += [f"  environment: {change}" for change in _few(environment, latest["id"][:12])]
     if len(candidates) > 1:
         listed = ", ".join(f"{c['id'][:12]} ({c['status']})" for c in candidates)
         lines.append(f"  none of its branches matches either: {listed}")
@@ -275,3 +277,43 @@ def _refusal(
         "the original stays resumable with what it ran"
     )
     return "\n".join(lines)
+
+
+LISTED = 5  # differences a refusal names; `kleio diff` shows the rest
+
+
+def _few(changes: list[str], trial: str) -> list[str]:
+    if len(changes) <= LISTED:
+        return changes
+    more = len(changes) - LISTED
+    return changes[:LISTED] + [f"and {more} more: `kleio diff {trial}` shows them all"]
+
+
+def _nothing_to_run(trial: str, code: list[str], environment: list[str]) -> str:
+    """A completed trial whose code or environment differs from here: nothing of it is
+    left to run, and running it again here is a branch, made with the option named."""
+    where = {
+        (False, True): ("in another environment", "--allow-env-change"),
+        (True, False): ("with other code", "--allow-code-change"),
+    }.get(
+        (bool(code), bool(environment)), ("with other code and environment", "--allow-any-change")
+    )
+    changes = code + environment
+    packages = len(environment) == len(changes) and all(_is_package(c) for c in changes)
+    counted = f"{len(changes)} {'packages differ' if packages else 'differences'}"
+    if len(changes) == 1:
+        counted = "1 package differs" if packages else "1 difference"
+    listed = ", ".join(changes[:LISTED])
+    if len(changes) > LISTED:
+        listed += f", ... (`kleio diff {trial}` shows all)"
+    return (
+        f"kleio: trial {trial} completed {where[0]} ({counted}: {listed}); nothing to run. "
+        f"To run it again here, add {where[1]}"
+    )
+
+
+def _is_package(change: str) -> bool:
+    """Whether a phrase of describe_environment is about a package (``torch 2.1 added``)."""
+    return not change.startswith(
+        ("python ", "os ", "gpu ", "hostname ", "user ", "resource ", "variable ")
+    )

@@ -174,8 +174,8 @@ def test_an_environment_change_lists_packages_and_needs_its_own_option(kleio, re
     refused = kleio("python", "train.py")
     assert refused.returncode == 7
     assert "fakepkg 1.0 -> 2.0" in refused.stderr
-    assert "packages added: newpkg 3.0" in refused.stderr
-    assert "packages removed: gone 0.1" in refused.stderr
+    assert "newpkg 3.0 added" in refused.stderr
+    assert "gone 0.1 removed" in refused.stderr
     assert "--allow-env-change" in refused.stderr
     assert kleio("--allow-code-change", "python", "train.py").returncode == 7
     branched = kleio("run", "--allow-env-change", "python", "train.py")
@@ -282,7 +282,7 @@ def test_files_the_trial_writes_are_not_code_changes_but_user_edits_are(kleio, r
     time.sleep(0.1)
     (repo / "helper.py").write_text("Y = 1\n")  # the user's own new module, after the run
     refused = kleio("python", "train.py")
-    assert refused.returncode == 7 and "untracked files added: helper.py" in refused.stderr
+    assert refused.returncode == 7 and "untracked file helper.py added" in refused.stderr
 
 
 def test_a_branch_checks_its_code_against_its_parent(kleio, repo):
@@ -310,3 +310,27 @@ def test_exec_of_an_existing_change_branch_does_not_claim_to_branch(kleio, repo)
     assert again.returncode == 0, again.stderr
     assert "branching trial" not in again.stderr
     assert trial_id(again.stderr) == trial_id(first.stderr)
+
+
+def test_a_completed_trial_in_another_environment_says_there_is_nothing_to_run(
+    kleio, repo, site
+):
+    site("fakepkg", "1.0")
+    trial = trial_id(kleio.ok("python", "train.py").stderr)
+    for number in range(8):  # as after `pip install -e ".[test]"`: packages added
+        site(f"added{number}", f"{number}.0")
+    site("fakepkg", "2.0")
+    refused = kleio("python", "train.py")
+    assert refused.returncode == 7
+    assert refused.stderr.strip() == (
+        f"kleio: trial {trial[:12]} completed in another environment (9 packages differ: "
+        "added0 0.0 added, added1 1.0 added, added2 2.0 added, added3 3.0 added, "
+        f"added4 4.0 added, ... (`kleio diff {trial[:12]}` shows all)); nothing to run. "
+        "To run it again here, add --allow-env-change"
+    )
+    shown = kleio.ok("diff", trial[:12]).stdout
+    assert f"kleio diff {trial[:12]} here" in shown
+    for number in range(8):
+        assert f"added{number} {number}.0 added" in shown
+    assert "fakepkg 1.0 -> 2.0" in shown
+    assert kleio.json("diff", trial)["environment"][-1] == "fakepkg 1.0 -> 2.0"

@@ -82,7 +82,7 @@ def test_what_is_recorded_but_not_fingerprinted_by_default(field: str, value: An
         ("hostname", "h2", "hostname h1 -> h2"),
         ("user", "v", "user u -> v"),
         ("gpu", [{"model": "H100"}], "gpu ['A100'] -> ['H100']"),
-        ("variables", {"HOME": "/home/v", "LANG": "C"}, "variables added: LANG C"),
+        ("variables", {"HOME": "/home/v", "LANG": "C"}, "variable LANG C added"),
     ],
 )
 def test_optional_environment_fields_count_once_chosen(field: str, value: Any, says: str):
@@ -121,8 +121,8 @@ def test_environment_changes_are_described():
     assert fingerprint.describe_environment(old, new, DEFAULT) == [
         "python 3.11.4 -> 3.12.1",
         "os Linux x86_64 -> Linux aarch64",
-        "packages added: torch 2.1",
-        "packages removed: scipy 1.11",
+        "torch 2.1 added",
+        "scipy 1.11 removed",
         "numpy 1.26 -> 2.0",
     ]
 
@@ -133,8 +133,8 @@ def test_resources_are_environment_and_are_named_without_hashes():
     new["resources"] = {"data.csv": "3" * 64, "new.bin": "4" * 64}
     assert fingerprint.fingerprints(old, DEFAULT)[0] == fingerprint.fingerprints(new, DEFAULT)[0]
     assert fingerprint.describe_environment(old, new, DEFAULT) == [
-        "resources added: new.bin",
-        "resources removed: old.bin",
+        "resource new.bin added",
+        "resource old.bin removed",
         "resource data.csv changed",
     ]
 
@@ -153,8 +153,8 @@ def test_code_changes_are_described():
     assert fingerprint.describe_code(old, new, DEFAULT) == [
         "commit aaaaaaa -> bbbbbbb",
         "uncommitted changes in b.py",
-        "untracked files added: new.py",
-        "untracked files removed: gone.py",
+        "untracked file new.py added",
+        "untracked file gone.py removed",
         "untracked file kept.py changed",
     ]
 
@@ -219,7 +219,7 @@ def test_by_default_the_code_is_the_content_of_the_files_the_trial_ran():
 def test_a_file_the_trial_ran_missing_now_is_named():
     old = _ran(_capture(), train_py="1" * 64, model_py="2" * 64)
     gone = _ran(_capture(), train_py="1" * 64, model_py=None)
-    assert fingerprint.describe_code(old, gone, DEFAULT) == ["files removed: model.py"]
+    assert fingerprint.describe_code(old, gone, DEFAULT) == ["file model.py removed"]
 
 
 def test_a_trial_that_reported_nothing_is_compared_by_commit_patch_and_untracked():
