@@ -48,14 +48,14 @@ def _finish(out: Any, collapsers: dict[str, Collapser]) -> None:
 
 
 def _execution_headers(trial: str, chunks: list[dict[str, Any]]) -> dict[int, bytes]:
-    """``--- execution 2 (resumed after epoch=2) ---`` for each execution of several."""
+    """``--- execution 2: resumed after epoch=2 ---`` for each execution of several."""
     if len({c["execution"] for c in chunks}) < 2:
         return {}
     headers = {}
     for execution in call("info", id=trial)["executions"]:
         how = _resumed_how(execution)
         headers[execution["number"]] = (
-            f"--- execution {execution['number']}{f' ({how})' if how else ''} ---\n".encode()
+            f"--- execution {execution['number']}{f': {how}' if how else ''} ---\n".encode()
         )
     return headers
 

@@ -58,7 +58,7 @@ def test_cat_says_where_each_execution_starts(kleio, script):
     assert kleio.ok("cat", trial, "--stream", "stdout").stdout.splitlines() == [
         "--- execution 1 ---",
         "starting at epoch 0",
-        "--- execution 2 (resumed after epoch=2 (ck.json)) ---",
+        "--- execution 2: resumed after epoch=2 (ck.json) ---",
         "starting at epoch 3",
         "done",
     ]
