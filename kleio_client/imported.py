@@ -6,9 +6,10 @@ repository the CLI captured, which the supervisor names in ``KLEIO_PROJECT_ROOT`
 the script (``__main__``) among them, each as its path relative to the root and the
 sha256 of its content.  Files of the standard library and of site-packages lie
 outside the root; those of an environment inside it (the project's ``.venv``) are
-left out too.  Each file is hashed once per process and reported once: a forked
-child inherits what its parent reported, and reports only what it imported since.
-Standard library only; ``hashlib`` is imported at the first report.
+left out too, and so are Kleio's own (``kleio_client``).  Each file is hashed once
+per process and reported once: a forked child inherits what its parent reported,
+and reports only what it imported since.  Standard library only; ``hashlib`` is
+imported at the first report.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class ImportedFiles:
         environments |= {os.path.realpath(p) for p in environments}
         inside = (p.rstrip(os.sep) + os.sep for p in environments)
         self._environments = tuple(p for p in inside if p.startswith(self._roots))
+        # Kleio's own packages, which a checkout of Kleio holds: not the trial's code.
+        self._environments += _KLEIO_PACKAGES
         # Each module file looked at, and its path relative to the root (None: not the
         # project's, or unreadable): a file is judged and hashed once.
         self._judged: dict[str, str | None] = {}
@@ -90,6 +93,16 @@ class ImportedFiles:
                 return None
             self._hashes[relative] = digest
         return digest
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_KLEIO_PACKAGES = tuple(
+    {
+        os.path.join(top, package) + os.sep
+        for top in {os.path.dirname(_HERE), os.path.dirname(os.path.realpath(_HERE))}
+        for package in ("kleio_client", "kleio")
+    }
+)
 
 
 def _file_of(module: Any) -> str | None:

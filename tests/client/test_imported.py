@@ -153,3 +153,13 @@ def test_reports_are_cut_in_batches():
         ["m04.py"],
     ]
     assert batches({}, 2) == []
+
+
+def test_kleio_s_own_packages_are_not_the_trial_s_code(project):
+    """A trial in a checkout of Kleio (its examples/) imports kleio_client from the root."""
+    import kleio.client.logger  # noqa: F401  (the first Kleio's path, in the checkout too)
+    import kleio_client.logger  # noqa: F401
+
+    checkout = Path(kleio_client.logger.__file__).resolve().parent.parent
+    reported = ImportedFiles(str(checkout)).unreported()
+    assert not [p for p in reported if p.startswith(("kleio_client/", "kleio/"))], reported
