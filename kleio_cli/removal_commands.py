@@ -31,6 +31,7 @@ def gc(
     grace: str = typer.Option(
         "1h",
         "--grace",
+        metavar="DURATION",
         help="Keep bytes stored within this long (30s, 10m, 1h, 2d; 0 for none): a running "
         "trial may be about to record them.",
     ),
