@@ -3,8 +3,9 @@ entry point, ``main``.
 
 ``kleio CMD ARGS...`` is ``kleio run CMD ARGS...`` whenever CMD is not a
 kleio subcommand; ``kleio run -- CMD`` runs a command named like one.
-The commands are declared in ``run_commands``, ``journal_commands`` and
-``daemon_commands``.
+The commands are declared in ``run_commands``, ``journal_commands``,
+``removal_commands``, ``view_commands`` and ``daemon_commands``; ``prefix_form``
+tells a mistyped subcommand from a program to run.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ LAUNCHERS = frozenset(
         "pipx", "poetry", "pipenv", "conda", "mamba", "pixi", "hatch", "node", "go", "julia",
         "java", "perl", "ruby", "lua", "make", "just", "echo", "printf", "true", "false",
         "sleep", "seq", "xargs", "singularity", "apptainer", "taskset", "numactl",
+        "gcc", "cc", "bc", "dc", "nc",
     }
 )  # fmt: skip
 _INTERPRETER = re.compile(r"^(python|pypy|ipython)[0-9.]*$|^R(script)?$")

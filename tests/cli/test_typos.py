@@ -83,3 +83,14 @@ def test_a_mistyped_option_of_run_is_named_as_an_option(kleio):
     assert done.returncode == 2
     assert done.stderr.strip() == "kleio: no such option: --detatch; did you mean --detach?"
     _no_trial(kleio)
+
+
+def test_which_first_words_are_typos_and_which_are_programs():
+    from kleio_cli import prefix_form
+    from kleio_cli.app import command_names
+
+    commands = command_names()
+    meant = {w: prefix_form.typo(w, commands) for w in ("stat", "tial", "lss", "brnch", "inf")}
+    assert meant == {"stat": "stats", "tial": "tail", "lss": "ls", "brnch": "branch", "inf": "info"}
+    for program in ("python3.11", "sh", "gcc", "srun", "uv", "torchrun", "./ls", "/bin/stat"):
+        assert prefix_form.typo(program, commands) is None, program

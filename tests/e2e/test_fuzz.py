@@ -233,7 +233,9 @@ def malformed_requests(draw: st.DrawFn) -> dict[str, Any]:
     elif defect == "command":
         message["cmd"] = draw(
             values.filter(
-                lambda c: str(c) not in SAFE_COMMANDS + ("stop", "spawn", "export", "import")
+                lambda c: (
+                    str(c) not in SAFE_COMMANDS + ("stop", "spawn", "export", "import", "rm", "gc")
+                )
             )
         )
     elif defect == "arguments":
