@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -140,6 +141,16 @@ def test_info_lists_the_files_the_trial_ran(kleio, repo):
     assert all(len(digest) == 64 for digest in code["imported"].values())
     [line] = [line for line in kleio.ok("info", tid).stdout.splitlines() if "2 files" in line]
     assert line.split() == ["ran", "2", "files:", "model.py,", "train.py"]
+
+
+def test_a_detached_trial_reports_the_files_it_ran_too(kleio, repo):
+    tid = kleio.ok("-d", "python", "train.py").stdout.strip()
+    deadline = time.monotonic() + 60
+    while (info := kleio.json("info", tid))["status"] == "running":
+        assert time.monotonic() < deadline, "the detached trial did not end"
+        time.sleep(0.1)
+    assert info["status"] == "completed", info
+    assert sorted(info["code"]["imported"]) == ["model.py", "train.py"]
 
 
 def test_a_module_imported_after_the_first_record_is_reported_at_exit(kleio, repo):
