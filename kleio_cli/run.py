@@ -213,11 +213,10 @@ def capture_here(
     """What running ``argv`` here would run, as the daemon compares it with the trial's
     executions: the capture, with the trial's resources and the files it ran hashed now."""
     captured = capture(argv, cwd)
-    paths = client.call("resources", id=trial, exact=exact is not None)
+    parent = (exact or {}).get("parent")  # a new `kleio branch` child: its parent's
+    paths = client.call("resources", id=trial, exact=exact is not None, parent=parent)
     captured["resources"] = _resource_hashes(paths)
-    ran = client.call(
-        "imported", id=trial, exact=exact is not None, parent=(exact or {}).get("parent")
-    )
+    ran = client.call("imported", id=trial, exact=exact is not None, parent=parent)
     captured["imported"] = files_now(captured["code"], ran)
     return captured
 

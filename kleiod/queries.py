@@ -167,13 +167,16 @@ class Queries:
 
     def resources(self, args: dict[str, Any]) -> list[str]:
         """The paths of the resources logged by a command's trial and its change-branches
-        (or by one trial, ``exact``): what the CLI hashes anew before a resume."""
+        (or by one trial, ``exact``; a new ``kleio branch`` child, its ``parent``): what
+        the CLI hashes anew before a resume."""
         trial_id = str(args["id"])
         ids = (
             [trial_id]
             if args.get("exact")
             else [c["id"] for c in self._storage.candidates(trial_id)]
         )
+        if args.get("parent"):
+            ids.append(str(args["parent"]))
         return sorted(
             {path for i in ids for path in reservation.logged_resources(self._storage, i)}
         )

@@ -214,6 +214,24 @@ def test_a_changed_resource_is_an_environment_change(kleio, script, workdir, tmp
     assert str(data / "train.csv") in cache
 
 
+def test_a_trial_that_read_a_resource_branches_while_the_resource_is_unchanged(
+    kleio, script, workdir
+):
+    (workdir / "data.csv").write_text("1,2\n")
+    name = script(
+        "from kleio_client import kleio_logger\n"
+        "kleio_logger.log_resource('data.csv')\n"
+        "kleio_logger.log_statistic(epoch=1)\n",
+        name="reads_data.py",
+    )
+    parent = trial_id(kleio.ok("python", name, "--lr", "0.1").stderr)
+    child = kleio("branch", parent, "--lr", "0.2")
+    assert child.returncode == 0, child.stderr
+    (workdir / "data.csv").write_text("changed\n")
+    refused = kleio("branch", parent, "--lr", "0.3")
+    assert refused.returncode == 7 and "data.csv changed" in refused.stderr
+
+
 @pytest.fixture(autouse=True)
 def _cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
