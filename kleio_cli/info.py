@@ -205,10 +205,10 @@ def _code_text(code: dict[str, Any] | None) -> str:
             ["branch", code.get("branch")],
             ["remote", code.get("remote")],
             ["dirty", "yes" if code.get("dirty") else "no"],
-            ["patch", f"{len(patch)} files: {', '.join(patch)}" if patch else None],
+            ["patch", f"{_files(len(patch))}: {', '.join(patch)}" if patch else None],
             [
                 "untracked",
-                f"{len(untracked)} files: {render.clip(', '.join(untracked))}"
+                f"{_files(len(untracked))}: {render.clip(', '.join(untracked))}"
                 if untracked
                 else None,
             ],
@@ -224,7 +224,11 @@ def _files_ran(imported: dict[str, str] | None) -> str:
     shown = list(imported)[:SHOWN_FILES]
     more = len(imported) - len(shown)
     rest = f", and {more} more (--json lists them)" if more else ""
-    return f"{len(imported)} files: {', '.join(shown)}{rest}"
+    return f"{_files(len(imported))}: {', '.join(shown)}{rest}"
+
+
+def _files(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
 
 
 SHOWN_FILES = 20
