@@ -166,25 +166,31 @@ class Queries:
         ]
 
     def resources(self, args: dict[str, Any]) -> list[str]:
-        """The paths of the resources logged by a command's trial and its change-branches
-        (or by one trial, ``exact``; a new ``kleio branch`` child, its ``parent``): what
-        the CLI hashes anew before a resume."""
-        trial_id = str(args["id"])
-        ids = (
-            [trial_id]
-            if args.get("exact")
-            else [c["id"] for c in self._storage.candidates(trial_id)]
-        )
-        if args.get("parent"):
-            ids.append(str(args["parent"]))
+        """The paths of the resources logged by the trials a run is compared with (see
+        ``_compared``): what the CLI hashes anew before a resume."""
         return sorted(
-            {path for i in ids for path in reservation.logged_resources(self._storage, i)}
+            {
+                path
+                for i in self._compared(args)
+                for path in reservation.logged_resources(self._storage, i)
+            }
         )
 
     def imported(self, args: dict[str, Any]) -> list[str]:
-        """The files (relative to the project root) that a command's trial and its
-        change-branches ran (or one trial, ``exact``; a new ``kleio branch`` child, its
-        ``parent``): what the CLI hashes anew before a resume."""
+        """The files (relative to the project root) that the trials a run is compared with
+        ran (see ``_compared``): what the CLI hashes anew before a resume."""
+        return sorted(
+            {
+                path
+                for i in self._compared(args)
+                for path in reservation.imported_files(self._storage, i) or {}
+            }
+        )
+
+    def _compared(self, args: dict[str, Any]) -> list[str]:
+        """The trials a run of ``id`` is compared with: a command's trial and its
+        change-branches, or that one trial (``exact``); and a new ``kleio branch``
+        child's ``parent``."""
         trial_id = str(args["id"])
         ids = (
             [trial_id]
@@ -193,9 +199,7 @@ class Queries:
         )
         if args.get("parent"):
             ids.append(str(args["parent"]))
-        return sorted(
-            {path for i in ids for path in reservation.imported_files(self._storage, i) or {}}
-        )
+        return ids
 
     def branch_point(self, args: dict[str, Any]) -> dict[str, Any]:
         trial_id = self._id(args)

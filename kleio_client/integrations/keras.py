@@ -33,17 +33,11 @@ import tempfile
 from typing import Any
 
 from kleio_client import kleio_logger
+from kleio_client.integrations import framework
 
 __all__ = ["KleioCallback"]
 
-EXTRA = "pip install 'kleio[keras]'"
-
-try:
-    import keras
-except ModuleNotFoundError as exc:
-    if exc.name is None or exc.name.split(".")[0] != "keras":
-        raise
-    raise ImportError(f"KleioCallback needs Keras, which is not installed: {EXTRA}") from None
+keras: Any = framework("keras", "KleioCallback", "Keras")
 
 
 class KleioCallback(keras.callbacks.Callback):

@@ -37,19 +37,13 @@ import tempfile
 from typing import Any
 
 from kleio_client import kleio_logger
+from kleio_client.integrations import framework
 
 __all__ = ["KleioCallback"]
 
-EXTRA = "pip install 'kleio[transformers]'"
-
-try:
-    from transformers import TrainerCallback
-except ModuleNotFoundError as exc:
-    if exc.name is None or exc.name.split(".")[0] != "transformers":
-        raise
-    raise ImportError(
-        f"KleioCallback needs Hugging Face Transformers, which is not installed: {EXTRA}"
-    ) from None
+TrainerCallback: Any = framework(
+    "transformers", "KleioCallback", "Hugging Face Transformers"
+).TrainerCallback
 
 
 class KleioCallback(TrainerCallback):

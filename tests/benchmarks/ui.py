@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.benchmarks.harness import Figure, kleio_argv
 from tests.benchmarks.journal import MAKE_TRIALS, _served_journal, _trial
+from tests.ui.chromium import CHROMEDRIVER, CHROMIUM, FLAGS
 
 LIVE = """
 import os, sys, time
@@ -58,22 +59,12 @@ def _browser() -> Iterator[object]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,800",
-    ):
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
         options.add_argument(flag)
     with tempfile.TemporaryDirectory() as profile:
         options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         try:
             yield driver
         finally:

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Kleio, trial_id, wait_for_line
+from tests.ui.chromium import CHROMEDRIVER, CHROMIUM, FLAGS
 from tests.ui.conftest import Ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip(
         "the browser tests need Debian's chromium and chromedriver: "
@@ -38,18 +37,6 @@ from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-# No network here (nor on CI): chromium must not try to reach one.
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1280,800",
-)
 PAGE_LOAD = 60.0  # seconds a page may take to show what it read (a loaded CI machine)
 LIVE = 1.0  # seconds from a running trial's print to its line on the page
 SCREENSHOT = REPO / "docs" / "ui.png"
