@@ -109,7 +109,7 @@ def test_info_shows_code_environment_and_configuration(kleio, repo, monkeypatch)
     text = kleio.ok("info", trial_id(done.stderr)).stdout
     for section in ("Configuration", "Code", "Environment"):
         assert f"\n{section}\n" in text
-    assert "1 files: model.py" in text
+    assert "1 file: model.py" in text
 
 
 def test_the_stored_patch_recovers_the_exact_code(kleio, repo, tmp_path):
