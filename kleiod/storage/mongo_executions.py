@@ -10,11 +10,13 @@ of an execution, and every document of status history.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from kleiod import states
 from kleiod.errors import TrialNotFound
@@ -33,6 +35,8 @@ from kleiod.storage.base import (
 )
 from kleiod.storage.mongo_connection import MongoConnection
 
+log = logging.getLogger(__name__)
+
 RESUMABLE = sorted(states.RESUMABLE)
 
 
@@ -43,11 +47,17 @@ def capture_fields(capture: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def record_status(
-    db: Database[dict[str, Any]], trial_id: str, execution: int, status: str, at: float
+    db: Database[dict[str, Any]],
+    trial_id: str,
+    execution: int,
+    status: str,
+    at: float,
+    session: ClientSession | None = None,
 ) -> None:
     """One change of a trial's status, kept as history (also by an import)."""
     db.history.insert_one(
-        {"trial_id": trial_id, "execution": execution, "status": status, "at": at}
+        {"trial_id": trial_id, "execution": execution, "status": status, "at": at},
+        session=session,
     )
 
 
@@ -186,11 +196,20 @@ class MongoExecutions(MongoConnection):
             trial_id, trial.get("owner_host"), trial.get("owner_pid"), trial.get("owner_since")
         )
 
-    def _mark(self, trial_id: str, execution: int, status: str, at: float) -> None:
+    def _mark(
+        self,
+        trial_id: str,
+        execution: int,
+        status: str,
+        at: float,
+        session: ClientSession | None = None,
+    ) -> None:
         self._db.executions.update_one(
-            {"trial_id": trial_id, "number": execution}, {"$set": {"status": status, "ended": at}}
+            {"trial_id": trial_id, "number": execution},
+            {"$set": {"status": status, "ended": at}},
+            session=session,
         )
-        record_status(self._db, trial_id, execution, status, at)
+        record_status(self._db, trial_id, execution, status, at, session)
 
     def start_execution(self, trial_id: str, execution: int, pid: int) -> None:
         with self._t("recording an execution's start"):
@@ -270,16 +289,45 @@ class MongoExecutions(MongoConnection):
             for trial in self._db.trials.find(
                 {"status": states.RUNNING, "lease_until": {"$not": {"$gte": now}}}
             ):
-                done = self._db.trials.update_one(
-                    {
-                        "_id": trial["_id"],
-                        "executions": trial["executions"],
-                        "status": states.RUNNING,
-                        "lease_until": {"$not": {"$gte": now}},
-                    },
-                    {"$set": {"status": states.LOST, "updated": now, "lease_until": None}},
-                )
-                if done.modified_count:
-                    self._mark(trial["_id"], trial["executions"], states.LOST, now)
-                    expired.append(str(trial["_id"]))
+                try:
+                    if self._expire(trial, now):
+                        expired.append(str(trial["_id"]))
+                except OperationFailure as exc:
+                    if not exc.has_error_label("TransientTransactionError"):
+                        raise
+                    log.info(
+                        "trial %s: its lease ended, but an unfinished transaction holds it "
+                        "(a daemon that died while writing holds it for up to a minute); "
+                        "trying again at the next sweep",
+                        trial["_id"],
+                    )
         return expired
+
+    def _expire(self, trial: dict[str, Any], now: float) -> bool:
+        """Declare one trial lost, in a transaction where the deployment runs them: a
+        plain write would wait, and the daemon with it, for as long as another daemon's
+        unfinished transaction holds the trial (a minute, when that daemon died in it);
+        in a transaction it conflicts at once, and the trial and its execution change
+        together."""
+        if not self.transactions:
+            return self._expire_with(trial, now, None)
+        with self._client.start_session() as session, session.start_transaction():
+            return self._expire_with(trial, now, session)
+
+    def _expire_with(
+        self, trial: dict[str, Any], now: float, session: ClientSession | None
+    ) -> bool:
+        done = self._db.trials.update_one(
+            {
+                "_id": trial["_id"],
+                "executions": trial["executions"],
+                "status": states.RUNNING,
+                "lease_until": {"$not": {"$gte": now}},
+            },
+            {"$set": {"status": states.LOST, "updated": now, "lease_until": None}},
+            session=session,
+        )
+        if not done.modified_count:
+            return False
+        self._mark(trial["_id"], trial["executions"], states.LOST, now, session)
+        return True

@@ -34,6 +34,7 @@ from kleiod.errors import (
 from kleiod.reservation import imported_files
 from kleiod.storage import open_storage
 from kleiod.storage.base import SCRATCH, Chunk, Claim, ExecutionEnd, TrialSpec
+from tests.conftest import ROUNDS
 
 SPEC = TrialSpec(id="ab" * 16, command=["python", "t.py"], identity={}, cwd="/", user="u")
 
@@ -66,7 +67,7 @@ def _outcomes_of_six(url: str, target) -> list:
     return outcomes
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
     assert _outcomes_of_six(database_url, _race) == ["refused"] * 5 + ["won"]
 
@@ -126,7 +127,7 @@ def _one(execution: int, producer: str, seq: int) -> Chunk:
     return Chunk(SPEC.id, execution, producer, seq, 1, protocol.STATISTIC, body)
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str, round_: int):
     """The fencing check and the write are one: once the new execution has written, no
     record of the old one comes after it, and each of the old one's writes was either
@@ -423,7 +424,7 @@ def _launch_race(url: str, barrier, results, index: int) -> None:
         results.put(("refused", str(error), None))
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_the_processes_of_one_launch_starting_at_once_all_join(database_url: str, round_: int):
     """A process that joined while the first was between its reservation and the
     execution's document was refused once (MongoDB, under load): all of them run."""
@@ -924,7 +925,7 @@ def _remove_or_branch(url: str, barrier, results, index: int) -> None:
         results.put("refused")
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_removing_a_trial_while_others_branch_it_leaves_no_branch_without_parent(
     database_url: str, round_: int
 ):
