@@ -52,6 +52,12 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(str(REPO / package), quiet=2)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: the workers hand out tests in this order, and a slow test
+    that starts last keeps the whole suite waiting for it alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class Env:
     home: Path

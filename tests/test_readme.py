@@ -76,6 +76,7 @@ def _readme_id(text: str, command: str) -> str:
     raise AssertionError(f"the README shows no id for `kleio {command}`")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_readme_s_quick_start_and_examples_are_what_kleio_prints():
     text = README.read_text()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import signal_daemon, trial_id, wait_for_line
 
 FLOOD = """
@@ -33,6 +35,7 @@ def _spills(isolated) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
+@pytest.mark.slow
 def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(
     kleio, script, isolated, monkeypatch
 ):
@@ -59,6 +62,7 @@ def test_no_daemon_for_seconds_spills_to_disk_and_loses_nothing(
     assert not [n for n in _spills(isolated) if n.endswith(".frames")]  # taken in, removed
 
 
+@pytest.mark.slow
 def test_a_script_that_ends_with_no_daemon_leaves_a_spill_the_next_daemon_takes(
     kleio, script, isolated, monkeypatch
 ):
@@ -97,6 +101,7 @@ print("longest", longest, QUEUE_RECORDS, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_tight_loop_keeps_a_bounded_queue_in_the_script(kleio, script):
     """Each time the I/O thread releases the GIL (to send, to write a spill), a busy loop
     keeps it for the switch interval: without the logging thread handing it over, the
@@ -134,6 +139,7 @@ print("loop", time.perf_counter() - started, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_stalled_io_thread_costs_the_loop_one_short_wait(kleio, script):
     """The loop hands the I/O thread the GIL while it is behind, but never waits on a
     thread that takes nothing: one wait of 50 ms, then the records queue meanwhile."""

@@ -312,6 +312,7 @@ def test_exec_of_an_existing_change_branch_does_not_claim_to_branch(kleio, repo)
     assert trial_id(again.stderr) == trial_id(first.stderr)
 
 
+@pytest.mark.slow
 def test_a_completed_trial_in_another_environment_says_there_is_nothing_to_run(kleio, repo, site):
     site("fakepkg", "1.0")
     trial = trial_id(kleio.ok("python", "train.py").stderr)

@@ -141,6 +141,7 @@ def _until_lost(kleio, env: dict[str, str], tid: str) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_dead_trial_of_a_machine_an_hour_ahead_is_lost_after_its_lease(kleio, script, machine):
     ahead, right = machine("ahead", 3600.0), machine("right", 0.0)
     tid = _dies_holding(kleio, script, ahead)

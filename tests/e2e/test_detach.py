@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.conftest import trial_id
 
 SLOW = """
@@ -63,6 +65,7 @@ def test_run_detached_returns_the_id_at_once_and_the_daemon_runs_it(
     assert [r["step"] for r in kleio.json("stats", tid)] == list(range(20))
 
 
+@pytest.mark.slow
 def test_prefix_form_exec_and_branch_detach_too(kleio, script):
     name = script(SLOW)
     tid = kleio.ok("-d", "python", name).stdout.strip()
@@ -80,6 +83,7 @@ def test_prefix_form_exec_and_branch_detach_too(kleio, script):
     assert "from 6" in kleio.ok("cat", child).stdout
 
 
+@pytest.mark.slow
 def test_a_detached_trial_outlives_a_daemon_restart(kleio, script, workdir):
     name = script("""
         import os, time

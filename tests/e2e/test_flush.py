@@ -37,6 +37,7 @@ def test_records_logged_in_a_burst_are_all_journaled_at_exit(kleio, script, endi
     assert [r["i"] for r in records] == list(range(COUNT))
 
 
+@pytest.mark.slow
 def test_a_burst_of_a_million_records_is_journaled_once(kleio, script, isolated):
     """1,000,000 records as fast as the loop goes: every one stored, none twice (checked
     in the journal file itself: each producer's seqs 1..N exactly once)."""

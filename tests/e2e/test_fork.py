@@ -69,6 +69,7 @@ print(f"parent logged {sent[0]}", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_two_hundred_forks_while_the_parent_logs_lose_and_double_nothing(kleio, script):
     done = kleio("python", script(FORK_STRESS), timeout=240)
     assert done.returncode == 0, done.stderr
@@ -132,6 +133,7 @@ for i in range(int(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_child_terminated_as_it_starts_leaves_its_parent_alone(kleio, script):
     """A SIGTERM that reached a child before its at-fork hooks ran went down the wake
     pipe it shared with its parent, whose I/O thread took it for the parent's: the

@@ -449,6 +449,7 @@ def test_malformed_requests_are_refused_and_counted(kleio, isolated):
         daemon.assert_cli_status()
 
 
+@pytest.mark.slow
 def test_real_commands_with_arguments_of_any_shape_get_answers(kleio, isolated):
     with running_daemon(kleio, isolated) as daemon:
         tid, _ = reserved_trial(kleio)

@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from tests.conftest import trial_id, wait_for_line
 
 LOOPS_UNTIL_INTERRUPTED = """
@@ -138,6 +140,7 @@ def test_ctrl_c_typed_in_a_real_terminal_interrupts_the_trial(kleio, script):
     assert kleio.json("info", tid)["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_ctrl_z_suspends_the_trial_and_sigcont_resumes_it(kleio, script):
     import os
     import pty

@@ -163,6 +163,7 @@ def test_the_trial_stays_in_the_jobs_tree_and_the_end_of_the_job_stops_it(kleio,
     assert execution["signals"] in ([], ["SIGTERM"])
 
 
+@pytest.mark.slow
 def test_the_end_of_the_job_that_started_the_daemon_leaves_other_jobs_trials_whole(
     kleio, script, jobs
 ):
@@ -211,6 +212,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("warning", ["SIGTERM", "SIGUSR1"])
 def test_the_requeue_recipe_resumes_from_the_checkpoint_on_another_node(
     kleio, script, jobs, mongodb_server, tmp_path, warning

@@ -61,6 +61,7 @@ def _expected(lr_by_epoch: dict[int, float], epochs: int, steps: int = 4) -> lis
     return rows
 
 
+@pytest.mark.slow
 def test_resumed_mid_epoch_from_the_last_checkpoint_each_step_once(kleio, train, monkeypatch):
     monkeypatch.setenv("CRASH_AT", "[5, 2]")  # the middle of epoch 5
     first = kleio("python", train)
@@ -291,6 +292,7 @@ def test_a_one_gib_artifact_streams_in_bounded_memory(kleio, script, isolated):
     assert kleio.json("artifacts", trial_id(done.stderr))[0]["size"] == 1 << 30
 
 
+@pytest.mark.slow
 def test_a_childs_history_ignores_what_its_parent_did_later(kleio, train, monkeypatch):
     monkeypatch.setenv("CRASH_AT", "[5, 0]")
     parent = trial_id(kleio("python", train).stderr)

@@ -180,6 +180,7 @@ def _every_execution_on_request(journal):
     ]
 
 
+@pytest.mark.slow
 def test_the_read_api(journal, tmp_path, kleio, monkeypatch):
     """One journal (per backend) read every way: trials by configuration (found as the
     per-trial path found them, in one listing), statistics, artifacts, branch trees, data

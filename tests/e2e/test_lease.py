@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import first_to_exit, trial_id, wait_for_line
 
@@ -25,6 +26,7 @@ SLEEPER = """
 """
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_a_trial_running_past_its_lease(kleio, script, workdir, monkeypatch):
     # A heartbeat every 0.5 s: a 2 s lease survives a heartbeat late by 1.5 s on a busy machine.
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "2")
@@ -39,6 +41,7 @@ def test_heartbeats_keep_a_trial_running_past_its_lease(kleio, script, workdir, 
     assert proc.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_a_killed_supervisor_leaves_a_lost_trial_that_resumes(kleio, script, monkeypatch):
     monkeypatch.setenv("KLEIO_LEASE_SECONDS", "1")
     name = script(SLEEPER)
@@ -60,6 +63,7 @@ def test_a_killed_supervisor_leaves_a_lost_trial_that_resumes(kleio, script, mon
     assert [e["status"] for e in info["executions"]] == ["lost", "completed"]
 
 
+@pytest.mark.slow
 def test_two_daemons_sharing_one_sqlite_file_let_exactly_one_run(kleio, script, tmp_path, workdir):
     journal = tmp_path / "shared.sqlite"
     name = script("""

@@ -43,6 +43,7 @@ def test_statistics_and_output_are_visible_while_the_trial_runs(kleio, script):
         proc.communicate(timeout=60)
 
 
+@pytest.mark.slow
 def test_a_sigkilled_script_loses_at_most_the_last_flush_interval(kleio, script, workdir):
     name = script("""
         import os, signal, time
@@ -70,6 +71,7 @@ def test_a_sigkilled_script_loses_at_most_the_last_flush_interval(kleio, script,
     assert "died of SIGKILL" in kleio.ok("info", tid).stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(5))
 def test_sigterm_in_a_tight_logging_loop_flushes_without_deadlock(kleio, script, attempt):
     name = script("""

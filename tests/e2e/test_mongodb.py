@@ -59,6 +59,7 @@ def _kleio(kleio, env, *args):
     )
 
 
+@pytest.mark.slow
 def test_a_trial_broken_on_one_machine_resumes_on_another(kleio, script, machines):
     name = script(TRAIN)
     first = _kleio(kleio, machines["a"], "python", name)
@@ -157,6 +158,7 @@ def _journal(kleio, env: dict[str, str]) -> dict[str, object]:
     return out
 
 
+@pytest.mark.slow
 def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, machines, tmp_path):
     local = {**machines["a"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'one.sqlite'}"}
     back = {**machines["b"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'two.sqlite'}"}
@@ -200,6 +202,7 @@ def test_a_journal_moves_sqlite_to_mongodb_and_back_losslessly(kleio, script, ma
     assert got.returncode == 0 and (tmp_path / "c3").read_bytes() == b"3"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hold_bytes", [None, "1"], ids=["in-memory", "spilled-to-disk"])
 def test_the_server_restarting_mid_run_loses_and_doubles_nothing(
     kleio, script, tmp_path, monkeypatch, hold_bytes
@@ -378,6 +381,7 @@ def test_a_machine_killed_mid_run_is_lost_then_resumed_elsewhere(kleio, script, 
     ], everything
 
 
+@pytest.mark.slow
 def test_a_later_branch_of_an_imported_trial_imports_onto_it(kleio, script, machines, tmp_path):
     local = {**machines["a"], "KLEIO_DATABASE": f"sqlite:///{tmp_path / 'one.sqlite'}"}
     lab = machines["b"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
+
 from tests.conftest import first_to_exit
 
 RACE_ROUNDS = 10
 
 
+@pytest.mark.slow
 def test_two_terminals_start_the_same_command_exactly_one_runs(kleio, script, workdir):
     name = script("""
         import os, sys, time

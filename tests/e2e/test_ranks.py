@@ -106,6 +106,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_a_real_two_rank_torchrun_on_cpu(kleio, script):
     """Where torch is installed: the real launcher and the gloo backend."""
     pytest.importorskip("torch")
@@ -139,6 +140,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_real_dataloader_whose_workers_log(kleio, script, method):
     """Where torch is installed: DataLoader workers log into the trial, each record once."""

@@ -104,6 +104,7 @@ def _read_back(kleio, workdir: Path, trials: list[str]) -> dict[str, list[list[s
     return dict(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 def test_removing_a_trial_and_collecting_leaves_every_other_trial_as_it_was(
     kleio, script, workdir, blobs
 ):

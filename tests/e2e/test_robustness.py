@@ -29,6 +29,7 @@ def test_subprocesses_forked_after_logging_never_trip_over_the_client(kleio, scr
     assert kleio.json("stats", trial_id(done.stderr)) == [{"started": True}, {"failures": 0}]
 
 
+@pytest.mark.slow
 def test_batches_are_cut_by_size_and_an_oversized_record_is_refused_at_the_call(kleio, script):
     name = script("""
         from kleio_client import kleio_logger
@@ -115,6 +116,7 @@ def test_a_paused_supervisor_is_taken_back_when_it_wakes(kleio, script, workdir,
     assert [e["status"] for e in info["executions"]] == ["completed"]
 
 
+@pytest.mark.slow
 def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(
     kleio, script, isolated, workdir, monkeypatch
 ):
@@ -161,6 +163,7 @@ def test_a_daemon_killed_at_the_end_does_not_hold_kleio_for_long(
     assert kleio.json("info", tid)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_sigterm_after_the_trial_ended_still_lets_its_end_be_recorded(
     kleio, script, isolated, workdir, monkeypatch
 ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import trial_id
 
 LOGS_THREE = """
@@ -210,6 +212,7 @@ def test_stats_sort_by_any_key(kleio, script):
     assert "nope" in missing.stderr and "loss" in missing.stderr
 
 
+@pytest.mark.slow
 def test_unknown_and_ambiguous_ids_are_clear_errors(kleio, script):
     firsts: list[str] = []
     for seed in range(40):  # until two ids share their first digit: 6 trials on average
@@ -302,6 +305,7 @@ def test_a_child_left_holding_the_output_does_not_hold_kleio(kleio, script):
     assert kleio.json("info", trial_id(done.stderr))["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_output_larger_than_a_wire_message_is_kept_whole(kleio, script):
     name = script("""
         import sys

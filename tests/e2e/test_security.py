@@ -106,6 +106,7 @@ def test_another_user_cannot_connect(kleio, isolated, other_user):
     }
 
 
+@pytest.mark.slow
 def test_secret_options_of_the_command_line_are_never_stored(kleio, script, monkeypatch):
     monkeypatch.setenv("API_TOKEN", "tok-123")
     name = script("""

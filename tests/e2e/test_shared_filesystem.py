@@ -101,6 +101,7 @@ def test_a_journal_on_nfs_is_refused_with_where_to_go(nodes, script):
     assert not (nodes[0].shared / "kleio" / "journal.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_allowed_on_nfs_one_machine_at_a_time(nodes, script):
     a, b = nodes
     name = script(TRAIN)

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from kleio_client.journal import Journal
 from tests.conftest import trial_id
 
@@ -62,6 +64,7 @@ def test_a_malformed_condition_is_one_clear_line(kleio, script):
     assert len(json.loads(huge.stdout)) == 12  # past 64 bits: compared as a float
 
 
+@pytest.mark.slow
 def test_ls_filters_by_status_and_draws_branch_trees(kleio, script):
     name = script("""
         import sys
@@ -123,6 +126,7 @@ def test_tags_at_run_time_and_later_select_trials(kleio, script):
     assert bad.returncode == 2 and "without spaces" in bad.stderr
 
 
+@pytest.mark.slow
 def test_plot_in_the_terminal_and_as_a_png(kleio, script, tmp_path):
     name = script("""
         import argparse, io
@@ -155,6 +159,7 @@ def test_plot_in_the_terminal_and_as_a_png(kleio, script, tmp_path):
     assert missing.returncode == 2 and "no record has a number for 'accuracy'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_ls_where_selects_by_the_options_of_the_command_line(kleio, script):
     name = script("print('ok')\n")
     small = trial_id(kleio.ok("python", name, "--lr", "0.001", "--batch-size", "8").stderr)
@@ -186,6 +191,7 @@ print("read", len(read), read[-1]["step"], kleio_logger.statistics(note="late")[
 """
 
 
+@pytest.mark.slow
 def test_a_history_of_several_pages_reads_as_one(kleio, script, isolated):
     """`kleio stats` reads the history a page of about 65,536 records at a time, cut into
     columns by the daemon: a key that only later pages hold, and a column of ints whose

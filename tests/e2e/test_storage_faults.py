@@ -55,6 +55,7 @@ def _assert_told_in_output(kleio, tid: str) -> None:
     assert WRITABLE_AGAIN in output
 
 
+@pytest.mark.slow
 def test_a_journal_locked_by_another_program_loses_nothing(
     kleio, script, isolated, workdir, monkeypatch
 ):

@@ -51,6 +51,7 @@ def _assert_complete_journal(kleio, tid: str) -> None:
     assert status["refused_records"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["kleio daemon stop", "SIGINT", "SIGKILL"])
 def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, monkeypatch, how):
     """The daemon goes away mid-run (stopped, terminated or killed) and a new one starts:
@@ -77,6 +78,7 @@ def test_a_trial_survives_a_daemon_restart(kleio, script, isolated, workdir, mon
     _assert_complete_journal(kleio, tid)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
 def test_the_trial_outlives_the_kleio_process_in_front_of_it(
     kleio, script, workdir, monkeypatch, signum
@@ -121,6 +123,7 @@ def test_ctrl_c_still_interrupts_and_a_second_one_kills(kleio, script):
     assert info["executions"][-1]["signals"] == ["SIGINT", "SIGINT"]
 
 
+@pytest.mark.slow
 def test_a_killed_kleio_stops_echoing_into_the_terminal_it_left(
     kleio, script, tmp_path, workdir, monkeypatch
 ):
@@ -172,6 +175,7 @@ def test_artifacts_being_uploaded_when_the_daemon_dies_are_sent_again(kleio, scr
     }
 
 
+@pytest.mark.slow
 def test_the_supervisor_starts_a_daemon_when_none_comes_back(
     kleio, script, isolated, workdir, monkeypatch
 ):
@@ -195,6 +199,7 @@ def test_the_supervisor_starts_a_daemon_when_none_comes_back(
     _assert_complete_journal(kleio, tid)
 
 
+@pytest.mark.slow
 def test_tail_follows_on_across_a_daemon_restart(kleio, script, workdir, monkeypatch):
     monkeypatch.setenv("HOLD_AT", "1000")  # still running when the daemon stops
     name = script(STEADY)
@@ -225,6 +230,7 @@ for block in range(300):
 """
 
 
+@pytest.mark.slow
 def test_the_daemon_killed_twice_in_a_flood_loses_and_doubles_nothing(kleio, script, isolated):
     """kill -9 of the daemon at two points of a flood of 300,000 records: every record
     and every line is journaled exactly once, and the journal passes integrity_check."""

@@ -35,6 +35,7 @@ def _running_id(kleio) -> str:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_tail_shows_the_last_lines_of_a_finished_trial(kleio, script, workdir):
     # Lines count across both streams, in journal order: stderr first, then stdout.
     name = script("""
@@ -79,6 +80,7 @@ def test_tail_without_a_final_newline_counts_the_last_partial_line(kleio, script
     assert kleio.ok("tail", "-n", "2", tid).stdout == "line 4\npartial"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("count", "every"), [(400, 1), (3000, 500)])
 def test_tail_follow_matches_cat_line_for_line(kleio, script, count, every):
     """Started mid-run (every=1: a slow trial, so lines arrive live one by one; every=500:

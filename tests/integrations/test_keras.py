@@ -45,6 +45,7 @@ TRAIN = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_interrupted_fit_resumes_from_its_journaled_weights_each_batch_once(
     kleio, script, workdir: Path

@@ -3,7 +3,6 @@ tiny model on the CPU, as a real `kleio` trial, interrupted with Ctrl-C and re-r
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,22 @@ import pytest
 from tests.conftest import trial_id
 from tests.integrations.frameworks import final_line, interrupted_then_resumed, needs, steps_of
 
-needs("pytorch_lightning")
+needs("pytorch_lightning", "lightning")
 
 TRAIN = """
     import os, sys, time
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+    args = sys.argv[1:]
+    if "--unified" in args:  # the `lightning` package
+        import lightning.pytorch as pl
+        from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    else:
+        import pytorch_lightning as pl
+        from pytorch_lightning.callbacks import Callback, ModelCheckpoint
     from kleio_client.integrations.lightning import KleioLogger
 
-    args = sys.argv[1:]
     hold_at = int(args[args.index("--hold-at") + 1]) if "--hold-at" in args else -1
 
     class Tiny(pl.LightningModule):
@@ -67,12 +70,15 @@ TRAIN = """
 STEPS = list(range(32))  # 4 epochs of 8 batches
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_interrupted_lightning_run_resumes_from_its_checkpoint_each_step_once(
     kleio, script, workdir: Path
 ):
+    """The uninterrupted run imports `lightning`, the interrupted one `pytorch_lightning`:
+    the logger works with both, and both train alike."""
     name = script(TRAIN)
-    whole = kleio.ok("python", name, "--run", "whole", timeout=240)
+    whole = kleio.ok("python", name, "--unified", timeout=240)
     whole_rows = kleio.json("stats", trial_id(whole.stderr))
     assert steps_of(whole_rows) == STEPS
     assert whole_rows[0] == {"hyperparameters": {"lr": 0.1}}
@@ -94,42 +100,3 @@ def test_an_interrupted_lightning_run_resumes_from_its_checkpoint_each_step_once
     everything = kleio.json("stats", trial, "--all-executions")
     superseded = [row["record"]["step"] for row in everything if row["superseded"]]
     assert superseded == [16, 17, 18, 19]
-
-
-UNIFIED = """
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-    import lightning as L
-    from kleio_client.integrations.lightning import KleioLogger
-
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Linear(2, 1)
-
-        def training_step(self, batch, index):
-            loss = nn.functional.mse_loss(self.net(batch[0]), batch[1])
-            self.log("train_loss", loss)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    x = torch.randn(12, 2)
-    trainer = L.Trainer(
-        max_epochs=2, logger=KleioLogger(), log_every_n_steps=1, accelerator="cpu",
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-    )
-    trainer.fit(Tiny(), DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4))
-"""
-
-
-@pytest.mark.timeout(300)
-def test_the_logger_works_with_the_unified_lightning_package_too(kleio, script):
-    if importlib.util.find_spec("lightning") is None:
-        pytest.skip("needs the lightning package")
-    name = script(UNIFIED)
-    rows = kleio.json("stats", trial_id(kleio.ok("python", name, timeout=240).stderr))
-    assert steps_of(rows) == list(range(6))
-    assert all(isinstance(row["train_loss"], float) for row in rows)

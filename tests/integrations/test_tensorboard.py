@@ -47,6 +47,7 @@ def _event_files(workdir: Path) -> list[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["torch.utils.tensorboard", "tensorboardX"])
 def test_an_unmodified_script_s_summary_writer_scalars_become_statistics(
     kleio, script, workdir: Path, module: str
@@ -60,6 +61,7 @@ def test_an_unmodified_script_s_summary_writer_scalars_become_statistics(
     assert _event_files(workdir), "the event files are written as before"
 
 
+@pytest.mark.slow
 def test_no_capture_tensorboard_journals_nothing_and_still_writes_the_event_files(
     kleio, script, workdir: Path
 ):
@@ -70,6 +72,7 @@ def test_no_capture_tensorboard_journals_nothing_and_still_writes_the_event_file
     assert _event_files(workdir)
 
 
+@pytest.mark.slow
 def test_the_configuration_turns_the_capture_off_and_the_flag_back_on(kleio, script, isolated: Env):
     (isolated.config / "kleio").mkdir(parents=True)
     (isolated.config / "kleio" / "config.toml").write_text("capture_tensorboard = false\n")
@@ -91,6 +94,7 @@ BOTH = """
 """
 
 
+@pytest.mark.slow
 def test_a_script_that_also_logs_through_kleio_logger_gets_both(kleio, script):
     name = script(BOTH)
     trial = trial_id(kleio.ok("python", name).stderr)
@@ -134,6 +138,7 @@ def test_the_user_s_own_sitecustomize_still_runs(kleio, script, workdir: Path):
     assert "LOADED []" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_scalar_that_cannot_be_journaled_costs_the_record_never_the_training(
     kleio, script, workdir: Path
 ):

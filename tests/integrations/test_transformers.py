@@ -64,6 +64,7 @@ TRAIN = """
 STEPS = list(range(1, 13))  # 3 epochs of 4 batches
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_interrupted_trainer_resumes_from_its_journaled_checkpoint_each_step_once(
     kleio, script, workdir: Path

@@ -67,6 +67,7 @@ def _outcomes_of_six(url: str, target) -> list:
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_processes_racing_on_one_database_let_exactly_one_run(database_url: str, round_: int):
     assert _outcomes_of_six(database_url, _race) == ["refused"] * 5 + ["won"]
@@ -127,6 +128,7 @@ def _one(execution: int, producer: str, seq: int) -> Chunk:
     return Chunk(SPEC.id, execution, producer, seq, 1, protocol.STATISTIC, body)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_a_stale_writer_racing_the_new_owner_never_writes_after_it(database_url: str, round_: int):
     """The fencing check and the write are one: once the new execution has written, no

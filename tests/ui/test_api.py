@@ -218,6 +218,7 @@ class Events:
         self._connection.close()
 
 
+@pytest.mark.slow
 def test_live_output_and_statistics_of_a_running_trial_are_pushed(
     kleio, script, workdir: Path, ui: Ui
 ):
@@ -251,6 +252,7 @@ def pushed_position(events: list[tuple[str, object]]) -> object:
     return next(data["position"] for name, data in events if name == "output")  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_server_cleanly_even_with_a_stream_open(kleio, script, workdir: Path):
     release = workdir / "release"
     running = kleio.popen("python", script(LIVE), str(release))

@@ -137,6 +137,7 @@ def painted_pixels(driver: WebDriver, canvas: WebElement) -> int:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_trials_table_lists_real_trials_with_their_statuses_and_the_options_that_differ(
     kleio, script, ui: Ui, browser: WebDriver, expected_errors: list[str]
@@ -187,6 +188,7 @@ def test_the_trials_table_lists_real_trials_with_their_statuses_and_the_options_
     assert list(shown_rows(browser, 1)) == [broken]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_selected_trials_are_compared_side_by_side(kleio, script, ui: Ui, browser: WebDriver):
     ids = sweep(kleio, script, "0.1", "0.2", "0.4")
@@ -210,6 +212,7 @@ def test_selected_trials_are_compared_side_by_side(kleio, script, ui: Ui, browse
     wait(browser).until(lambda d: painted_pixels(d, canvas) > 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_chart_is_drawn_for_a_trials_statistic_and_zooms_at_full_resolution(
     kleio, script, ui: Ui, browser: WebDriver
@@ -292,6 +295,7 @@ LIVE_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_live_output_of_a_running_trial_appears_within_a_second(
     kleio, script, workdir: Path, ui: Ui, browser: WebDriver
@@ -345,6 +349,7 @@ TRIAL_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_trial_page_shows_what_kleio_info_says(
     kleio, script, workdir: Path, ui: Ui, browser: WebDriver
