@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pymongo
+from pymongo.client_session import ClientSession
 from pymongo.errors import PyMongoError
 
 from kleio_runtime.config import redact
@@ -86,6 +87,18 @@ class MongoConnection:
 
     def _t(self, what: str) -> contextlib.AbstractContextManager[None]:
         return _translated(what, self.url)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[ClientSession | None]:
+        """A session in a transaction, committed at the end (aborted on an error), or None
+        where the deployment runs no transaction.  One try: not pymongo's
+        ``with_transaction``, which retries a server that went away for two minutes;
+        each caller says what a conflict means to it."""
+        if not self.transactions:
+            yield None
+            return
+        with self._client.start_session() as session, session.start_transaction():
+            yield session
 
     def close(self) -> None:
         self._client.close()

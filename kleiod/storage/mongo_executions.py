@@ -309,25 +309,18 @@ class MongoExecutions(MongoConnection):
         unfinished transaction holds the trial (a minute, when that daemon died in it);
         in a transaction it conflicts at once, and the trial and its execution change
         together."""
-        if not self.transactions:
-            return self._expire_with(trial, now, None)
-        with self._client.start_session() as session, session.start_transaction():
-            return self._expire_with(trial, now, session)
-
-    def _expire_with(
-        self, trial: dict[str, Any], now: float, session: ClientSession | None
-    ) -> bool:
-        done = self._db.trials.update_one(
-            {
-                "_id": trial["_id"],
-                "executions": trial["executions"],
-                "status": states.RUNNING,
-                "lease_until": {"$not": {"$gte": now}},
-            },
-            {"$set": {"status": states.LOST, "updated": now, "lease_until": None}},
-            session=session,
-        )
-        if not done.modified_count:
-            return False
-        self._mark(trial["_id"], trial["executions"], states.LOST, now, session)
-        return True
+        with self._transaction() as session:
+            done = self._db.trials.update_one(
+                {
+                    "_id": trial["_id"],
+                    "executions": trial["executions"],
+                    "status": states.RUNNING,
+                    "lease_until": {"$not": {"$gte": now}},
+                },
+                {"$set": {"status": states.LOST, "updated": now, "lease_until": None}},
+                session=session,
+            )
+            if not done.modified_count:
+                return False
+            self._mark(trial["_id"], trial["executions"], states.LOST, now, session)
+            return True

@@ -67,9 +67,8 @@ class MongoRecords(MongoConnection):
             raise AssertionError("unreachable")
 
     def _append_in_transaction(self, chunks: Sequence[Chunk]) -> Appended:
-        """One try (not pymongo's ``with_transaction``, which retries a server that went
-        away for two minutes: the daemon keeps the records and retries on its own)."""
-        with self._client.start_session() as session, session.start_transaction():
+        """One try: the daemon keeps the records and retries on its own."""
+        with self._transaction() as session:
             return self._append(chunks, session)
 
     def _append(self, chunks: Sequence[Chunk], session: ClientSession | None) -> Appended:
