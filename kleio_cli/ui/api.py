@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -31,7 +32,7 @@ from kleio_cli.info import info_json
 from kleio_cli.ui import jsonable
 from kleio_cli.ui.downsample import RECORD, View, thinned
 from kleio_cli.ui.live import Feed
-from kleio_cli.ui.reader import Reader
+from kleio_cli.ui.reader import History, Reader
 from kleio_client import protocol
 from kleio_client.errors import DaemonUnavailable, KleioError, RequestRefused
 from kleio_runtime.config import Config
@@ -151,7 +152,7 @@ class Api:
         query = request.query_params
         keys = _listed(query.get("keys"))
         return {
-            trial: _summary(self._reader.history(trial).columns, keys)
+            trial: _summary(self._reader.history(trial), keys)
             for trial in _listed(query.get("ids"))
         }
 
@@ -221,15 +222,22 @@ def _points(query: Any) -> int | None:
     return points
 
 
-def _summary(columns: dict[str, list[Any]], keys: list[str]) -> dict[str, Any]:
+def _summary(history: History, keys: list[str]) -> dict[str, Any]:
     """Per key: its last number, and its lowest and highest."""
     found: dict[str, Any] = {}
     for key in keys:
-        values = [
-            v
-            for v in columns.get(key) or []
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        ]
-        if values:
-            found[key] = {"last": values[-1], "min": min(values), "max": max(values)}
+        column = history.numbers(key)
+        values = None if column is None else column[np.isfinite(column)]
+        if values is not None and len(values):
+            found[key] = {
+                "last": _plain(values[-1]),
+                "min": _plain(values.min()),
+                "max": _plain(values.max()),
+            }
     return found
+
+
+def _plain(value: Any) -> int | float:
+    """A float of the history as JSON writes it: a whole number without its ".0"."""
+    number = float(value)
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number

@@ -35,7 +35,9 @@ def numbers(column: Sequence[Any]) -> np.ndarray:
     """The column as floats, NaN where a value is missing or not a finite number."""
     try:  # the usual column: numbers, some missing (at C speed)
         values = np.array([math.nan if v is None else v for v in column], dtype=float)
-    except (TypeError, ValueError):  # texts among them
+        if values.ndim != 1:  # lists of one length, each made a row
+            raise ValueError("not a column of numbers")
+    except (TypeError, ValueError):  # texts or lists among them
         values = np.fromiter(map(_number, column), dtype=float, count=len(column))
     values[~np.isfinite(values)] = math.nan
     return values
