@@ -117,9 +117,10 @@ class SQLiteRecords(SQLiteConnection):
         with translated("reading records"):
             rows = self._db.execute(
                 f"SELECT chunk, execution, count, {body} FROM chunks WHERE trial_id = ? AND "
-                f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?){among} ORDER BY chunk",
+                f"kind IN ({marks}) AND (? IS NULL OR chunk <= ?){among}",
                 (trial_id, *kinds, last_chunk, last_chunk, *chosen),
             ).fetchall()
+        rows.sort(key=_chunk_number)
         return [
             {"position": c * POSITION_STRIDE, "execution": e, "count": n, "body": b}
             for c, e, n, b in rows
@@ -134,9 +135,10 @@ class SQLiteRecords(SQLiteConnection):
         with translated("reading records"):
             rows = self._db.execute(
                 "SELECT chunk, execution, producer, seq, kind, body FROM chunks "
-                f"WHERE trial_id = ? AND kind IN ({marks}) AND chunk >= ? ORDER BY chunk",
+                f"WHERE trial_id = ? AND kind IN ({marks}) AND chunk >= ?",
                 (trial_id, *kinds, first_chunk),
             ).fetchall()
+        rows.sort(key=_chunk_number)
         records = [
             {
                 "position": chunk * POSITION_STRIDE + i,
@@ -150,3 +152,10 @@ class SQLiteRecords(SQLiteConnection):
             for i, pair in enumerate(msgpack.unpackb(b, raw=False))
         ]
         return records if after is None else [r for r in records if r["position"] > after]
+
+
+def _chunk_number(row: tuple[Any, ...]) -> int:
+    """Rows are sorted here, not by ``ORDER BY``: where the index does not give that order
+    (several kinds, a list of chunks), SQLite would copy every body into a sorter first
+    (ten times slower than reading them)."""
+    return int(row[0])
