@@ -11,8 +11,15 @@ from kleio_cli.render import finite
 
 
 def dumps(value: Any) -> str:
+    try:  # the usual answer has no NaN: written at C speed, no walk before
+        return _encoded(value)
+    except ValueError:  # a NaN or an infinity somewhere
+        return _encoded(finite(value))
+
+
+def _encoded(value: Any) -> str:
     return json.dumps(
-        finite(value), allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=_other
+        value, allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=_other
     )
 
 
