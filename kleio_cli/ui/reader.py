@@ -75,6 +75,7 @@ class Reader:
         self._local = threading.local()
         self._histories: OrderedDict[tuple[Any, ...], History] = OrderedDict()
         self._lock = threading.Lock()
+        self._readers: dict[tuple[Any, ...], tuple[threading.Lock, int]] = {}
         with self._client() as client:  # start the daemon now, if none runs
             client.call("status")
 
@@ -99,17 +100,36 @@ class Reader:
         with self._client() as client:
             segments = client.call("stats", id=trial, segments=True, bodies=False)
         key = (tuple(where), *[(s["trial"], s["position"], s["start"], s["end"]) for s in segments])
+        with self._reading(key):  # two questions at once about one history read it once
+            with self._lock:
+                kept = self._histories.get(key)
+                if kept is not None:
+                    self._histories.move_to_end(key)
+                    return kept
+            found = self._filtered(segments, where) if where else self._decoded(segments)
+            with self._lock:
+                self._histories[key] = found
+                while len(self._histories) > KEPT_HISTORIES:
+                    self._histories.popitem(last=False)
+            return found
+
+    @contextmanager
+    def _reading(self, key: tuple[Any, ...]) -> Iterator[None]:
+        """Hold the lock of the history ``key`` (made for the first reader, dropped by
+        the last)."""
         with self._lock:
-            kept = self._histories.get(key)
-            if kept is not None:
-                self._histories.move_to_end(key)
-                return kept
-        found = self._filtered(segments, where) if where else self._decoded(segments)
-        with self._lock:
-            self._histories[key] = found
-            while len(self._histories) > KEPT_HISTORIES:
-                self._histories.popitem(last=False)
-        return found
+            lock, users = self._readers.get(key, (threading.Lock(), 0))
+            self._readers[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._readers[key]
+                if users == 1:
+                    del self._readers[key]
+                else:
+                    self._readers[key] = (lock, users - 1)
 
     def _decoded(self, segments: list[dict[str, Any]]) -> History:
         """The whole history: float columns decoded from the stored chunks here, a page
