@@ -96,6 +96,11 @@ def gc(grace: float, dry_run: bool, as_json: bool) -> None:
         f"{verb} {_count(done['blobs'], 'artifact blob')}, {_size(done['bytes'])}: "
         f"no trial references them ({done['referenced_blobs']} referenced, kept)"
     )
+    if done["leftovers"]:
+        print(
+            f"{verb} {_count(done['leftovers'], 'leftover')} of uploads or deletions cut "
+            f"short, {_size(done['leftover_bytes'])}"
+        )
     if done["recent_blobs"]:
         print(
             f"kleio: kept {_count(done['recent_blobs'], 'unreferenced blob')} "

@@ -112,12 +112,14 @@ class Removal:
     def collect(self, args: dict[str, Any]) -> dict[str, Any]:
         """Delete the artifacts' bytes that no record names and that were last stored
         more than ``grace`` seconds ago (none with ``dry_run``): how many, how many bytes,
-        and how many unnamed ones were kept as too recent."""
+        and how many unnamed ones were kept as too recent; and what uploads and deletions
+        cut short left behind, untouched for as long (``leftovers``)."""
         grace = float(args.get("grace", DEFAULT_GRACE_SECONDS))
         if not grace >= 0:
             raise BadRequest(f"gc: the grace period is a number of seconds >= 0, not {grace}")
         dry_run = bool(args.get("dry_run"))
         before = self._storage.clock() - grace
+        leftovers = self._storage.sweep_leftovers(before, dry_run)
         blobs = self._storage.list_blobs()
         named = self._storage.artifact_hashes()
         freed = {"blobs": 0, "bytes": 0}
@@ -140,6 +142,8 @@ class Removal:
             "recent_blobs": recent["blobs"],
             "recent_bytes": recent["bytes"],
             "referenced_blobs": sum(1 for blob in blobs if blob.sha256 in named),
+            "leftovers": leftovers.pieces,
+            "leftover_bytes": leftovers.bytes,
             "grace": grace,
             "dry_run": dry_run,
         }

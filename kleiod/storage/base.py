@@ -255,6 +255,17 @@ def combined_end(end: ExecutionEnd, ends: Sequence[dict[str, Any]]) -> Execution
 
 
 @dataclass(frozen=True)
+class Leftovers:
+    """What :meth:`Storage.sweep_leftovers` deleted: how many pieces, how many bytes."""
+
+    pieces: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Leftovers) -> Leftovers:
+        return Leftovers(self.pieces + other.pieces, self.bytes + other.bytes)
+
+
+@dataclass(frozen=True)
 class Blob:
     """An artifact's bytes as stored, and when (on the database's clock) they were last
     stored: an upload of the same bytes stores them again, so a blob a trial is about to
@@ -370,6 +381,14 @@ class Storage(Protocol):
         """Delete the bytes stored under ``sha256`` unless they were stored (again) at or
         after ``stored_before``, on the database's clock, checked as they are deleted;
         the bytes freed, or None when kept (or not there)."""
+        ...
+
+    def sweep_leftovers(self, before: float, dry_run: bool = False) -> Leftovers:
+        """Delete what uploads and deletions of artifacts cut short (a daemon killed) left
+        behind, untouched since ``before``: spooled uploads never finished, bytes of a
+        deletion cut short.  Bytes moved aside by a deletion go back where they were
+        when nothing is there (the next `gc` judges them again): none is lost.  What was
+        (with ``dry_run``: would be) deleted."""
         ...
 
     # removal

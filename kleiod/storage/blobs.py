@@ -15,9 +15,35 @@ import uuid
 from pathlib import Path
 
 from kleiod.errors import BadRequest
-from kleiod.storage.base import Blob
+from kleiod.storage.base import Blob, Leftovers
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+SPOOL_SUFFIX = ".part"  # an upload in progress, or one cut short
+ASIDE_SUFFIX = ".gc"  # bytes a deletion moved aside: deleted next, or put back
+
+
+def spool_path(folder: Path, upload: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{upload}{SPOOL_SUFFIX}"
+
+
+def sweep_spools(folder: Path, before: float, dry_run: bool) -> Leftovers:
+    """Delete the spools in ``folder`` last written before ``before``: uploads cut short
+    (a spool being written is newer, whatever the grace period)."""
+    found = Leftovers()
+    for path in folder.glob(f"*{SPOOL_SUFFIX}"):
+        try:
+            stat = path.stat()
+            if stat.st_mtime >= before:
+                continue
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:  # finished or discarded meanwhile
+            continue
+        found += Leftovers(1, stat.st_size)
+    return found
 
 
 class Spool:
@@ -51,9 +77,7 @@ class FileBlobWriter:
 
     def __init__(self, store: FileBlobStore, upload: str) -> None:
         self._store = store
-        tmp = store.root / "tmp" / f"{upload}.part"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._spool = Spool(tmp)
+        self._spool = Spool(spool_path(store.root / "tmp", upload))
 
     def write(self, offset: int, data: bytes) -> None:
         self._spool.write(offset, data)
@@ -102,7 +126,7 @@ class FileBlobStore:
         same bytes before the move made it new (kept, moved back), one after it made a new
         file; either way no upload finds its bytes gone."""
         path = self.path(sha256)
-        aside = self.root / "tmp" / f"{sha256}.{uuid.uuid4().hex}.gc"
+        aside = self.root / "tmp" / f"{sha256}.{uuid.uuid4().hex}{ASIDE_SUFFIX}"
         aside.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(path, aside)
@@ -114,3 +138,23 @@ class FileBlobStore:
             return None
         aside.unlink()
         return stat.st_size
+
+    def sweep(self, before: float, dry_run: bool) -> Leftovers:
+        """Uploads cut short, and bytes a deletion cut short moved aside: put back where
+        nothing is (a link: never over bytes stored since), else deleted."""
+        folder = self.root / "tmp"
+        found = sweep_spools(folder, before, dry_run)
+        for aside in folder.glob(f"*{ASIDE_SUFFIX}"):
+            sha256 = aside.name.split(".", 1)[0]
+            if dry_run or not _SHA256.fullmatch(sha256):
+                continue
+            try:
+                size = aside.stat().st_size
+                self.path(sha256).parent.mkdir(parents=True, exist_ok=True)
+                os.link(aside, self.path(sha256))
+            except FileExistsError:  # stored again meanwhile: these bytes are a copy
+                found += Leftovers(1, size)
+            except FileNotFoundError:  # the deletion went on: it is gone or back already
+                continue
+            aside.unlink(missing_ok=True)
+        return found

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kleiod.storage.base import Blob, missing_artifact
-from kleiod.storage.blobs import Spool
+from kleiod.storage.base import Blob, Leftovers, missing_artifact
+from kleiod.storage.blobs import Spool, spool_path, sweep_spools
 from kleiod.storage.mongo_connection import MongoConnection
 
 
@@ -50,9 +50,7 @@ class MongoBlobWriter:
 
     def __init__(self, storage: MongoBlobs, upload: str) -> None:
         self._storage = storage
-        handle, name = tempfile.mkstemp(prefix=f"kleio-{upload}-")
-        os.close(handle)
-        self._spool = Spool(Path(name))
+        self._spool = Spool(spool_path(storage.spool_folder, upload))
 
     def write(self, offset: int, data: bytes) -> None:
         self._spool.write(offset, data)
@@ -71,6 +69,11 @@ class MongoBlobWriter:
 
 class MongoBlobs(MongoConnection):
     """Storing and fetching artifacts."""
+
+    @property
+    def spool_folder(self) -> Path:
+        """Where this machine spools uploads before they go to GridFS."""
+        return self._cache / "tmp"
 
     def begin_blob(self, upload: str) -> MongoBlobWriter:
         return MongoBlobWriter(self, upload)
@@ -138,3 +141,21 @@ class MongoBlobs(MongoConnection):
             if freed is not None and not files.count_documents({"filename": sha256}, limit=1):
                 (self._cache / sha256[:2] / sha256).unlink(missing_ok=True)
         return freed
+
+    def sweep_leftovers(self, before: float, dry_run: bool = False) -> Leftovers:
+        """This machine's spools cut short, and GridFS chunks no file names (an upload cut
+        short before its file was written, a deletion before its chunks went) whose
+        newest chunk was written before ``before``: an upload in progress writes newer."""
+        found = sweep_spools(self.spool_folder, before, dry_run)
+        chunks = self._db["artifacts.chunks"]
+        with self._t("sweeping artifacts' leftovers"):
+            named = set(self._db["artifacts.files"].distinct("_id"))
+            for files_id in set(chunks.distinct("files_id")) - named:
+                newest = chunks.find_one({"files_id": files_id}, {"_id": 1}, sort=[("_id", -1)])
+                if newest is None or newest["_id"].generation_time.timestamp() >= before:
+                    continue
+                sizes = [len(d["data"]) for d in chunks.find({"files_id": files_id}, {"data": 1})]
+                if not dry_run:
+                    chunks.delete_many({"files_id": files_id})
+                found += Leftovers(1, sum(sizes))
+        return found

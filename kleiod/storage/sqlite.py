@@ -13,7 +13,7 @@ trials, tags), ``sqlite_transfer`` (moving journals between databases) and
 
 from __future__ import annotations
 
-from kleiod.storage.base import Blob, missing_artifact
+from kleiod.storage.base import Blob, Leftovers, missing_artifact
 from kleiod.storage.blobs import FileBlobWriter
 from kleiod.storage.sqlite_executions import SQLiteExecutions
 from kleiod.storage.sqlite_records import SQLiteRecords
@@ -38,3 +38,6 @@ class SQLiteStorage(SQLiteExecutions, SQLiteRecords, SQLiteTransfer, SQLiteRemov
 
     def delete_blob(self, sha256: str, stored_before: float) -> int | None:
         return self.blobs.delete(sha256, stored_before)
+
+    def sweep_leftovers(self, before: float, dry_run: bool = False) -> Leftovers:
+        return self.blobs.sweep(before, dry_run)

@@ -336,3 +336,17 @@ def test_bytes_a_running_trial_stored_but_has_not_recorded_yet_are_kept(
     assert b"loaded" in out
     assert kleio.json("gc", "--grace", "0")["referenced_blobs"] == 1
     assert len(blobs.stored()) == 1
+
+
+def test_gc_sweeps_an_upload_cut_short_once_it_is_older_than_the_grace(kleio, isolated):
+    spools = isolated.data / "kleio" / "artifacts" / "tmp"
+    spools.mkdir(parents=True)
+    old, fresh = spools / "killed-mid-upload.part", spools / "in-progress.part"
+    old.write_bytes(b"half a checkpoint")
+    fresh.write_bytes(b"still coming")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    done = kleio.ok("gc")
+    assert "freed 1 leftover of uploads or deletions cut short, 17 bytes" in done.stdout
+    assert not old.exists() and fresh.exists()
+    assert kleio.json("gc")["leftovers"] == 0
