@@ -25,7 +25,7 @@ import numpy as np
 from kleio_client import protocol
 
 MAX_RUNS = 64  # runs in a chunk before msgpack unpacks it instead
-FIRST_WINDOW = 256  # records checked at first for a run; four times more each time
+FIRST_WINDOW = 4096  # records checked at first for a run; four times more each time
 
 # A value's tag: its payload's size and numpy type (big-endian, as msgpack writes it).
 _PAYLOADS = {
@@ -48,78 +48,113 @@ Columns = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Layout:
-    """A record's bytes: ``size`` long; the bytes at ``fixed`` equal ``expected`` in
-    every record of the run; each value is (key, offset of its tag, how it is read)."""
+    """A record's bytes: ``size`` long; masked by ``mask`` (0 where a value's bytes are),
+    equal to ``expected`` in every record of the run; each value is (key, offset of its
+    tag, how it is read)."""
 
     size: int
-    fixed: np.ndarray
+    mask: np.ndarray
     expected: np.ndarray
     values: tuple[tuple[str, int, str], ...]
 
-    def matching(self, rows: np.ndarray) -> np.ndarray:
-        """Which of ``rows`` (records as rows of bytes) have this layout."""
-        found: np.ndarray = (rows[:, self.fixed] == self.expected).all(axis=1)
+    def first_other(self, rows: np.ndarray) -> int | None:
+        """The first of ``rows`` (records as rows of bytes) not of this layout, or None.
+        Compared as one flat run of bytes, which numpy does at memory speed (a row at a
+        time, ``all(axis=1)``, is five times slower)."""
+        differing = ((rows & self.mask) != self.expected).ravel()
+        first = int(differing.argmax()) // self.size if differing.any() else len(rows)
         for _, offset, kind in self.values:
-            if kind == POSITIVE:
-                found &= rows[:, offset] < 0x80
-            elif kind == NEGATIVE:
-                found &= rows[:, offset] >= 0xE0
-        return found
+            if kind in (POSITIVE, NEGATIVE):
+                wrong = (
+                    rows[:first, offset] >= 0x80
+                    if kind == POSITIVE
+                    else rows[:first, offset] < 0xE0
+                )
+                if wrong.any():
+                    first = int(wrong.argmax())
+        return None if first == len(rows) else first
 
-    def columns(self, rows: np.ndarray) -> Columns:
-        """The values of ``rows`` (all of this layout) as float columns."""
-        found: Columns = {}
+    def put(self, sink: Sink, body: bytes, at: int, count: int, first: int) -> None:
+        """The values of the ``count`` records of this layout from byte ``at`` on, into
+        ``sink`` from its row ``first``: each read in place, a stride apart."""
         for key, offset, kind in self.values:
-            if kind == POSITIVE:
-                found[key] = rows[:, offset].astype(float)
-            elif kind == NEGATIVE:
-                found[key] = rows[:, offset].view(np.int8).astype(float)
-            elif kind == NIL:
-                found[key] = np.full(len(rows), math.nan)
-            else:
-                width = np.dtype(kind).itemsize
-                payload = np.ascontiguousarray(rows[:, offset + 1 : offset + 1 + width])
-                found[key] = payload.view(kind)[:, 0].astype(float)
-        return found
+            if kind == NIL:
+                sink.put(key, first, np.full(count, math.nan))
+                continue
+            dtype, skip = {POSITIVE: ("u1", 0), NEGATIVE: ("i1", 0)}.get(kind, (kind, 1))
+            values = np.ndarray(
+                (count,), dtype, body, offset=at + offset + skip, strides=(self.size,)
+            )
+            sink.put(key, first, values)
+
+
+class Sink:
+    """Float columns ``rows`` long, each made (all NaN) when its key first comes."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.labels: list[str] = []
+        self.columns: Columns = {}
+
+    def put(self, key: str, first: int, values: np.ndarray) -> None:
+        column = self.columns.get(key)
+        if column is None:
+            column = self.columns[key] = np.full(self.rows, math.nan)
+            self.labels.append(key)
+        column[first : first + len(values)] = values
+
+    def finished(self) -> tuple[list[str], Columns]:
+        """The keys in order of first appearance and their columns, every value that is
+        not a finite number NaN."""
+        for column in self.columns.values():
+            column[~np.isfinite(column)] = math.nan
+        return self.labels, self.columns
 
 
 def chunk(body: bytes, start: int, end: int) -> tuple[list[str], Columns]:
     """The records ``start`` to ``end`` of a stored chunk: their keys in order of first
     appearance and a float column for each (NaN where a record has no finite number)."""
-    found = _runs(body, start, end)
-    if found is None:
-        return _unpacked(body, start, end)
-    labels, columns = found
-    for column in columns.values():
-        column[~np.isfinite(column)] = math.nan
-    return labels, columns
+    sink = Sink(end - start)
+    put(sink, 0, body, start, end)
+    return sink.finished()
 
 
-def _runs(body: bytes, start: int, end: int) -> tuple[list[str], Columns] | None:
+def put(sink: Sink, first: int, body: bytes, start: int, end: int) -> None:
+    """The records ``start`` to ``end`` of a stored chunk into ``sink`` from its row
+    ``first``: run by run, or unpacked by msgpack when not made of runs."""
+    runs = _runs(body, end)
+    if runs is None:
+        labels, columns = _unpacked(body, start, end)
+        for label in labels:
+            sink.put(label, first, columns[label])
+        return
+    for index, count, at, layout in runs:
+        low = max(start, index)
+        if low < index + count:
+            skipped = low - index
+            layout.put(sink, body, at + skipped * layout.size, count - skipped, first + low - start)
+
+
+Run = tuple[int, int, int, Layout]  # first record, how many, where it begins, its layout
+
+
+def _runs(body: bytes, end: int) -> list[Run] | None:
+    """The runs of the chunk's first ``end`` records, or None (not numbers and nils, or
+    too many runs)."""
     view = np.frombuffer(body, dtype=np.uint8)
     header = _array_header(body)
     if header is None or header[0] < end:
         return None
-    _, at = header
-    labels: list[str] = []
-    columns: Columns = {}
-    index = runs = 0
+    at, index = header[1], 0
+    runs: list[Run] = []
     while index < end:
         layout = _layout(body, at)
-        runs += 1
-        if layout is None or runs > MAX_RUNS:
+        if layout is None or len(runs) >= MAX_RUNS:
             return None
         count = _run_length(view, at, layout, end - index)
-        low, high = max(start, index), index + count
-        if low < high:
-            rows = view[at : at + count * layout.size].reshape(count, layout.size)
-            for key, values in layout.columns(rows[low - index :]).items():
-                if key not in columns:
-                    labels.append(key)
-                    columns[key] = np.full(end - start, math.nan)
-                columns[key][low - start : high - start] = values
-        index, at = high, at + count * layout.size
-    return labels, columns
+        runs.append((index, count, at, layout))
+        index, at = index + count, at + count * layout.size
+    return runs
 
 
 def _run_length(view: np.ndarray, at: int, layout: Layout, most: int) -> int:
@@ -131,9 +166,9 @@ def _run_length(view: np.ndarray, at: int, layout: Layout, most: int) -> int:
         if size <= 0:
             break
         rows = view[begin : begin + size * layout.size].reshape(size, layout.size)
-        matching = layout.matching(rows)
-        if not matching.all():
-            return count + int(np.argmin(matching))
+        other = layout.first_other(rows)
+        if other is not None:
+            return count + other
         count, window = count + size, window * 4
     return count
 
@@ -186,9 +221,10 @@ def _layout(body: bytes, at: int) -> Layout | None:
     if entries < 0 or place > len(body) or len({key for key, _, _ in values}) < len(values):
         return None
     size = place - at
-    fixed = np.array([i for i in range(size) if i not in free], dtype=np.intp)
-    expected = np.frombuffer(body, dtype=np.uint8, count=size, offset=at)[fixed]
-    return Layout(size, fixed, expected, tuple(values))
+    mask = np.full(size, 0xFF, dtype=np.uint8)
+    mask[list(free)] = 0
+    expected = np.frombuffer(body, dtype=np.uint8, count=size, offset=at) & mask
+    return Layout(size, mask, expected, tuple(values))
 
 
 def _map_header(body: bytes, at: int) -> tuple[int, int]:

@@ -65,19 +65,66 @@ def thinned(
 
     x = np.arange(rows, dtype=float) if view.x == RECORD else of(view.x)
     ys = [of(key) for key in view.ys]
-    keep = np.isfinite(x) & _any_finite(ys, rows)
-    if view.low is not None:
-        keep &= x >= view.low
-    if view.high is not None:
-        keep &= x <= view.high
-    index = np.flatnonzero(keep)
-    if view.points is not None and len(index) > 2 * view.points:
-        index = _extremes(x, ys, index, view.points)
-    index = index[np.argsort(x[index], kind="stable")]  # a chart's x ascends
+    index = _ascending_extremes(x, ys, view)
+    if index is None:
+        index = _kept(x, ys, view)
+        if view.points is not None and len(index) > 2 * view.points:
+            index = _extremes(x, ys, index, view.points)
+        index = index[np.argsort(x[index], kind="stable")]  # a chart's x ascends
     return {
         view.x: _listed(x[index]),
         **{key: _listed(y[index]) for key, y in zip(view.ys, ys, strict=True)},
     }
+
+
+def _kept(x: np.ndarray, ys: list[np.ndarray], view: View) -> np.ndarray:
+    """The rows with a number for x and for some curve, within the view's range."""
+    keep = np.isfinite(x) & _any_finite(ys, len(x))
+    if view.low is not None:
+        keep &= x >= view.low
+    if view.high is not None:
+        keep &= x <= view.high
+    return np.flatnonzero(keep)
+
+
+def _ascending_extremes(x: np.ndarray, ys: list[np.ndarray], view: View) -> np.ndarray | None:
+    """The usual case, the same rows as :func:`_extremes` in a few passes: x ascends (a
+    step, a time), so the view's range is a slice and each bucket one too, found by
+    bisection; every row has a number.  None when that is not the case."""
+    if view.points is None or len(x) <= 2 * view.points or not _ascends(x):
+        return None
+    low = 0 if view.low is None else int(np.searchsorted(x, view.low, "left"))
+    high = len(x) if view.high is None else int(np.searchsorted(x, view.high, "right"))
+    xs, curves = x[low:high], [y[low:high] for y in ys]
+    if len(xs) <= 2 * view.points or not _any_finite(curves, len(xs)).all():
+        return None
+    width = (xs[-1] - xs[0]) / view.points or 1.0
+    edges = xs[0] + width * np.arange(1, view.points)
+    starts = np.unique(np.concatenate(([0], np.searchsorted(xs, edges, "left"))))
+    ends = np.append(starts[1:], len(xs))
+    chosen = [starts, ends - 1]
+    for y in curves:
+        chosen.append(np.array(_bucket_extremes(y, starts.tolist(), ends.tolist()), dtype=np.intp))
+    return low + np.unique(np.concatenate(chosen))
+
+
+def _bucket_extremes(y: np.ndarray, starts: list[int], ends: list[int]) -> list[int]:
+    """Per bucket, the first row of its lowest and of its highest number (none for a
+    bucket without one): argmin lands on a NaN when there is one, which then needs the
+    slower nanargmin."""
+    found: list[int] = []
+    for begin, end in zip(starts, ends, strict=True):
+        part = y[begin:end]
+        lowest = int(part.argmin())
+        if part[lowest] == part[lowest]:  # no NaN in the bucket
+            found += [begin + lowest, begin + int(part.argmax())]
+        elif not np.isnan(part).all():
+            found += [begin + int(np.nanargmin(part)), begin + int(np.nanargmax(part))]
+    return found
+
+
+def _ascends(x: np.ndarray) -> bool:
+    return bool(np.all(x[1:] >= x[:-1]))
 
 
 def _any_finite(ys: list[np.ndarray], rows: int) -> np.ndarray:

@@ -11,6 +11,7 @@ script asks for are the daemon's columns, read on first use.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -134,25 +135,17 @@ class Reader:
     def _decoded(self, segments: list[dict[str, Any]]) -> History:
         """The whole history: float columns decoded from the stored chunks here, a page
         while the daemon reads the next; the exact values from the daemon when asked."""
-        labels: list[str] = []
-        pieces: dict[str, list[tuple[int, np.ndarray]]] = {}
-        rows = 0
+        sink = chunk_columns.Sink(sum(s["end"] - s["start"] for s in segments))
+        firsts = list(itertools.accumulate((s["end"] - s["start"] for s in segments), initial=0))
 
-        def take(_first: int, page: list[dict[str, Any]], bodies: list[bytes]) -> None:
-            nonlocal rows
-            for segment, body in zip(page, bodies, strict=True):
-                found, columns = chunk_columns.chunk(body, segment["start"], segment["end"])
-                for label in found:
-                    if label not in pieces:
-                        labels.append(label)
-                        pieces[label] = []
-                    pieces[label].append((rows, columns[label]))
-                rows += segment["end"] - segment["start"]
+        def take(index: int, page: list[dict[str, Any]], bodies: list[bytes]) -> None:
+            for number, (segment, body) in enumerate(zip(page, bodies, strict=True), index):
+                chunk_columns.put(sink, firsts[number], body, segment["start"], segment["end"])
 
         with self._client() as client:
             stored.each_page(client, segments, "chunks", take)
-        numbers = {label: _joined(pieces[label], rows) for label in labels}
-        return History(labels, rows, numbers, lambda: self._exact(segments, ()))
+        labels, numbers = sink.finished()
+        return History(labels, sink.rows, numbers, lambda: self._exact(segments, ()))
 
     def _filtered(self, segments: list[dict[str, Any]], where: tuple[str, ...]) -> History:
         """The records matching ``where``, cut into columns by the daemon."""
@@ -174,13 +167,3 @@ class Reader:
         parts = [collapsers[r["body"]["stream"]].feed(r["body"]["data"]) for r in records]
         parts += [collapser.finish() for collapser in collapsers.values()]
         return b"".join(parts).decode(errors="replace")
-
-
-def _joined(pieces: list[tuple[int, np.ndarray]], rows: int) -> np.ndarray:
-    """One column of ``rows`` from its pieces (each with its first row), NaN elsewhere."""
-    if len(pieces) == 1 and pieces[0][0] == 0 and len(pieces[0][1]) == rows:
-        return pieces[0][1]
-    column = np.full(rows, np.nan)
-    for first, piece in pieces:
-        column[first : first + len(piece)] = piece
-    return column

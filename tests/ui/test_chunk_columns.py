@@ -58,7 +58,7 @@ NUMERIC = {
 def test_numbers_are_read_in_runs_with_the_values_msgpack_gives(name: str):
     records = NUMERIC[name]
     body = stored(records)
-    assert chunk_columns._runs(body, 0, len(records)) is not None, "not read in runs"
+    assert chunk_columns._runs(body, len(records)) is not None, "not read in runs"
     assert_same(chunk_columns.chunk(body, 0, len(records)), records)
     for start, end in [(1, len(records) // 2), (len(records) - 1, len(records)), (5, 5)]:
         assert_same(chunk_columns.chunk(body, start, end), records[start:end])
@@ -67,7 +67,7 @@ def test_numbers_are_read_in_runs_with_the_values_msgpack_gives(name: str):
 def test_single_floats_are_read_in_runs_too():
     records = [{"step": i, "loss": 1 / (i + 1)} for i in range(1_000)]
     body = stored(records, use_single_float=True)
-    assert chunk_columns._runs(body, 0, len(records)) is not None
+    assert chunk_columns._runs(body, len(records)) is not None
     labels, columns = chunk_columns.chunk(body, 0, len(records))
     assert labels == ["step", "loss"]
     assert np.allclose(columns["loss"], [1 / (i + 1) for i in range(1_000)], rtol=1e-6)
