@@ -37,6 +37,7 @@ from kleiod.spawner import Spawner
 from kleiod.spill import Spill, spill_directory
 from kleiod.storage import open_storage
 from kleiod.storage.base import Storage
+from kleiod.wakeup import Wakeup, signal_wakeup
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class Daemon:
         )
         notify.ready(f"serving {self.config.database_redacted} on {self.config.runtime_dir}")
         try:
-            self._loop(ingest, ingest_socket, controller, control_socket, storage)
+            with signal_wakeup() as wakeup:
+                self._loop(ingest, ingest_socket, controller, control_socket, storage, wakeup)
         finally:
             notify.stopping()
             ingest.close()
@@ -152,17 +154,23 @@ class Daemon:
         controller: Controller,
         control_socket: zmq.Socket,
         storage: Storage,
+        wakeup: Wakeup,
     ) -> None:
         sweep_every = max(0.25, self.config.lease_seconds / 4)
         next_sweep = time.monotonic() + sweep_every
         poller = zmq.Poller()
         poller.register(ingest_socket, zmq.POLLIN)
         poller.register(control_socket, zmq.POLLIN)
+        if wakeup.fileno() is not None:
+            poller.register(wakeup.fileno(), zmq.POLLIN)
         while self._serving():
             due = ingest.due_in()
             timeout = IDLE_POLL_MS if due is None else int(due * 1000)
             poller.modify(ingest_socket, zmq.POLLIN if ingest.accepting() else 0)
             events = dict(poller.poll(timeout))
+            if wakeup.fileno() in events:
+                wakeup.drain()
+                events.pop(wakeup.fileno())
             if not events:
                 self.trimmer.idle(ingest.counters.committed)
             if ingest_socket in events:
