@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -178,6 +179,15 @@ LIVE = """
 """
 
 
+def output_once(ui: Ui, trial: str, text: str, timeout: float = 60) -> dict:
+    """The trial's output page, read again until it holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while (output := ui.json(f"/api/trials/{trial}/output"))["text"] != text:
+        assert time.monotonic() < deadline, f"the output never read {text!r}: {output!r}"
+        time.sleep(0.02)
+    return output
+
+
 class Events:
     """A Server-Sent Events stream read as (event, data) pairs."""
 
@@ -227,8 +237,8 @@ def test_live_output_and_statistics_of_a_running_trial_are_pushed(
     seen = wait_for_line(running.stderr, "trial reserved with id: ")
     trial = trial_id(seen)
     wait_for_line(running.stdout, "first line")
-    output = ui.json(f"/api/trials/{trial}/output")
-    assert output["status"] == "running" and output["text"] == "first line\n"
+    output = output_once(ui, trial, "first line\n")  # the journal follows the terminal
+    assert output["status"] == "running"
     events = Events(ui, f"/api/trials/{trial}/live?after={output['end']}")
     try:
         assert events.until("ready") == {"status": "running"}
