@@ -359,6 +359,16 @@ def chunk_records(body: bytes, start: int, end: int, use_list: bool = True) -> l
     return list(map(operator.itemgetter(1), pairs[start:end]))
 
 
+def record_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The keys of records of any shapes, in order of first appearance (a record whose
+    keys were all seen costs one set comparison)."""
+    keys: dict[str, None] = {}
+    for record in records:
+        if not keys.keys() >= record.keys():
+            keys.update(dict.fromkeys(record))
+    return list(keys)
+
+
 def packed_items(items: list[PackedRecord]) -> bytes:
     """``items`` as one packed list of [kind, body] records (at most 65535)."""
     return (

@@ -123,8 +123,4 @@ def _uniform(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def _sparse(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The columns of records of several shapes, keys in order of first appearance."""
-    keys: dict[str, None] = {}
-    for record in records:
-        if not keys.keys() >= record.keys():
-            keys.update(dict.fromkeys(record))
-    return {key: [record.get(key) for record in records] for key in keys}
+    return {key: [record.get(key) for record in records] for key in protocol.record_keys(records)}

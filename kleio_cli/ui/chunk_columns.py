@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kleio_cli.ui.downsample import numbers
 from kleio_client import protocol
 
 MAX_RUNS = 64  # runs in a chunk before msgpack unpacks it instead
@@ -41,7 +42,10 @@ _PAYLOADS = {
     0xD3: ">i8",
 }
 _NIL = 0xC0
+_TEXT_WIDTHS = {0xD9: 1, 0xDA: 2, 0xDB: 4}  # str8, str16, str32: the length's bytes
 POSITIVE, NEGATIVE, NIL = "positive fixint", "negative fixint", "nil"
+# How a value is read: its numpy type and how far past its tag (a fixint is its tag).
+_FIXINTS = {POSITIVE: ("u1", 0), NEGATIVE: ("i1", 0)}
 
 Columns = dict[str, np.ndarray]
 
@@ -81,7 +85,7 @@ class Layout:
             if kind == NIL:
                 sink.put(key, first, np.full(count, math.nan))
                 continue
-            dtype, skip = {POSITIVE: ("u1", 0), NEGATIVE: ("i1", 0)}.get(kind, (kind, 1))
+            dtype, skip = _FIXINTS.get(kind, (kind, 1))
             values = np.ndarray(
                 (count,), dtype, body, offset=at + offset + skip, strides=(self.size,)
             )
@@ -246,8 +250,8 @@ def _text(body: bytes, at: int) -> tuple[str, int] | None:
     head = body[at]
     if 0xA0 <= head <= 0xBF:
         length, begin = head & 0x1F, at + 1
-    elif head in (0xD9, 0xDA, 0xDB):
-        width = {0xD9: 1, 0xDA: 2, 0xDB: 4}[head]
+    elif head in _TEXT_WIDTHS:
+        width = _TEXT_WIDTHS[head]
         length, begin = int.from_bytes(body[at + 1 : at + 1 + width], "big"), at + 1 + width
     else:
         return None
@@ -261,11 +265,6 @@ def _text(body: bytes, at: int) -> tuple[str, int] | None:
 
 def _unpacked(body: bytes, start: int, end: int) -> tuple[list[str], Columns]:
     """The same columns, by msgpack: for chunks of texts, lists or changing layouts."""
-    from kleio_cli.ui.downsample import numbers
-
     records = protocol.chunk_records(body, start, end, use_list=False)
-    keys: dict[str, None] = {}
-    for record in records:
-        if not keys.keys() >= record.keys():
-            keys.update(dict.fromkeys(record))
-    return list(keys), {key: numbers([r.get(key) for r in records]) for key in keys}
+    keys = protocol.record_keys(records)
+    return keys, {key: numbers([r.get(key) for r in records]) for key in keys}

@@ -135,8 +135,8 @@ class Reader:
     def _decoded(self, segments: list[dict[str, Any]]) -> History:
         """The whole history: float columns decoded from the stored chunks here, a page
         while the daemon reads the next; the exact values from the daemon when asked."""
-        sink = chunk_columns.Sink(sum(s["end"] - s["start"] for s in segments))
         firsts = list(itertools.accumulate((s["end"] - s["start"] for s in segments), initial=0))
+        sink = chunk_columns.Sink(firsts[-1])
 
         def take(index: int, page: list[dict[str, Any]], bodies: list[bytes]) -> None:
             for number, (segment, body) in enumerate(zip(page, bodies, strict=True), index):
